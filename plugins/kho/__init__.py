@@ -1,0 +1,1 @@
+"""kho: the provincial data warehouse."""
