@@ -152,7 +152,7 @@ def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
 
 
-def _parse(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
+def parse_field(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Convert wire text to the field's type; values that do not parse become null."""
     col = pc.utf8_trim_whitespace(col)
     if field_.type == "text":
@@ -210,7 +210,7 @@ def check_table(entity: Entity, table: pa.Table) -> CheckedBatch:
         if f.pattern is not None:
             ok = pc.match_substring_regex(raw, f"^(?:{f.pattern})$")
             flag(pc.and_(present, pc.invert(ok)), "malformed", f"malformed {f.name}: does not match {f.pattern}")
-        value = _parse(f, raw)
+        value = parse_field(f, raw)
         flag(pc.and_(present, pc.is_null(value)), "malformed", f"malformed {f.name}: not a valid {f.type}")
         if f.allowed is not None:
             ok = pc.is_in(value, value_set=pa.array(sorted(f.allowed)))
