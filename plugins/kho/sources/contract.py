@@ -158,10 +158,16 @@ def parse_field(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
     if field_.type == "text":
         return pc.utf8_normalize(col, form="NFC") if field_.normalise_nfc else col
     if field_.type == "date":
-        ts = pc.strptime(col, format=field_.format or "%Y-%m-%d", unit="s", error_is_null=True)
+        fmt = field_.format or "%Y-%m-%d"
+        ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+        ts = _reject_rolled_over(ts, col, fmt)
         return pc.cast(ts, pa.date32())
     if field_.type == "timestamptz":
-        return _parse_timestamp(col)
+        parsed = _parse_timestamp(col)
+        day = pc.utf8_slice_codeunits(col, 0, 10)
+        calendar_ok = pc.is_valid(_reject_rolled_over(pc.strptime(day, format="%Y-%m-%d", unit="s",
+                                                                  error_is_null=True), day, "%Y-%m-%d"))
+        return pc.if_else(calendar_ok, parsed, pa.scalar(None, parsed.type))
     if field_.type == "boolean":
         lowered = pc.utf8_lower(col)
         truthy = pc.is_in(lowered, value_set=pa.array(["true", "1", "t", "yes"]))
@@ -171,6 +177,12 @@ def parse_field(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
     valid = pc.match_substring_regex(col, r"^[+-]?\d+$" if field_.type == "integer" else r"^[+-]?\d+(\.\d+)?$")
     cleaned = pc.if_else(valid, col, pa.scalar(None, pa.string()))
     return pc.cast(cleaned, target)
+
+
+def _reject_rolled_over(ts: pa.ChunkedArray, text: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray:
+    """Arrow's strptime rolls 2001-02-30 over to 2001-03-02; a value that does not round-trip is invalid."""
+    same = pc.equal(pc.strftime(ts, format=fmt), text)
+    return pc.if_else(pc.fill_null(same, False), ts, pa.scalar(None, ts.type))
 
 
 def _parse_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
