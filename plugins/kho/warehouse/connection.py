@@ -86,7 +86,8 @@ def wait_for_standby(wh: WarehouseConfig, *, timeout_s: float = 60.0) -> int:
         while True:
             row = primary.execute(
                 sql.SQL(
-                    "SELECT count(*), coalesce(max(pg_wal_lsn_diff(%s::pg_lsn, replay_lsn)), -1)::bigint "
+                    "SELECT count(*), "
+                    "coalesce(max(pg_wal_lsn_diff(%s::pg_lsn, coalesce(replay_lsn, '0/0'))), -1)::bigint "
                     "FROM pg_stat_replication WHERE state = 'streaming'"
                 ),
                 (target,),

@@ -1,0 +1,77 @@
+"""Session-wide real infrastructure: one embedded primary + standby for every test that needs a warehouse.
+
+Starting PostgreSQL twice, migrating Airflow and importing GX are the expensive steps; each happens once per
+session. Tests that write isolate themselves in a database of their own (`fresh_db_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kho.config import KhoConfig
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays open until all are chosen, so none repeats."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+@pytest.fixture(scope="session")
+def kho_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kho-home")
+
+
+@pytest.fixture(scope="session")
+def kho_config(kho_home: Path) -> Iterator[KhoConfig]:
+    """A running embedded warehouse (primary + streaming standby) on free ports, torn down at the end."""
+    from kho.warehouse import cluster
+
+    primary, standby, simulator = free_ports(3)
+    config = KhoConfig.from_env({
+        "KHO_HOME": str(kho_home),
+        "KHO_PG_PORT": str(primary),
+        "KHO_PG_STANDBY_PORT": str(standby),
+        "KHO_SIM_PORT": str(simulator),
+        "KHO_SIM_CITIZENS": "3000",
+        "KHO_SIM_SEED": "7",
+    })
+    cluster.up(config)
+    try:
+        yield config
+    finally:
+        cluster.down(config)
+
+
+@pytest.fixture
+def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
+    """The session warehouse, pointed at a new empty database for this test (replicated like any other)."""
+    from kho.warehouse.connection import connect
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name))
+    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
+        try:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        except psycopg.Error:
+            pass

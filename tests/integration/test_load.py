@@ -1,0 +1,136 @@
+"""The loader against a real primary + standby: counts, merge semantics, quarantine and atomicity."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from kho.config import KhoConfig
+from kho.errors import ContractError
+from kho.load.batch import BatchLoader, LedgerEntry
+from kho.load.state import bootstrap
+from kho.sources.identity import cccd_prefix
+from kho.sources.population import CITIZENS
+from kho.warehouse.connection import connect, connect_standby, wait_for_standby
+
+pytestmark = pytest.mark.integration
+
+
+def citizen(i: int, **changes: str | None) -> dict[str, str | None]:
+    record: dict[str, str | None] = {
+        "cccd": cccd_prefix("74", 1980 + i % 40, "M" if i % 2 else "F") + f"{i:06d}",
+        "full_name": f"Trần Văn Số {i}",
+        "date_of_birth": f"{1980 + i % 40}-01-15",
+        "sex": "M" if i % 2 else "F",
+        "birth_province_code": "74",
+        "permanent_commune_code": "25747",
+        "status": "alive",
+        "updated_at": "2025-01-01T00:00:00Z",
+    }
+    record.update(changes)
+    return record
+
+
+def load(config: KhoConfig, records: list[dict[str, str | None]]) -> LedgerEntry:
+    with connect(config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            if records:
+                loader.add(pa.Table.from_pylist(records))
+            return loader.finish()
+
+
+def scalar(config: KhoConfig, query: str) -> object:
+    with connect(config.warehouse, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return row[0]
+
+
+def raw_rows(config: KhoConfig) -> int:
+    """Rows in the raw table; 0 when the table was never committed (its CREATE rolled back with the batch)."""
+    if scalar(config, "SELECT to_regclass('raw.population__citizens')") is None:
+        return 0
+    return int(scalar(config, "SELECT count(*) FROM raw.population__citizens"))  # type: ignore[call-overload]
+
+
+def test_first_batch_inserts_every_valid_row(fresh_db_config: KhoConfig) -> None:
+    entry = load(fresh_db_config, [citizen(i) for i in range(50)])
+    assert (entry.rows_read, entry.rows_new, entry.rows_changed, entry.rows_unchanged) == (50, 50, 0, 0)
+    assert scalar(fresh_db_config, "SELECT count(*) FROM raw.population__citizens") == 50
+    assert scalar(fresh_db_config, "SELECT rows_loaded FROM kho.load_ledger") == 50
+
+
+def test_reloading_identical_rows_counts_them_unchanged(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(20)])
+    second = load(fresh_db_config, [citizen(i) for i in range(20)])
+    assert (second.rows_new, second.rows_changed, second.rows_unchanged) == (0, 0, 20)
+    assert scalar(fresh_db_config, "SELECT count(DISTINCT _batch_id) FROM raw.population__citizens") == 1
+
+
+def test_a_changed_row_is_rewritten_and_counted_changed(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(5)])
+    moved = citizen(3, permanent_commune_code="25741", updated_at="2025-02-01T00:00:00Z")
+    entry = load(fresh_db_config, [citizen(i) for i in range(5) if i != 3] + [moved])
+    assert (entry.rows_new, entry.rows_changed, entry.rows_unchanged) == (0, 1, 4)
+    assert scalar(fresh_db_config,
+                  f"SELECT permanent_commune_code FROM raw.population__citizens WHERE cccd = '{moved['cccd']}'"
+                  ) == "25741"
+
+
+def test_an_older_version_never_overwrites_a_newer_one(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(1, updated_at="2025-03-01T00:00:00Z", status="deceased")])
+    entry = load(fresh_db_config, [citizen(1, updated_at="2025-01-01T00:00:00Z")])
+    assert (entry.rows_changed, entry.rows_unchanged) == (0, 1)
+    assert scalar(fresh_db_config, "SELECT status FROM raw.population__citizens") == "deceased"
+
+
+def test_duplicate_keys_in_one_batch_keep_the_newest_and_count_the_rest(fresh_db_config: KhoConfig) -> None:
+    records = [citizen(1), citizen(1, status="deceased", updated_at="2025-05-01T00:00:00Z"), citizen(1)]
+    entry = load(fresh_db_config, records)
+    assert (entry.rows_read, entry.rows_new, entry.rows_unchanged) == (3, 1, 2)
+    assert scalar(fresh_db_config, "SELECT status FROM raw.population__citizens") == "deceased"
+
+
+def test_rejected_rows_are_quarantined_with_reason_and_raw_payload(fresh_db_config: KhoConfig) -> None:
+    bad_cccd = citizen(1, cccd="07419")
+    no_name = citizen(2, full_name=None)
+    entry = load(fresh_db_config, [citizen(0), bad_cccd, no_name])
+    assert (entry.rows_read, entry.rows_new, entry.rows_rejected) == (3, 1, 2)
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT record_key, reason_code, reason, payload, batch_id FROM kho.quarantine ORDER BY reason_code"
+        ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("07419", "malformed"), (no_name["cccd"], "missing_required")]
+    assert "full_name" in rows[1][2]
+    assert rows[0][3]["cccd"] == "07419" and rows[0][3]["full_name"] == bad_cccd["full_name"]
+    assert {r[4] for r in rows} == {entry.batch_id}
+
+
+def test_a_batch_missing_a_required_column_is_rejected_whole(fresh_db_config: KhoConfig) -> None:
+    records = [{k: v for k, v in citizen(i).items() if k != "sex"} for i in range(3)]
+    with pytest.raises(ContractError, match=r"population.*sex.*batch"):
+        load(fresh_db_config, records)
+    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == 0
+    assert raw_rows(fresh_db_config) == 0
+
+
+def test_a_failure_mid_batch_leaves_nothing_behind(fresh_db_config: KhoConfig) -> None:
+    with connect(fresh_db_config.warehouse) as conn:
+        bootstrap(conn)
+        with pytest.raises(RuntimeError), conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)] + [citizen(99, cccd="1")]))
+            raise RuntimeError("worker died before finish()")
+    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == 0
+    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.quarantine") == 0
+    assert raw_rows(fresh_db_config) == 0
+
+
+def test_loaded_rows_reach_the_standby(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(30)])
+    wait_for_standby(fresh_db_config.warehouse)
+    with connect_standby(fresh_db_config.warehouse) as standby:
+        row = standby.execute("SELECT count(*) FROM raw.population__citizens").fetchone()
+    assert row is not None and row[0] == 30

@@ -1,0 +1,200 @@
+"""`kho.quality.run_suite` against a real PostgreSQL: batch filtering, blocking failures, Data Docs, recording.
+
+The module starts its own throwaway server (not the session warehouse) so it can shape the raw table freely:
+the table is the loader's DDL with one NOT NULL dropped, to play a loader bug the suite must catch.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kho.config import PROJECT_ROOT
+from kho.errors import QualityError
+from kho.load.ddl import create_raw_table
+from kho.quality import QUALITY_RESULTS_DDL, raise_for_blocking, record_result, run_suite
+from kho.quality.suites import load_suite
+from kho.sources.population import CITIZENS
+
+RAW_SUITE = PROJECT_ROOT / "expectations" / "raw.population__citizens.json"
+MART_SUITE = PROJECT_ROOT / "expectations" / "mart_population.citizens_per_commune.json"
+PASSWORD = f"never-on-disk-{secrets.token_hex(8)}"
+GOOD_BATCH, BAD_BATCH, EMPTY_BATCH = 1, 2, 999
+
+CITIZEN_ROWS = [
+    # cccd, full_name, date_of_birth, sex, birth_province_code, permanent_commune_code, status, batch
+    ("074090000001", "Nguyễn Văn An", "1990-01-02", "M", "74", "25741", "alive", GOOD_BATCH),
+    ("074190000002", "Trần Thị Bình", "1990-03-04", "F", "74", "25741", "alive", GOOD_BATCH),
+    ("074050000003", "Lê Văn Cường", "1950-05-06", "M", "74", "25744", "deceased", GOOD_BATCH),
+    ("074300000004", "Phạm Thị Dung", "2000-07-08", "F", "74", "25747", "alive", BAD_BATCH),
+    ("074090000005", None, "1990-09-10", "M", "74", "25747", "alive", BAD_BATCH),
+]
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    url: str
+    """SQLAlchemy URL for GX, with a password the server ignores (trust auth) but a leak would reveal."""
+
+    def connect(self, dbname: str = "kho") -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="kho", dbname=dbname, autocommit=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin() -> Path:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not candidates:
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
+    return candidates[-1].parent
+
+
+def _as_postgres(*cmd: str | Path) -> list[str]:
+    """initdb refuses to run as root: drop to the `postgres` OS user when we are root."""
+    args = [str(c) for c in cmd]
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """A throwaway PostgreSQL on a free port, in a 0755 dir under /tmp (pytest's tmp dirs are root-only)."""
+    bin_dir = _pg_bin()
+    base = Path(tempfile.mkdtemp(prefix="kho-quality-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    data, port = base / "data", _free_port()
+    subprocess.run(_as_postgres(bin_dir / "initdb", "-D", data, "-U", "kho", "--auth=trust", "--no-sync",
+                                "-E", "UTF8"), check=True, capture_output=True)
+    subprocess.run(_as_postgres(bin_dir / "pg_ctl", "-D", data, "-l", base / "log", "-w", "start", "-o",
+                                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"),
+                   check=True, capture_output=True)
+    try:
+        srv = Server(port, f"postgresql+psycopg://kho:{PASSWORD}@127.0.0.1:{port}/kho")
+        with srv.connect("postgres") as conn:
+            conn.execute("CREATE DATABASE kho")
+        yield srv
+    finally:
+        subprocess.run(_as_postgres(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"),
+                       check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def warehouse(server: Server) -> Server:
+    """raw.population__citizens from the loader's DDL, minus one NOT NULL, holding one good and one bad batch."""
+    with server.connect() as conn:
+        conn.execute("CREATE SCHEMA raw")
+        for statement in create_raw_table(CITIZENS):
+            conn.execute(statement)
+        conn.execute("ALTER TABLE raw.population__citizens ALTER COLUMN full_name DROP NOT NULL")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, birth_province_code, "
+                "permanent_commune_code, status, updated_at, _row_hash, _batch_id, _first_batch_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, now(), md5(%s), %s, %s)",
+                [(*row[:7], row[0], row[7], row[7]) for row in CITIZEN_ROWS],
+            )
+    return server
+
+
+@pytest.fixture(scope="module")
+def gx_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One GX file context for the module, as the pipeline keeps one under KHO_HOME."""
+    return tmp_path_factory.mktemp("gx-home")
+
+
+def _raw(warehouse: Server, gx_home: Path, batch_id: int | None, **kwargs: bool):  # noqa: ANN202
+    return run_suite(gx_home, warehouse.url, RAW_SUITE, "raw", "population__citizens", batch_id=batch_id, **kwargs)
+
+
+def test_a_good_batch_passes_and_gets_a_data_docs_page(warehouse: Server, gx_home: Path) -> None:
+    result = _raw(warehouse, gx_home, GOOD_BATCH)
+    assert result.success, result.failures
+    assert (result.evaluated, result.failed, result.blocking_failed) == (len(load_suite(RAW_SUITE)["expectations"]), 0, 0)
+    assert result.batch_id == GOOD_BATCH and result.table == "raw.population__citizens"
+    assert result.data_docs_path is not None and result.data_docs_path.is_file()
+    assert gx_home in result.data_docs_path.parents
+    assert (gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    raise_for_blocking(result)
+
+
+def test_a_null_required_value_fails_the_batch_as_blocking(warehouse: Server, gx_home: Path) -> None:
+    result = _raw(warehouse, gx_home, BAD_BATCH)
+    assert not result.success
+    assert result.blocking_failed == 1
+    (failure,) = result.failures
+    assert failure == ("expect_column_values_to_not_be_null", "full_name", False, 1, "blocking")
+    with pytest.raises(QualityError, match=r"raw\.population__citizens \(batch 2\).*not_null\(full_name\)"):
+        raise_for_blocking(result)
+
+
+def test_only_the_given_batchs_rows_are_validated(warehouse: Server, gx_home: Path) -> None:
+    assert _raw(warehouse, gx_home, GOOD_BATCH, build_docs=False).success
+    whole = _raw(warehouse, gx_home, None, build_docs=False)
+    assert not whole.success and whole.batch_id is None
+    by_check = {(r.type, r.column): r.unexpected_count for r in whole.results}
+    assert by_check[("expect_column_values_to_not_be_null", "full_name")] == 1
+
+
+def test_a_batch_that_owns_no_rows_has_nothing_to_validate(warehouse: Server, gx_home: Path) -> None:
+    result = _raw(warehouse, gx_home, EMPTY_BATCH, build_docs=False)
+    assert (result.success, result.evaluated, result.results, result.data_docs_path) == (True, 0, (), None)
+
+
+def test_the_warehouse_password_is_never_written_under_gx_home(warehouse: Server, gx_home: Path) -> None:
+    _raw(warehouse, gx_home, GOOD_BATCH)
+    leaks = [p for p in gx_home.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+    assert leaks == []
+    assert "${KHO_GX_WAREHOUSE_URL}" in (gx_home / "gx" / "great_expectations.yml").read_text()
+
+
+def test_mart_suite_catches_counts_that_do_not_add_up(server: Server, gx_home: Path) -> None:
+    with server.connect() as conn:
+        conn.execute(
+            "CREATE SCHEMA mart_population; CREATE TABLE mart_population.citizens_per_commune ("
+            " permanent_commune_code text PRIMARY KEY, commune_name text, district_name text, province_code text,"
+            " citizens_total bigint NOT NULL, citizens_alive bigint NOT NULL, citizens_male bigint NOT NULL,"
+            " citizens_female bigint NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO mart_population.citizens_per_commune VALUES"
+            " ('25741', 'Phường Hiệp Thành', 'Thành phố Thủ Dầu Một', '74', 3, 2, 2, 1),"
+            " ('25744', 'Phường Phú Lợi', 'Thành phố Thủ Dầu Một', '74', 2, 2, 1, 0)"
+        )
+    result = run_suite(gx_home, server.url, MART_SUITE, "mart_population", "citizens_per_commune", build_docs=False)
+    assert [(r.type, r.unexpected_count, r.severity) for r in result.failures] == [
+        ("unexpected_rows_expectation", 1, "blocking")
+    ]
+
+
+def test_record_result_stores_one_row_per_run(warehouse: Server, gx_home: Path) -> None:
+    result = _raw(warehouse, gx_home, BAD_BATCH, build_docs=False)
+    with warehouse.connect() as conn:
+        conn.execute(QUALITY_RESULTS_DDL)
+        conn.execute(QUALITY_RESULTS_DDL)  # idempotent: bootstrap runs it on every start
+        with conn.transaction():
+            result_id = record_result(conn, result)
+        row = conn.execute(
+            "SELECT suite_name, table_name, batch_id, success, evaluated, failed, blocking_failed,"
+            " jsonb_path_query_array(results, '$[*] ? (@.success == false).column') FROM kho.quality_results"
+            " WHERE result_id = %s",
+            (result_id,),
+        ).fetchone()
+    assert row == ("raw.population__citizens", "raw.population__citizens", BAD_BATCH, False, result.evaluated, 1, 1,
+                   ["full_name"])
