@@ -5,6 +5,7 @@ Airflow reads its settings when first imported, so `prepare()` must run before a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def prepare(config: KhoConfig) -> dict[str, str]:
     if "airflow" in sys.modules and os.environ.get("AIRFLOW_HOME") != str(config.airflow_home):
         raise ConfigError("airflow was imported before kho prepared its environment; call prepare() first")
     env = {**config.child_env(), **airflow_environment(config)}
-    env["KHO_PG_PASSWORD"] = config.warehouse.password()
+    with contextlib.suppress(ConfigError):  # parsing DAGs needs no warehouse; tasks that do will say so
+        env["KHO_PG_PASSWORD"] = config.warehouse.password()
     os.environ.update(env)
     config.airflow_home.mkdir(parents=True, exist_ok=True)
     _migrate_once(config.airflow_home)

@@ -28,22 +28,33 @@ class DagOutcome:
     run_id: str
 
 
-def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: dict[str, Any] | None = None
-             ) -> list[DagOutcome]:
-    """Run DAGs in order with `dag.test()` (in-process, real tasks, real metadata DB); stop at the first failure."""
+def load_dagbag(config: KhoConfig) -> Any:
+    """Parse kho's DAG folder once (Airflow's DagBag); import errors stop here with their messages."""
     airflow_env.prepare(config)
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(str(config.project_root / "dags"))
     if bag.import_errors:
         raise KhoError(f"DAG import errors: {bag.import_errors}")
+    return bag
+
+
+def run_dag(bag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> DagOutcome:
+    """One in-process DAG run with `dag.test()`: real tasks, real metadata DB, no scheduler needed."""
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise KhoError(f"no DAG {dag_id!r} among {sorted(bag.dag_ids)}")
+    run = dag.test(run_conf=conf or {})
+    return DagOutcome(dag_id, str(run.state), str(run.run_id))
+
+
+def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: dict[str, Any] | None = None
+             ) -> list[DagOutcome]:
+    """Run DAGs in order; stop at the first that does not succeed."""
+    bag = load_dagbag(config)
     outcomes = []
     for dag_id in dag_ids:
-        dag = bag.get_dag(dag_id)
-        if dag is None:
-            raise KhoError(f"no DAG {dag_id!r} in {config.project_root / 'dags'}")
-        run = dag.test(run_conf=conf or {})
-        outcome = DagOutcome(dag_id, str(run.state), str(run.run_id))
+        outcome = run_dag(bag, dag_id, conf if dag_id == dag_ids[0] else None)
         outcomes.append(outcome)
         if outcome.state != "success":
             raise KhoError(f"DAG {dag_id} ended {outcome.state} (run {outcome.run_id}); see the task logs above")

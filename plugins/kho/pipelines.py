@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import urllib.parse
 from typing import Any
 
 from kho.config import KhoConfig
 from kho.errors import QualityError
 from kho.load.pipeline import SyncOptions, sync_api
+from kho.load.state import bootstrap
 from kho.sources import get_entity
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
@@ -31,20 +31,13 @@ def sync(registry: str, entity: str, *, full_refresh: bool = False, run_id: str 
     return {k: _jsonable(v) for k, v in dataclasses.asdict(entry).items()}
 
 
-def sqlalchemy_url(config: KhoConfig) -> str:
-    """A SQLAlchemy URL for the current primary (GX speaks SQLAlchemy, not libpq multi-host)."""
-    host, port = primary_address(config.warehouse)
-    wh = config.warehouse
-    password = urllib.parse.quote_plus(wh.password())
-    return f"postgresql+psycopg://{urllib.parse.quote_plus(wh.user)}:{password}@{host}:{port}/{wh.dbname}"
-
-
 def _validate(config: KhoConfig, schema: str, table: str, batch_id: int | None) -> dict[str, Any]:
-    from kho.quality import raise_for_blocking, record_result, run_suite
+    from kho.quality import raise_for_blocking, record_result, run_suite, warehouse_url
 
     suite_file = config.expectations_dir / f"{schema}.{table}.json"
-    result = run_suite(config.gx_home, sqlalchemy_url(config), suite_file, schema, table, batch_id=batch_id)
+    result = run_suite(config.gx_home, warehouse_url(config.warehouse), suite_file, schema, table, batch_id=batch_id)
     with connect(config.warehouse) as conn:
+        bootstrap(conn)
         record_result(conn, result)
     summary = {
         "suite": result.suite, "table": f"{schema}.{table}", "batch_id": batch_id, "success": result.success,

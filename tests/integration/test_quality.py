@@ -22,9 +22,11 @@ import pytest
 from kho.config import PROJECT_ROOT
 from kho.errors import QualityError
 from kho.load.ddl import create_raw_table
-from kho.quality import QUALITY_RESULTS_DDL, raise_for_blocking, record_result, run_suite
+from kho.quality import QUALITY_RESULTS_DDL, QualityResult, raise_for_blocking, record_result, run_suite
 from kho.quality.suites import load_suite
 from kho.sources.population import CITIZENS
+
+pytestmark = pytest.mark.integration
 
 RAW_SUITE = PROJECT_ROOT / "expectations" / "raw.population__citizens.json"
 MART_SUITE = PROJECT_ROOT / "expectations" / "mart_population.citizens_per_commune.json"
@@ -119,14 +121,15 @@ def gx_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gx-home")
 
 
-def _raw(warehouse: Server, gx_home: Path, batch_id: int | None, **kwargs: bool):  # noqa: ANN202
+def _raw(warehouse: Server, gx_home: Path, batch_id: int | None, **kwargs: bool) -> QualityResult:
     return run_suite(gx_home, warehouse.url, RAW_SUITE, "raw", "population__citizens", batch_id=batch_id, **kwargs)
 
 
 def test_a_good_batch_passes_and_gets_a_data_docs_page(warehouse: Server, gx_home: Path) -> None:
     result = _raw(warehouse, gx_home, GOOD_BATCH)
     assert result.success, result.failures
-    assert (result.evaluated, result.failed, result.blocking_failed) == (len(load_suite(RAW_SUITE)["expectations"]), 0, 0)
+    expected = len(load_suite(RAW_SUITE)["expectations"])
+    assert (result.evaluated, result.failed, result.blocking_failed) == (expected, 0, 0)
     assert result.batch_id == GOOD_BATCH and result.table == "raw.population__citizens"
     assert result.data_docs_path is not None and result.data_docs_path.is_file()
     assert gx_home in result.data_docs_path.parents
@@ -140,7 +143,8 @@ def test_a_null_required_value_fails_the_batch_as_blocking(warehouse: Server, gx
     assert result.blocking_failed == 1
     (failure,) = result.failures
     assert failure == ("expect_column_values_to_not_be_null", "full_name", False, 1, "blocking")
-    with pytest.raises(QualityError, match=r"raw\.population__citizens \(batch 2\).*not_null\(full_name\)"):
+    message = r"raw\.population__citizens \(batch 2\).*to_not_be_null\(full_name\): 1 unexpected"
+    with pytest.raises(QualityError, match=message):
         raise_for_blocking(result)
 
 
@@ -186,6 +190,7 @@ def test_mart_suite_catches_counts_that_do_not_add_up(server: Server, gx_home: P
 def test_record_result_stores_one_row_per_run(warehouse: Server, gx_home: Path) -> None:
     result = _raw(warehouse, gx_home, BAD_BATCH, build_docs=False)
     with warehouse.connect() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS kho")
         conn.execute(QUALITY_RESULTS_DDL)
         conn.execute(QUALITY_RESULTS_DDL)  # idempotent: bootstrap runs it on every start
         with conn.transaction():

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from kho.sources.contract import Entity
+from kho.sources.contract import RAW_META_COLUMNS, Entity
 
 RAW_SCHEMA = "raw"
-META_COLUMNS = (
-    ("_extra", "jsonb"),
-    ("_row_hash", "text NOT NULL"),
-    ("_batch_id", "bigint NOT NULL"),
-    ("_first_batch_id", "bigint NOT NULL"),
-    ("_loaded_at", "timestamptz NOT NULL DEFAULT now()"),
-)
+_META_TYPES = {
+    "_extra": "jsonb",
+    "_row_hash": "text NOT NULL",
+    "_batch_id": "bigint NOT NULL",
+    "_first_batch_id": "bigint NOT NULL",
+    "_loaded_at": "timestamptz NOT NULL DEFAULT now()",
+}
+META_COLUMNS = tuple((name, _META_TYPES[name]) for name in RAW_META_COLUMNS)
 
 
 def raw_table(entity: Entity) -> sql.Identifier:
@@ -44,7 +45,9 @@ def create_raw_table(entity: Entity) -> list[sql.Composed]:
 
 def create_stage_table(entity: Entity, name: str) -> sql.Composed:
     """A temporary, transaction-scoped table that COPY fills before the merge."""
-    columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(f.postgres_type)) for f in entity.fields]
+    columns: list[sql.Composable] = [
+        sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(f.postgres_type)) for f in entity.fields
+    ]
     columns.append(sql.SQL("_extra jsonb"))
     return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
         sql.Identifier(name), sql.SQL(", ").join(columns)

@@ -10,6 +10,8 @@ import datetime as dt
 import psycopg
 from psycopg import sql
 
+from kho.quality import QUALITY_RESULTS_DDL
+
 STATE_DDL = (
     "CREATE SCHEMA IF NOT EXISTS kho",
     "CREATE SCHEMA IF NOT EXISTS raw",
@@ -68,7 +70,7 @@ def bootstrap(conn: psycopg.Connection) -> None:
     """Create kho's schemas and state tables if missing (idempotent, safe to run on every load)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('kho.bootstrap'))")
-        for statement in STATE_DDL:
+        for statement in (*STATE_DDL, QUALITY_RESULTS_DDL):
             conn.execute(statement)
 
 

@@ -36,6 +36,8 @@ POSTGRES_TYPES: dict[str, str] = {
     "numeric": "numeric",
     "boolean": "boolean",
 }
+RAW_META_COLUMNS: tuple[str, ...] = ("_extra", "_row_hash", "_batch_id", "_first_batch_id", "_loaded_at")
+"""Columns every raw table carries after the contract's fields: unknown fields, row hash, lineage to the ledger."""
 
 
 class SchemaDrift(enum.Enum):

@@ -86,5 +86,5 @@ def test_unknown_fields_are_kept_as_json_under_keep_extra() -> None:
 
 
 def test_unknown_entity_lookup_names_the_known_ones() -> None:
-    with pytest.raises(Exception, match="population.citizens"):
+    with pytest.raises(Exception, match=r"population\.citizens"):
         get_entity("population", "households")
