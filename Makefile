@@ -15,7 +15,7 @@ demo: setup
 	$(UV) run --frozen kho demo
 
 lint: setup
-	$(UV) run --frozen ruff check plugins dags tests bench
+	$(UV) run --frozen ruff check plugins dags tests
 	$(UV) run --frozen mypy plugins/kho
 
 test: lint

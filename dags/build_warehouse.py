@@ -46,20 +46,21 @@ def build_warehouse() -> None:
 
     dbt = DbtTaskGroup(
         group_id="dbt",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT, install_dbt_deps=False),
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_PROJECT,
+            install_dbt_deps=False,
+            env_vars={
+                "KHO_DBT_HOST": "{{ ti.xcom_pull(task_ids='resolve_primary')['host'] }}",
+                "KHO_DBT_PORT": "{{ ti.xcom_pull(task_ids='resolve_primary')['port'] }}",
+            },
+        ),
         profile_config=ProfileConfig(
             profile_name="kho", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
         ),
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, invocation_mode=InvocationMode.DBT_RUNNER,
-                                   emit_datasets=False),
-        operator_args={
-            "install_deps": False,
-            "env": {
-                "KHO_DBT_HOST": "{{ ti.xcom_pull(task_ids='resolve_primary')['host'] }}",
-                "KHO_DBT_PORT": "{{ ti.xcom_pull(task_ids='resolve_primary')['port'] }}",
-            },
-        },
+                                   emit_datasets=False, should_detach_multiple_parents_tests=True),
+        operator_args={"install_deps": False},
     )
 
     @task

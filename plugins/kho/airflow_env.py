@@ -28,6 +28,12 @@ def airflow_environment(config: KhoConfig) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
         "AIRFLOW__COSMOS__CACHE_DIR": str(config.home / "cosmos-cache"),
+        # A provincial warehouse phones nobody home: no usage telemetry from Cosmos, dbt or Airflow.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_ANALYTICS": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     }
 
 
@@ -36,6 +42,9 @@ def prepare(config: KhoConfig) -> dict[str, str]:
     if "airflow" in sys.modules and os.environ.get("AIRFLOW_HOME") != str(config.airflow_home):
         raise ConfigError("airflow was imported before kho prepared its environment; call prepare() first")
     env = {**config.child_env(), **airflow_environment(config)}
+    venv_bin = str(Path(sys.executable).parent)  # Cosmos finds dbt on PATH: use this environment's
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        env["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     with contextlib.suppress(ConfigError):  # parsing DAGs needs no warehouse; tasks that do will say so
         env["KHO_PG_PASSWORD"] = config.warehouse.password()
     os.environ.update(env)

@@ -36,9 +36,12 @@ def _simulate(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.simulator import World, serve_forever
 
     world = World.generate(seed=args.seed, count=args.citizens, defect_rate=args.defect_rate)
-    print(f"population registry simulator: {args.citizens} citizens (seed {args.seed}, defect rate "
-          f"{args.defect_rate}) on http://{args.host}:{args.port}  — ctrl-C to stop", flush=True)
-    serve_forever(world, args.host, args.port)
+
+    def ready(url: str) -> None:
+        print(f"population registry simulator: {len(world)} citizens (seed {args.seed}, defect rate "
+              f"{args.defect_rate}, {len(world.defects)} defects) on {url}  — ctrl-C to stop", flush=True)
+
+    serve_forever(world, args.host, args.port, on_ready=ready)
     return 0
 
 

@@ -1,0 +1,28 @@
+"""Airflow for the end-to-end tests: one migrated metadata DB and one parsed DagBag per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kho.config import KhoConfig
+
+
+@pytest.fixture(scope="session")
+def dagbag(kho_config: KhoConfig) -> Any:
+    from kho import demo
+
+    return demo.load_dagbag(kho_config)
+
+
+@pytest.fixture(scope="session")
+def simulator(kho_config: KhoConfig) -> Iterator[Any]:
+    """The population registry the DAGs read, with no defects, on the session's simulator port."""
+    from kho.simulator import World, serve_in_thread
+
+    world = World.generate(seed=kho_config.simulator_seed, count=kho_config.simulator_citizens)
+    running = serve_in_thread(world, kho_config.simulator_host, kho_config.simulator_port)
+    yield world
+    running.stop()

@@ -1,0 +1,102 @@
+"""The main job end to end: real DAG runs (dag.test), real dbt through Cosmos, real GX, primary + standby."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kho.config import KhoConfig
+from kho.demo import run_dag
+from kho.warehouse.connection import connect, connect_standby, wait_for_standby
+
+pytestmark = pytest.mark.e2e
+
+
+def query(conn: Any, text: str) -> Any:
+    row = conn.execute(text).fetchone()
+    assert row is not None
+    return row[0] if len(row) == 1 else row
+
+
+@pytest.fixture(scope="module")
+def first_runs(kho_config: KhoConfig, dagbag: Any, simulator: Any) -> dict[str, str]:
+    """Both DAGs once, in order, as the demo runs them."""
+    return {dag_id: run_dag(dagbag, dag_id).state for dag_id in ("sync_population", "build_warehouse")}
+
+
+def test_both_dags_succeed(first_runs: dict[str, str]) -> None:
+    assert first_runs == {"sync_population": "success", "build_warehouse": "success"}
+
+
+def test_the_mart_counts_every_simulated_citizen_on_primary_and_standby(
+    kho_config: KhoConfig, first_runs: dict[str, str]
+) -> None:
+    expected = kho_config.simulator_citizens
+    total = "SELECT sum(citizens_total) FROM mart_population.citizens_per_commune"
+    with connect(kho_config.warehouse, autocommit=True) as primary:
+        assert query(primary, total) == expected
+        assert query(primary, "SELECT count(*) FROM raw.population__citizens") == expected
+    wait_for_standby(kho_config.warehouse)
+    with connect_standby(kho_config.warehouse) as standby:
+        assert query(standby, "SELECT pg_is_in_recovery()") is True
+        assert query(standby, total) == expected
+
+
+def test_quality_results_are_recorded_for_raw_and_mart(kho_config: KhoConfig, first_runs: dict[str, str]) -> None:
+    with connect(kho_config.warehouse, autocommit=True) as conn:
+        suites = {r[0]: r[1] for r in conn.execute(
+            "SELECT suite_name, bool_and(success) FROM kho.quality_results GROUP BY suite_name")}
+    assert suites == {"raw.population__citizens": True, "mart_population.citizens_per_commune": True}
+
+
+def test_a_second_sync_loads_nothing_new_and_the_ledger_says_so(
+    kho_config: KhoConfig, dagbag: Any, first_runs: dict[str, str]
+) -> None:
+    assert run_dag(dagbag, "sync_population").state == "success"
+    with connect(kho_config.warehouse, autocommit=True) as conn:
+        last = conn.execute(
+            "SELECT rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, rows_loaded "
+            "FROM kho.load_ledger ORDER BY batch_id DESC LIMIT 1").fetchone()
+        raw_rows = query(conn, "SELECT count(*) FROM raw.population__citizens")
+    assert last is not None
+    read, new, changed, unchanged, rejected, loaded = last
+    assert (new, changed, loaded, rejected) == (0, 0, 0, 0)
+    assert read == unchanged
+    assert raw_rows == kho_config.simulator_citizens
+
+
+@pytest.fixture
+def defective_registry(kho_config: KhoConfig, monkeypatch: pytest.MonkeyPatch, fresh_db_config: KhoConfig
+                       ) -> Iterator[tuple[KhoConfig, Any]]:
+    """A registry with injected defects, read by the DAG into a database of its own."""
+    from kho.simulator import World, ground_truth, serve_in_thread
+    from tests.conftest import free_port
+
+    port = free_port()
+    seed, count, rate = 11, 600, 0.05
+    running = serve_in_thread(World.generate(seed=seed, count=count, defect_rate=rate), "127.0.0.1", port)
+    monkeypatch.setenv("KHO_SIM_PORT", str(port))
+    monkeypatch.setenv("KHO_PG_DATABASE", fresh_db_config.warehouse.dbname)
+    config = dataclasses.replace(fresh_db_config, simulator_port=port)
+    yield config, (count, ground_truth(seed, count, rate))
+    running.stop()
+
+
+def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_adds_up(
+    dagbag: Any, defective_registry: tuple[KhoConfig, Any]
+) -> None:
+    config, (count, truth) = defective_registry
+    assert truth, "the defect rate should inject at least one defect"
+    assert run_dag(dagbag, "sync_population").state == "success"
+    with connect(config.warehouse, autocommit=True) as conn:
+        read, new, changed, unchanged, rejected = conn.execute(
+            "SELECT rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected FROM kho.load_ledger").fetchone()
+        quarantined = sorted(conn.execute("SELECT payload->>'cccd', reason_code FROM kho.quarantine").fetchall(),
+                             key=str)
+        loaded = query(conn, "SELECT count(*) FROM raw.population__citizens")
+    assert read == count == new + changed + unchanged + rejected
+    assert rejected == len(truth) and loaded == count - len(truth)
+    assert quarantined == sorted(((d.key, d.expected_reason_code) for d in truth), key=str)
