@@ -1,14 +1,13 @@
-# The two commands of the README: `make demo` (install + run the main job) and `make test` (install + tests).
+# The README's two commands: `make demo` (install + run the main job) and `make test` (install + lint + tests).
 SHELL := /bin/bash
-PYTHON ?= python3.11
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV ?= $(PYTHON) -m uv
 
 .PHONY: setup demo test lint clean
 
-$(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
-
-setup: $(UV)
+setup:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
 	$(UV) sync --frozen --quiet
 
 demo: setup

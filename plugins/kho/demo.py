@@ -100,7 +100,9 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
         p(f"  {b:>5}  {ent}  {read} = {new} + {changed} + {unchanged} + {rejected}")
     p("\nQuality (latest per suite)")
     for suite, ok, evaluated, failed in quality:
-        p(f"  {suite:<45} {'passed' if ok else 'FAILED'}  {evaluated - failed}/{evaluated} expectations")
+        verdict = "passed" if ok else "FAILED"
+        detail = f"{evaluated - failed}/{evaluated} expectations" if evaluated else "no new rows in the batch"
+        p(f"  {suite:<45} {verdict}  {detail}")
     p("\nReplication")
     p(cluster.status(config).render())
     docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"

@@ -415,14 +415,6 @@ def _grant_search(path: Path, user: _PgUser) -> None:
               f"{user.name!r} can reach {path}", file=sys.stderr)
 
 
-def _require_search(path: Path, user: _PgUser) -> None:
-    if user.is_other:
-        blocked = [str(d) for d in reversed(path.parents) if not user.can_search(d)]
-        if blocked:
-            raise WarehouseError(f"user {user.name!r} cannot reach {path}: no search permission on "
-                                 f"{', '.join(blocked)}; install PostgreSQL where that user can run it")
-
-
 # --------------------------------------------------------------------------------------------------- layout
 
 
@@ -685,7 +677,7 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
     with _locked(layout):
         bins = binaries or find_binaries(major=_data_major(layout.primary.datadir))
         _check_versions(layout, bins)
-        _require_search(bins.bindir, user)
+        _grant_search(bins.bindir, user)  # pgserver's binaries may sit in a root-only checkout's .venv
         password = wh.ensure_password()
         _prepare_root(layout, user)
         _stop_moved_nodes(bins, user, layout)

@@ -1,0 +1,55 @@
+"""The `kho` command fails with a clear one-line message and a non-zero exit, never a bare traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kho.cli import main
+from kho.config import PROJECT_ROOT
+from kho.sources.population import CITIZENS
+
+
+@pytest.fixture
+def nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty KHO_HOME whose warehouse ports have no server (port 1 and 2 need root to bind: never ours)."""
+    monkeypatch.setenv("KHO_HOME", str(tmp_path))
+    monkeypatch.setenv("KHO_PG_PORT", "1031")
+    monkeypatch.setenv("KHO_PG_STANDBY_PORT", "1033")
+    monkeypatch.setenv("KHO_PG_PASSWORD", "not-used")
+    return tmp_path
+
+
+def test_status_of_a_stopped_warehouse_exits_non_zero(nothing_running: Path, capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    assert main(["warehouse", "status"]) == 1
+    out = capsys.readouterr().out
+    assert "primary" in out and "standby" in out
+
+
+def test_sync_of_an_unknown_entity_names_the_known_ones(nothing_running: Path, capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    assert main(["sync", "population", "unicorns"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kho: error: unknown entity population.unicorns")
+    assert "Traceback" not in err
+
+
+def test_sync_without_a_warehouse_says_how_to_start_one(nothing_running: Path, capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    assert main(["sync", "population", "citizens"]) == 2
+    err = capsys.readouterr().err
+    assert "kho warehouse up" in err and "Traceback" not in err
+
+
+def test_a_bad_port_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+                                              ) -> None:
+    monkeypatch.setenv("KHO_PG_PORT", "fifty")
+    assert main(["warehouse", "status"]) == 2
+    assert "KHO_PG_PORT='fifty'" in capsys.readouterr().err
+
+
+def test_registries_doc_lists_every_contract_field() -> None:
+    doc = (PROJECT_ROOT / "docs" / "registries.md").read_text(encoding="utf-8")
+    assert all(f"| `{name}` |" in doc for name in CITIZENS.field_names)
