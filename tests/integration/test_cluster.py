@@ -24,20 +24,9 @@ from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import ConfigError, WarehouseError
 from kho.warehouse import cluster
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open together, so the kernel cannot hand out one twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def make_config(home: Path, primary_port: int, standby_port: int) -> KhoConfig:

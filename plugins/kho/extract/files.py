@@ -1,0 +1,141 @@
+"""Registry export files (CSV or JSON Lines, optionally gzipped) read as a stream of all-text Arrow tables.
+
+Parsing happens in Arrow's C++ readers, block by block, so memory stays bounded by the block size whatever the
+file's size. Every column is read as text: typing and checking belong to the contract check in `load`, so one
+malformed value is quarantined instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+
+from kho.errors import ExtractError
+
+FileFormat = Literal["csv", "jsonl"]
+BLOCK_BYTES = 8 << 20
+"""Arrow parses this much text at a time: big enough to amortise per-batch work, small enough to bound memory."""
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One export file and how to read it; the format is taken from the name unless given."""
+
+    path: Path
+    format: FileFormat
+    compressed: bool
+
+    @classmethod
+    def of(cls, path: Path | str, fmt: FileFormat | None = None) -> ExportFile:
+        path = Path(path)
+        if not path.is_file():
+            raise ExtractError(f"export file {path} does not exist or is not a file")
+        suffixes = [s.lower() for s in path.suffixes]
+        compressed = bool(suffixes) and suffixes[-1] == ".gz"
+        data_suffix = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+        guessed: FileFormat | None = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(data_suffix)  # type: ignore[assignment]
+        chosen = fmt or guessed
+        if chosen is None:
+            raise ExtractError(f"cannot tell the format of {path.name}: name it .csv/.jsonl[.gz] or pass the format")
+        return cls(path, chosen, compressed)
+
+    def _open_binary(self) -> pa.NativeFile:
+        return pa.input_stream(str(self.path), compression="gzip" if self.compressed else None)
+
+    def header(self) -> list[str]:
+        """Column names of a CSV export (its first line)."""
+        opener = gzip.open if self.compressed else open
+        with opener(self.path, "rt", encoding="utf-8-sig", newline="") as fh:
+            first = next(csv.reader(fh), None)
+        if not first:
+            raise ExtractError(f"{self.path.name} is empty: an export needs a header row")
+        return [name.strip() for name in first]
+
+
+def iter_file(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
+    """Yield all-text Arrow tables of at most about `block_bytes` of input each."""
+    try:
+        if export.format == "csv":
+            yield from _iter_csv(export, block_bytes)
+        else:
+            yield from _iter_jsonl(export, block_bytes)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise ExtractError(f"{export.path.name} is not valid {export.format.upper()}: {exc}") from exc
+
+
+def _iter_csv(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
+    names = export.header()
+    reader = pacsv.open_csv(
+        export._open_binary(),
+        read_options=pacsv.ReadOptions(block_size=block_bytes, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+        ),
+    )
+    for batch in reader:
+        yield pa.Table.from_batches([batch])
+
+
+def _iter_jsonl(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
+    """JSON Lines in blocks of whole lines; values are rendered as text like the API client does."""
+    options = pajson.ParseOptions(explicit_schema=_jsonl_schema(export), unexpected_field_behavior="infer")
+    with export._open_binary() as raw:
+        pending = b""
+        while True:
+            chunk = raw.read(block_bytes)
+            if not chunk:
+                break
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1:]
+            yield _jsonl_block(data[: cut + 1], options)
+        if pending.strip():
+            yield _jsonl_block(pending, options)
+
+
+def _jsonl_schema(export: ExportFile) -> pa.Schema:
+    """Fields of the first record, all as text: Arrow must not guess timestamps out of ISO date strings."""
+    opener = gzip.open if export.compressed else open
+    with opener(export.path, "rt", encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        record = json.loads(first) if first.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ExtractError(f"{export.path.name}: line 1 is not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise ExtractError(f"{export.path.name}: line 1 is not a JSON object")
+    return pa.schema([(name, pa.string()) for name in record])
+
+
+def _jsonl_block(block: bytes, options: pajson.ParseOptions) -> pa.Table:
+    table = pajson.read_json(io.BytesIO(block), parse_options=options)
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_string(col.type):
+            col = col.cast(pa.string()) if _castable(col.type) else pa.chunked_array(
+                [pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())])
+        columns[name] = col
+    return pa.table(columns)
+
+
+def _castable(type_: pa.DataType) -> bool:
+    return bool(pa.types.is_null(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_)
+                or pa.types.is_boolean(type_) or pa.types.is_timestamp(type_) or pa.types.is_date(type_))
