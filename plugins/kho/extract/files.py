@@ -111,7 +111,7 @@ def _iter_jsonl(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
 
 
 def _jsonl_schema(export: ExportFile) -> pa.Schema:
-    """Fields of the first record, all as text: Arrow must not guess timestamps out of ISO date strings."""
+    """Text fields of the first record stay text: Arrow must not guess timestamps out of ISO date strings."""
     opener = gzip.open if export.compressed else open
     with opener(export.path, "rt", encoding="utf-8") as fh:
         first = fh.readline()
@@ -121,7 +121,7 @@ def _jsonl_schema(export: ExportFile) -> pa.Schema:
         raise ExtractError(f"{export.path.name}: line 1 is not JSON: {exc}") from exc
     if not isinstance(record, dict):
         raise ExtractError(f"{export.path.name}: line 1 is not a JSON object")
-    return pa.schema([(name, pa.string()) for name in record])
+    return pa.schema([(name, pa.string()) for name, value in record.items() if isinstance(value, str)])
 
 
 def _jsonl_block(block: bytes, options: pajson.ParseOptions) -> pa.Table:

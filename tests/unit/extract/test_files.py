@@ -1,0 +1,78 @@
+"""Export files are read as streams of all-text Arrow tables, whatever their format and compression."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from kho.errors import ExtractError
+from kho.extract.files import ExportFile, iter_file
+
+ROWS = [
+    {"cccd": "074090001234", "full_name": "Nguyễn Thị Hương", "date_of_birth": "17/05/1990", "note": "a, \"b\""},
+    {"cccd": "001085000002", "full_name": "Trần Văn Đức", "date_of_birth": "01/01/1985", "note": None},
+]
+
+
+def write_csv(path: Path, rows: list[dict[str, str | None]], *, compress: bool = False) -> Path:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(list(rows[0]))
+    for r in rows:
+        writer.writerow(["" if v is None else v for v in r.values()])
+    data = buf.getvalue().encode("utf-8")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def read_all(path: Path, **kwargs: int) -> pa.Table:
+    return pa.concat_tables(list(iter_file(ExportFile.of(path), **kwargs)))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_csv_values_arrive_as_text_with_empty_as_null(tmp_path: Path, compress: bool) -> None:
+    name = "population__citizens__day000.csv" + (".gz" if compress else "")
+    table = read_all(write_csv(tmp_path / name, ROWS, compress=compress))
+    assert all(pa.types.is_string(t) for t in table.schema.types)
+    assert table.to_pylist() == ROWS
+
+
+def test_jsonl_keeps_iso_strings_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl.gz"
+    records = [{"cccd": "074090001234", "updated_at": "2025-01-01T00:00:00Z", "n": 3}]
+    path.write_bytes(gzip.compress("\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()))
+    assert read_all(path).to_pylist() == [{"cccd": "074090001234", "updated_at": "2025-01-01T00:00:00Z", "n": "3"}]
+
+
+def test_a_large_file_streams_in_several_tables(tmp_path: Path) -> None:
+    rows = [{**ROWS[0], "cccd": f"{i:012d}"} for i in range(20_000)]
+    path = write_csv(tmp_path / "big.csv", rows)
+    tables = list(iter_file(ExportFile.of(path), block_bytes=64 << 10))
+    assert len(tables) > 5
+    assert sum(t.num_rows for t in tables) == 20_000
+
+
+def test_a_file_of_unknown_format_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "citizens.xlsx"
+    path.write_bytes(b"PK")
+    with pytest.raises(ExtractError, match=r"citizens\.xlsx"):
+        ExportFile.of(path)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ExtractError, match="does not exist"):
+        ExportFile.of(tmp_path / "nope.csv")
+
+
+def test_a_ragged_csv_row_is_reported_as_invalid_csv(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
+    with pytest.raises(ExtractError, match="not valid CSV"):
+        read_all(path)
