@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kho.config import KhoConfig
-from kho.errors import KhoError
+from kho.errors import ConfigError, KhoError
+
+if TYPE_CHECKING:
+    from kho.simulator.generate import WorldSpec
+    from kho.simulator.server import ServerOptions
 
 Handler = Callable[[argparse.Namespace, KhoConfig], int]
 
@@ -32,16 +38,72 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0 if state.healthy else 1
 
 
-def _simulate(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.simulator import World, serve_forever
+def _world_spec(args: argparse.Namespace) -> WorldSpec:
+    from kho.simulator.generate import WorldSpec
 
-    world = World.generate(seed=args.seed, count=args.citizens, defect_rate=args.defect_rate)
+    return WorldSpec(seed=args.seed, citizens=args.citizens, days=args.days, defect_rate=args.defect_rate)
+
+
+def _server_options(args: argparse.Namespace, config: KhoConfig) -> ServerOptions:
+    from kho.simulator.faults import FaultSpec
+    from kho.simulator.server import ServerOptions
+
+    try:
+        faults = FaultSpec(error_rate=args.error_rate, slow_rate=args.slow_rate, slow_seconds=args.slow_seconds,
+                           drop_rate=args.drop_rate, seed=args.seed)
+    except ValueError as exc:
+        raise ConfigError(f"fault rates: {exc}") from exc
+    if args.token_ttl <= 0 or args.rate < 0 or (args.burst is not None and args.burst < 1):
+        raise ConfigError("--token-ttl must be positive, --rate 0 (unlimited) or more, --burst 1 or more")
+    return ServerOptions(
+        credentials=None if args.no_auth else config.ensure_registry_credentials(),
+        token_ttl_s=args.token_ttl, rate_per_s=args.rate or None, burst=args.burst, faults=faults,
+    )
+
+
+def _simulate_serve(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.simulator.server import serve_forever
+    from kho.simulator.world import World
+
+    spec = _world_spec(args)
+    options = _server_options(args, config)
+    served = World.build(spec)
+    served.advance(spec.days)  # serve the state as of the end of day D
 
     def ready(url: str) -> None:
-        print(f"population registry simulator: {len(world)} citizens (seed {args.seed}, defect rate "
-              f"{args.defect_rate}, {len(world.defects)} defects) on {url}  — ctrl-C to stop", flush=True)
+        print(f"registry simulator on {url} (seed {spec.seed}, {spec.citizens} citizens, day {served.day}, "
+              f"defect rate {spec.defect_rate})  — ctrl-C to stop", flush=True)
+        for entity in served.entities:
+            print(f"  GET {url}{entity.endpoint}  ({served.count(entity)} records)")
+        if options.credentials is None:
+            print("  open: no token needed (--no-auth)")
+        else:
+            where = ("KHO_REGISTRY_CLIENT_SECRET" if config.registry_client_secret
+                     else str(config.registry_credentials_file))
+            print(f"  POST {url}/oauth/token  client {options.credentials.client_id!r} (secret in {where}), "
+                  f"tokens live {options.token_ttl_s:g} s")
+        rate = f"{options.rate_per_s:g} requests/s per client" if options.rate_per_s else "no rate limit"
+        print(f"  {rate}; faults: {args.error_rate:g} errors, {args.slow_rate:g} slow ({args.slow_seconds:g} s), "
+              f"{args.drop_rate:g} dropped", flush=True)
 
-    serve_forever(world, args.host, args.port, on_ready=ready)
+    serve_forever(served, args.host, args.port, options=options, on_ready=ready)
+    return 0
+
+
+def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.simulator.export import MANIFEST_NAME, ExportFormat, export
+    from kho.sources import ENTITIES
+
+    entities = [e for e in ENTITIES if args.registry in (None, e.registry) and args.entity in (None, e.name)]
+    if not entities:
+        known = ", ".join(e.qualified_name for e in ENTITIES)
+        raise ConfigError(f"no entity matches --registry {args.registry} --entity {args.entity}; known: {known}")
+    formats: tuple[ExportFormat, ...] = ("csv", "jsonl") if args.format == "both" else (args.format,)
+    spec = _world_spec(args)
+    manifest = export(spec, args.out, entities=entities, day=range(spec.days + 1), formats=formats,
+                      gzip=args.gzip)
+    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}):")
+    print(manifest.summary())
     return 0
 
 
@@ -54,15 +116,39 @@ def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.load.pipeline import load_file
+    from kho.sources import get_entity
+
+    entity = get_entity(args.registry, args.entity)
+    path = Path(args.file)
+    if args.no_progress or not path.is_file():
+        entry = load_file(config, entity, path, fmt=args.format)
+    else:
+        from tqdm import tqdm
+
+        with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{entity.qualified_name}",
+                  file=sys.stderr) as bar:
+            def progress(rows: int, done: int) -> None:
+                bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+                bar.update(done - bar.n)
+
+            entry = load_file(config, entity, path, fmt=args.format, on_progress=progress)
+    print(entry.summary())
+    return 0
+
+
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
-    from kho.simulator import World, serve_in_thread
+    from kho.simulator import World
+    from kho.simulator.server import ServerOptions, serve_in_thread
     from kho.warehouse import cluster
 
     print(f"kho demo: KHO_HOME={config.home}", flush=True)
     print(cluster.up(config).render(), flush=True)
     world = World.generate(seed=config.simulator_seed, count=config.simulator_citizens)
-    simulator = serve_in_thread(world, config.simulator_host, config.simulator_port)
+    options = ServerOptions(credentials=config.ensure_registry_credentials())
+    simulator = serve_in_thread(world, config.simulator_host, config.simulator_port, options)
     print(f"population registry simulator: {config.simulator_citizens} citizens on {simulator.url}", flush=True)
     try:
         outcomes = demo.run_dags(config, conf={"full_refresh": args.full_refresh})
@@ -70,6 +156,13 @@ def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     finally:
         simulator.stop()
     return 0
+
+
+def _world_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--citizens", type=int, default=None, help="number of citizens (default KHO_SIM_CITIZENS)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default KHO_SIM_SEED)")
+    parser.add_argument("--days", type=int, default=0, help="daily change feeds after the initial state (0)")
+    parser.add_argument("--defect-rate", type=float, default=0.0, help="share of records with injected defects")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,19 +175,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="simulated national registries")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    serve = sim_sub.add_parser("serve", help="serve the population registry API over HTTP")
+    serve = sim_sub.add_parser("serve", help="serve the registries' APIs over HTTP (OAuth2, rate limit, faults)")
+    _world_arguments(serve)
     serve.add_argument("--host", default=None, help="bind address (default KHO_SIM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default KHO_SIM_PORT or 58080)")
-    serve.add_argument("--citizens", type=int, default=None, help="number of citizens (default KHO_SIM_CITIZENS)")
-    serve.add_argument("--seed", type=int, default=None, help="random seed (default KHO_SIM_SEED)")
-    serve.add_argument("--defect-rate", type=float, default=0.0, help="share of records with injected defects")
-    serve.set_defaults(handler=_simulate)
+    serve.add_argument("--token-ttl", type=float, default=300.0, help="access token lifetime, seconds (300)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without tokens (for poking with curl)")
+    serve.add_argument("--rate", type=float, default=50.0, help="requests/s per client, 0 = unlimited (50)")
+    serve.add_argument("--burst", type=int, default=None, help="requests a client may make at once (the rate)")
+    serve.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500/502/503")
+    serve.add_argument("--slow-rate", type=float, default=0.0, help="share of requests answered late")
+    serve.add_argument("--slow-seconds", type=float, default=2.0, help="how late a slow answer is (2 s)")
+    serve.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped unanswered")
+    serve.set_defaults(handler=_simulate_serve)
+    exp = sim_sub.add_parser("export", help="write bulk export files (CSV / JSON Lines) with a manifest")
+    _world_arguments(exp)
+    exp.add_argument("--out", required=True, type=Path, help="directory for the files and manifest.json")
+    exp.add_argument("--format", choices=("csv", "jsonl", "both"), default="both", help="file format (both)")
+    exp.add_argument("--gzip", action="store_true", help="gzip every file (.gz)")
+    exp.add_argument("--registry", default=None, help="only this registry's entities")
+    exp.add_argument("--entity", default=None, help="only entities of this name")
+    exp.set_defaults(handler=_simulate_export)
 
     sync = sub.add_parser("sync", help="pull one registry entity from its API into the warehouse (outside Airflow)")
     sync.add_argument("registry")
     sync.add_argument("entity")
     sync.add_argument("--full-refresh", action="store_true", help="re-read from the beginning, ignore the watermark")
     sync.set_defaults(handler=_sync)
+
+    load = sub.add_parser("load", help="load a registry export file (CSV/JSON Lines, .gz) as one batch")
+    load.add_argument("registry")
+    load.add_argument("entity")
+    load.add_argument("file", help="e.g. population__citizens__day000.csv.gz from `kho simulate export`")
+    load.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from the file name")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.set_defaults(handler=_load)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true", help="re-read the registry from the beginning")
@@ -103,11 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fill_simulator_defaults(args: argparse.Namespace, config: KhoConfig) -> None:
+    if getattr(args, "sim_command", None) in ("serve", "export"):
+        args.citizens = args.citizens if args.citizens is not None else config.simulator_citizens
+        args.seed = args.seed if args.seed is not None else config.simulator_seed
     if getattr(args, "sim_command", None) == "serve":
         args.host = args.host or config.simulator_host
         args.port = args.port or config.simulator_port
-        args.citizens = args.citizens if args.citizens is not None else config.simulator_citizens
-        args.seed = args.seed if args.seed is not None else config.simulator_seed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

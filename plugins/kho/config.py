@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -67,6 +68,18 @@ class WarehouseConfig:
 
 
 @dataclass(frozen=True)
+class RegistryCredentials:
+    """An OAuth2 client of the registries (client-credentials grant): what kho presents and the simulator accepts."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+REGISTRY_CLIENT_ID = "kho-warehouse"
+"""The client id written to a generated credentials file: an identity, not a secret."""
+
+
+@dataclass(frozen=True)
 class KhoConfig:
     """All of kho's settings. Build with `KhoConfig.from_env()` at the edge (CLI, DAG task) and pass it down."""
 
@@ -78,6 +91,9 @@ class KhoConfig:
     simulator_citizens: int
     pg_os_user: str
     project_root: Path = PROJECT_ROOT
+    registry_client_id: str | None = None
+    """From KHO_REGISTRY_CLIENT_ID; with the secret it overrides the credentials file."""
+    registry_client_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> KhoConfig:
@@ -105,11 +121,53 @@ class KhoConfig:
             simulator_seed=seed,
             simulator_citizens=citizens,
             pg_os_user=env.get("KHO_PG_OS_USER", "postgres"),
+            registry_client_id=env.get("KHO_REGISTRY_CLIENT_ID") or None,
+            registry_client_secret=env.get("KHO_REGISTRY_CLIENT_SECRET") or None,
         )
 
     @property
     def simulator_url(self) -> str:
         return f"http://{self.simulator_host}:{self.simulator_port}"
+
+    @property
+    def registry_credentials_file(self) -> Path:
+        """Where generated registry client credentials live: outside the repository, readable by its owner only."""
+        return self.home / "secrets" / "registry_client.json"
+
+    def registry_credentials(self) -> RegistryCredentials:
+        """The registry client credentials from KHO_REGISTRY_CLIENT_ID/_SECRET, else from the credentials file."""
+        if self.registry_client_id and self.registry_client_secret:
+            return RegistryCredentials(self.registry_client_id, self.registry_client_secret)
+        if self.registry_client_id or self.registry_client_secret:
+            raise ConfigError("set both KHO_REGISTRY_CLIENT_ID and KHO_REGISTRY_CLIENT_SECRET, or neither "
+                              f"(then {self.registry_credentials_file} is used)")
+        path = self.registry_credentials_file
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no registry client credentials: set KHO_REGISTRY_CLIENT_ID and "
+                              f"KHO_REGISTRY_CLIENT_SECRET, or run `kho simulate serve` to create {path}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not JSON ({exc}); delete it to have it generated again") from exc
+        if not (isinstance(value, dict) and isinstance(value.get("client_id"), str)
+                and isinstance(value.get("client_secret"), str)):
+            raise ConfigError(f"{path} must hold a JSON object with string client_id and client_secret")
+        return RegistryCredentials(value["client_id"], value["client_secret"])
+
+    def ensure_registry_credentials(self) -> RegistryCredentials:
+        """Return the registry client credentials, generating the file on first use (like `ensure_password`)."""
+        path = self.registry_credentials_file
+        if self.registry_client_id or self.registry_client_secret or path.exists():
+            return self.registry_credentials()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        credentials = RegistryCredentials(REGISTRY_CLIENT_ID, secrets.token_urlsafe(32))
+        # Created 0600 from the start: the secret is never readable by others, not even for an instant.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"client_id": credentials.client_id, "client_secret": credentials.client_secret}, out)
+            out.write("\n")
+        return credentials
 
     @property
     def airflow_home(self) -> Path:
@@ -143,4 +201,12 @@ class KhoConfig:
             "KHO_SIM_PORT": str(self.simulator_port),
             "KHO_SIM_SEED": str(self.simulator_seed),
             "KHO_SIM_CITIZENS": str(self.simulator_citizens),
+            **self._registry_client_env(),
         }
+
+    def _registry_client_env(self) -> dict[str, str]:
+        """Credentials given in the environment follow into subprocesses; a file is found there via KHO_HOME."""
+        if self.registry_client_id and self.registry_client_secret:
+            return {"KHO_REGISTRY_CLIENT_ID": self.registry_client_id,
+                    "KHO_REGISTRY_CLIENT_SECRET": self.registry_client_secret}
+        return {}

@@ -71,25 +71,31 @@ def test_a_second_sync_loads_nothing_new_and_the_ledger_says_so(
 @pytest.fixture
 def defective_registry(kho_config: KhoConfig, monkeypatch: pytest.MonkeyPatch, fresh_db_config: KhoConfig
                        ) -> Iterator[tuple[KhoConfig, Any]]:
-    """A registry with injected defects, read by the DAG into a database of its own."""
-    from kho.simulator import World, ground_truth, serve_in_thread
+    """A registry with injected defects behind OAuth2, read by the DAG into a database of its own."""
+    from kho.simulator import World
+    from kho.simulator.server import ServerOptions, serve_in_thread
     from tests.conftest import free_port
 
     port = free_port()
-    seed, count, rate = 11, 600, 0.05
-    running = serve_in_thread(World.generate(seed=seed, count=count, defect_rate=rate), "127.0.0.1", port)
+    world = World.generate(seed=11, count=600, defect_rate=0.05)
+    options = ServerOptions(credentials=kho_config.ensure_registry_credentials())
+    running = serve_in_thread(world, "127.0.0.1", port, options)
     monkeypatch.setenv("KHO_SIM_PORT", str(port))
     monkeypatch.setenv("KHO_PG_DATABASE", fresh_db_config.warehouse.dbname)
-    config = dataclasses.replace(fresh_db_config, simulator_port=port)
-    yield config, (count, ground_truth(seed, count, rate))
+    yield dataclasses.replace(fresh_db_config, simulator_port=port), world
     running.stop()
 
 
 def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_adds_up(
     dagbag: Any, defective_registry: tuple[KhoConfig, Any]
 ) -> None:
-    config, (count, truth) = defective_registry
-    assert truth, "the defect rate should inject at least one defect"
+    from kho.simulator import ground_truth
+    from kho.sources.population import CITIZENS
+
+    config, world = defective_registry
+    truth = ground_truth(11, 600, 0.05)
+    assert truth, "the defect rate should inject row-level defects"
+    served = world.snapshot(CITIZENS)
     assert run_dag(dagbag, "sync_population").state == "success"
     with connect(config.warehouse, autocommit=True) as conn:
         read, new, changed, unchanged, rejected = conn.execute(
@@ -97,6 +103,6 @@ def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_ad
         quarantined = sorted(conn.execute("SELECT payload->>'cccd', reason_code FROM kho.quarantine").fetchall(),
                              key=str)
         loaded = query(conn, "SELECT count(*) FROM raw.population__citizens")
-    assert read == count == new + changed + unchanged + rejected
-    assert rejected == len(truth) and loaded == count - len(truth)
-    assert quarantined == sorted(((d.key, d.expected_reason_code) for d in truth), key=str)
+    assert read == len(served) == new + changed + unchanged + rejected
+    assert quarantined == sorted(((d.key[0], d.expected_reason_code) for d in truth), key=str)
+    assert loaded == len({r["cccd"] for r in served} - {d.key[0] for d in truth})

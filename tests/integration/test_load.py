@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from kho.config import KhoConfig
 from kho.errors import ContractError
 from kho.load.batch import BatchLoader, LedgerEntry
+from kho.load.pipeline import load_file
 from kho.load.state import bootstrap
 from kho.sources.identity import cccd_prefix
 from kho.sources.population import CITIZENS
@@ -22,9 +26,12 @@ def citizen(i: int, **changes: str | None) -> dict[str, str | None]:
         "full_name": f"Trần Văn Số {i}",
         "date_of_birth": f"{1980 + i % 40}-01-15",
         "sex": "M" if i % 2 else "F",
+        "ethnicity": "Kinh",
         "birth_province_code": "74",
+        "hometown_province_code": "38",
         "permanent_commune_code": "25747",
         "status": "alive",
+        "date_of_death": None,
         "updated_at": "2025-01-01T00:00:00Z",
     }
     record.update(changes)
@@ -80,14 +87,16 @@ def test_a_changed_row_is_rewritten_and_counted_changed(fresh_db_config: KhoConf
 
 
 def test_an_older_version_never_overwrites_a_newer_one(fresh_db_config: KhoConfig) -> None:
-    load(fresh_db_config, [citizen(1, updated_at="2025-03-01T00:00:00Z", status="deceased")])
+    load(fresh_db_config,
+         [citizen(1, updated_at="2025-03-01T00:00:00Z", status="deceased", date_of_death="2025-02-20")])
     entry = load(fresh_db_config, [citizen(1, updated_at="2025-01-01T00:00:00Z")])
     assert (entry.rows_changed, entry.rows_unchanged) == (0, 1)
     assert scalar(fresh_db_config, "SELECT status FROM raw.population__citizens") == "deceased"
 
 
 def test_duplicate_keys_in_one_batch_keep_the_newest_and_count_the_rest(fresh_db_config: KhoConfig) -> None:
-    records = [citizen(1), citizen(1, status="deceased", updated_at="2025-05-01T00:00:00Z"), citizen(1)]
+    died = citizen(1, status="deceased", date_of_death="2025-04-20", updated_at="2025-05-01T00:00:00Z")
+    records = [citizen(1), died, citizen(1)]
     entry = load(fresh_db_config, records)
     assert (entry.rows_read, entry.rows_new, entry.rows_unchanged) == (3, 1, 2)
     assert scalar(fresh_db_config, "SELECT status FROM raw.population__citizens") == "deceased"
@@ -134,3 +143,31 @@ def test_loaded_rows_reach_the_standby(fresh_db_config: KhoConfig) -> None:
     with connect_standby(fresh_db_config.warehouse) as standby:
         row = standby.execute("SELECT count(*) FROM raw.population__citizens").fetchone()
     assert row is not None and row[0] == 30
+
+
+def write_export_csv(path: Path, records: list[dict[str, str | None]]) -> Path:
+    """A CSV export as registries deliver it: header row, dates written dd/mm/yyyy."""
+    def ddmmyyyy(value: str | None) -> str:
+        return "" if not value else "/".join(reversed(value.split("-")))
+
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(records[0]))
+        for r in records:
+            writer.writerow([ddmmyyyy(v) if k in ("date_of_birth", "date_of_death") else ("" if v is None else v)
+                             for k, v in r.items()])
+    return path
+
+
+def test_a_csv_export_with_ddmmyyyy_dates_loads_as_one_batch(fresh_db_config: KhoConfig, tmp_path: Path) -> None:
+    records = [citizen(i) for i in range(40)] + [citizen(40, cccd="123")]
+    entry = load_file(fresh_db_config, CITIZENS, write_export_csv(tmp_path / "citizens.csv", records))
+    assert (entry.source, entry.rows_read, entry.rows_new, entry.rows_rejected) == ("file", 41, 40, 1)
+    assert scalar(fresh_db_config, "SELECT min(date_of_birth)::text FROM raw.population__citizens") == "1980-01-15"
+
+
+def test_reloading_the_same_export_changes_nothing(fresh_db_config: KhoConfig, tmp_path: Path) -> None:
+    path = write_export_csv(tmp_path / "citizens.csv", [citizen(i) for i in range(25)])
+    load_file(fresh_db_config, CITIZENS, path)
+    again = load_file(fresh_db_config, CITIZENS, path)
+    assert (again.rows_read, again.rows_new, again.rows_changed, again.rows_unchanged) == (25, 0, 0, 25)

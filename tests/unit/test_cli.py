@@ -8,7 +8,7 @@ import pytest
 
 from kho.cli import main
 from kho.config import PROJECT_ROOT
-from kho.sources.population import CITIZENS
+from kho.sources import ENTITIES
 
 
 @pytest.fixture
@@ -52,4 +52,20 @@ def test_a_bad_port_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch, c
 
 def test_registries_doc_lists_every_contract_field() -> None:
     doc = (PROJECT_ROOT / "docs" / "registries.md").read_text(encoding="utf-8")
-    assert all(f"| `{name}` |" in doc for name in CITIZENS.field_names)
+    missing = [f"{e.qualified_name}.{name}" for e in ENTITIES for name in e.field_names
+               if f"| `{name}` |" not in _section(doc, e.qualified_name)]
+    assert not missing, f"docs/registries.md lacks {missing}: run `python -m kho.simulator.docs`"
+
+
+def test_registries_doc_entity_reference_is_generated_from_the_current_contracts() -> None:
+    from kho.simulator import docs
+
+    current = docs.DOC.read_text(encoding="utf-8")
+    assert docs.updated(current, ENTITIES) == current, "run `python -m kho.simulator.docs` to update it"
+
+
+def _section(doc: str, qualified_name: str) -> str:
+    """The doc's text from the entity's heading to the next entity heading."""
+    start = doc.index(f"#### `{qualified_name}`")
+    end = doc.find("#### ", start + 1)
+    return doc[start:end if end > 0 else len(doc)]

@@ -49,8 +49,15 @@ class ExportFile:
             raise ExtractError(f"cannot tell the format of {path.name}: name it .csv/.jsonl[.gz] or pass the format")
         return cls(path, chosen, compressed)
 
-    def _open_binary(self) -> pa.NativeFile:
-        return pa.input_stream(str(self.path), compression="gzip" if self.compressed else None)
+    @property
+    def size(self) -> int:
+        """Bytes on disk (compressed size for .gz): the denominator of a progress bar."""
+        return self.path.stat().st_size
+
+    def _open_binary(self) -> tuple[pa.NativeFile, pa.NativeFile]:
+        """(stream to parse, raw file): the raw file's position says how far through the file we are."""
+        raw = pa.OSFile(str(self.path), "rb")
+        return (pa.CompressedInputStream(raw, "gzip") if self.compressed else raw), raw
 
     def header(self) -> list[str]:
         """Column names of a CSV export (its first line)."""
@@ -64,19 +71,29 @@ class ExportFile:
 
 def iter_file(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
     """Yield all-text Arrow tables of at most about `block_bytes` of input each."""
+    for table, _ in iter_file_progress(export, block_bytes=block_bytes):
+        yield table
+
+
+def iter_file_progress(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[pa.Table, int]]:
+    """Like `iter_file`, with the bytes of the file on disk consumed so far beside each table."""
+    stream, raw = export._open_binary()
     try:
-        if export.format == "csv":
-            yield from _iter_csv(export, block_bytes)
-        else:
-            yield from _iter_jsonl(export, block_bytes)
+        parts = _iter_csv(export, stream, block_bytes) if export.format == "csv" else _iter_jsonl(
+            export, stream, block_bytes)
+        for table in parts:
+            yield table, raw.tell()
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise ExtractError(f"{export.path.name} is not valid {export.format.upper()}: {exc}") from exc
+    finally:
+        stream.close()
+        raw.close()
 
 
-def _iter_csv(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
+def _iter_csv(export: ExportFile, stream: pa.NativeFile, block_bytes: int) -> Iterator[pa.Table]:
     names = export.header()
     reader = pacsv.open_csv(
-        export._open_binary(),
+        stream,
         read_options=pacsv.ReadOptions(block_size=block_bytes, encoding="utf8"),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
@@ -90,24 +107,23 @@ def _iter_csv(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch])
 
 
-def _iter_jsonl(export: ExportFile, block_bytes: int) -> Iterator[pa.Table]:
+def _iter_jsonl(export: ExportFile, stream: pa.NativeFile, block_bytes: int) -> Iterator[pa.Table]:
     """JSON Lines in blocks of whole lines; values are rendered as text like the API client does."""
     options = pajson.ParseOptions(explicit_schema=_jsonl_schema(export), unexpected_field_behavior="infer")
-    with export._open_binary() as raw:
-        pending = b""
-        while True:
-            chunk = raw.read(block_bytes)
-            if not chunk:
-                break
-            data = pending + chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 1:]
-            yield _jsonl_block(data[: cut + 1], options)
-        if pending.strip():
-            yield _jsonl_block(pending, options)
+    pending = b""
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            break
+        data = pending + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        pending = data[cut + 1:]
+        yield _jsonl_block(data[: cut + 1], options)
+    if pending.strip():
+        yield _jsonl_block(pending, options)
 
 
 def _jsonl_schema(export: ExportFile) -> pa.Schema:

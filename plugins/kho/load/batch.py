@@ -20,7 +20,7 @@ from psycopg import sql
 
 from kho.errors import ContractError, LedgerMismatch
 from kho.load.ddl import create_raw_table, create_stage_table, raw_table
-from kho.sources.contract import Entity, SchemaDrift, check_table, parse_field
+from kho.sources.contract import Dialect, Entity, SchemaDrift, check_table, parse_field
 
 Source = Literal["api", "file"]
 STAGE = "_kho_stage"
@@ -64,6 +64,7 @@ class BatchLoader:
     source: Source
     run_id: str | None = None
     cursor_from: dt.datetime | None = None
+    dialect: Dialect = Dialect.API
     batch_id: int = 0
     rows_read: int = 0
     rows_rejected: int = 0
@@ -89,7 +90,7 @@ class BatchLoader:
         self._check_shape(table)
         self.rows_read += table.num_rows
         self._advance_cursor(table)
-        checked = check_table(self.entity, table)
+        checked = check_table(self.entity, table, dialect=self.dialect)
         self.unknown_fields.update(dict.fromkeys(checked.unknown_fields))
         if checked.rejected.num_rows:
             self._quarantine(checked.rejected)

@@ -72,6 +72,9 @@ def raw_suite(entity: Entity) -> Suite:
             expectations.append(
                 expectation("expect_column_values_to_be_in_set", column=f.name, value_set=sorted(f.allowed))
             )
+        if f.minimum is not None:
+            bounds: dict[str, Any] = {"min_value": f.minimum, **({"strict_min": True} if f.minimum_exclusive else {})}
+            expectations.append(expectation("expect_column_values_to_be_between", column=f.name, **bounds))
         if f.reference is not None:
             reference = entity.references.get(f.reference)
             if reference is None:

@@ -1,20 +1,21 @@
-"""Synthetic population registry: deterministic citizens with injected defects, served over HTTP.
+"""Synthetic national registries: one seeded, linked, time-varying world with defects and their ground truth.
 
-It reads the same contract (`kho.sources.population.CITIZENS`) as the loader, so the two cannot drift apart;
-`ground_truth` says which records the loader must quarantine and why. The HTTP contract is in `server.py`.
+`generate.py` streams the world (`WorldSpec`, `stream_snapshot`, `stream_changes`, `stream_ground_truth`); `world.py`
+serves it in memory for the HTTP API (`World.build`, `advance`, `page`); `server.py` is that API. Records follow the
+same contracts (`kho.sources`) as the loader, so the two cannot drift apart.
 """
 
+from kho.simulator.defects import ALL_DEFECT_KINDS, DEFECT_KINDS, Defect, DefectKind
 from kho.simulator.generate import (
-    DEFECT_KINDS,
-    EXPECTED_REASON,
     MAX_CITIZENS,
-    Defect,
-    DefectKind,
     Record,
-    citizen,
+    WorldSpec,
     generate_citizens,
-    generate_with_truth,
     ground_truth,
+    stream_changes,
+    stream_ground_truth,
+    stream_snapshot,
+    write_manifest,
 )
 from kho.simulator.server import (
     CITIZENS_PATH,
@@ -30,8 +31,8 @@ from kho.simulator.server import (
 from kho.simulator.world import Page, World
 
 __all__ = [
-    "CITIZENS_PATH", "DEFAULT_PAGE_SIZE", "DEFECT_KINDS", "EXPECTED_REASON", "HEALTH_PATH", "MAX_CITIZENS",
-    "MAX_PAGE_SIZE", "Defect", "DefectKind", "Page", "Record", "RunningSimulator", "World", "citizen",
-    "decode_cursor", "encode_cursor", "generate_citizens", "generate_with_truth", "ground_truth", "serve_forever",
-    "serve_in_thread",
+    "ALL_DEFECT_KINDS", "CITIZENS_PATH", "DEFAULT_PAGE_SIZE", "DEFECT_KINDS", "HEALTH_PATH", "MAX_CITIZENS",
+    "MAX_PAGE_SIZE", "Defect", "DefectKind", "Page", "Record", "RunningSimulator", "World", "WorldSpec",
+    "decode_cursor", "encode_cursor", "generate_citizens", "ground_truth", "serve_forever", "serve_in_thread",
+    "stream_changes", "stream_ground_truth", "stream_snapshot", "write_manifest",
 ]

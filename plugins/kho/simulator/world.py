@@ -1,174 +1,228 @@
-"""The registry's current state: the citizens the simulator serves, kept in cursor order and changed on demand.
+"""The served world: every registry entity in cursor order, for the HTTP API, advanced one published day at a time.
 
-Held in memory and sorted by (updated_at, cccd), the order the API pages in, so a page is two bisections and a
-slice. One lock guards it: the HTTP server reads from many threads while a test changes records.
+Memory stays compact by keeping, per entity, only the sort keys of what is served: four numpy arrays (updated_at
+and key fields as bytes, row id, copy number). A page's records are rebuilt from their row ids when asked for (the
+generator is a pure function of the row), so 200,000 citizens with their linked records cost tens of megabytes,
+not millions of dicts.
+
+Order and paging: records sort by (updated_at, *key), then by copy number. Copies that share (updated_at, *key)
+(an exact or near duplicate, a conflicting update) are never split across pages, because a cursor `after` names
+only (updated_at, *key): a page ends before such a group, or, when the group starts the page, holds it whole
+(then a page may hold one record more than `limit`).
 """
 
 from __future__ import annotations
 
-import bisect
-import random
-import re
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from kho.simulator.generate import (
-    DEFECT_KINDS,
-    UPDATED_TO,
-    Defect,
-    DefectKind,
-    Record,
-    generate_with_truth,
-)
-from kho.sources.reference import commune_codes
+import numpy as np
 
-SortKey = tuple[str, str]
-"""(updated_at, cccd): the order of the API and the content of its cursor."""
+from kho.simulator import calendar as cal
+from kho.simulator.defects import ALL_DEFECT_KINDS, Defect
+from kho.simulator.generate import Engine, Record, Served, WorldSpec
+from kho.sources import ENTITIES
+from kho.sources.contract import Entity
+from kho.sources.population import CITIZENS
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-"""One fixed form of updated_at, so that comparing the strings compares the instants."""
-_MOVE_SHARE = 0.9
-"""Of the records `touch` changes, this share move commune; the rest die."""
-_COMMUNES = tuple(sorted(commune_codes()))
-
-
-def timestamp_key(moment: datetime) -> str:
-    """`moment` as an updated_at string, rounded up to the second so '>= moment' keeps its meaning."""
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment.isoformat()} has no time zone; give an aware datetime (UTC or with an offset)")
-    try:
-        moment = moment.astimezone(UTC)
-        if moment.microsecond:
-            moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    except OverflowError:
-        raise ValueError(f"{moment.isoformat()} is outside the years 0001-9999 once moved to UTC") from None
-    # Formatted by hand: strftime does not zero-pad years before 1000 on every platform.
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
+SortKey = tuple[str, ...]
+"""(updated_at, *key): the API's order and the content of its cursor."""
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of records in cursor order, and where the next page starts (None when nothing follows).
-
-    The records are the world's own (shared, to keep serving cheap): read them, do not change them.
-    """
+    """One page in cursor order; `last` is the (updated_at, *key) of its last record, for the next `after`."""
 
     records: list[Record]
-    next_after: SortKey | None
+    last: SortKey | None
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Sort keys of one entity's served records, in cursor order."""
+
+    stamps: np.ndarray
+    keys: tuple[np.ndarray, ...]
+    rows: np.ndarray
+    copies: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def sort_key(self, i: int) -> tuple[bytes, ...]:
+        return (self.stamps[i], *(k[i] for k in self.keys))
+
+
+def _index(entity: Entity, served: Iterable[Served]) -> tuple[_Index, list[Defect]]:
+    stamps: list[str] = []
+    keys: list[list[str]] = [[] for _ in entity.key]
+    rows: list[int] = []
+    copies: list[int] = []
+    defects: list[Defect] = []
+    for s in served:
+        defects += s.defects
+        for n, record in enumerate(s.copies):
+            stamps.append(str(record.get("updated_at")))
+            for values, name in zip(keys, entity.key, strict=True):
+                values.append(str(record.get(name, "")))
+            rows.append(s.row)
+            copies.append(n)
+    return _sorted(_Index(np.array(stamps, dtype="S"), tuple(np.array(k, dtype="S") for k in keys),
+                          np.array(rows, dtype=np.int64), np.array(copies, dtype=np.int8))), defects
+
+
+def _sorted(index: _Index) -> _Index:
+    order = np.lexsort((index.copies, *reversed(index.keys), index.stamps))
+    return _Index(index.stamps[order], tuple(k[order] for k in index.keys), index.rows[order],
+                  index.copies[order])
+
+
+def _concat(a: _Index, b: _Index) -> _Index:
+    return _sorted(_Index(np.concatenate([a.stamps, b.stamps]),
+                          tuple(np.concatenate([x, y]) for x, y in zip(a.keys, b.keys, strict=True)),
+                          np.concatenate([a.rows, b.rows]), np.concatenate([a.copies, b.copies])))
 
 
 class World:
-    """The population registry's records, as served; build with `World.generate` or from records."""
+    """Every registry entity of one spec, as served at the end of `day`; safe to read from many threads."""
 
-    def __init__(self, records: Iterable[Mapping[str, str | None]], *, seed: int = 0,
-                 defects: Iterable[Defect] = ()) -> None:
-        self._lock = threading.Lock()
-        self._seed = seed
-        self._touches = 0
-        self._defects = tuple(defects)
-        self._records: dict[str, Record] = {}
-        for record in records:
-            cccd, updated_at = record.get("cccd"), record.get("updated_at")
-            if not isinstance(cccd, str) or cccd in self._records:
-                raise ValueError(f"every record needs a unique cccd to be served; {cccd!r} is missing or repeated")
-            if not isinstance(updated_at, str) or not _TIMESTAMP.fullmatch(updated_at):
-                raise ValueError(f"record {cccd}: updated_at {updated_at!r} is not YYYY-MM-DDTHH:MM:SSZ")
-            self._records[cccd] = dict(record)
-        self._order: list[SortKey] = sorted((str(r["updated_at"]), c) for c, r in self._records.items())
+    def __init__(self, spec: WorldSpec) -> None:
+        self.spec = spec
+        self._engine = Engine(spec)
+        self._lock = threading.RLock()
+        self._day = 0
+        self._truth: list[Defect] = []
+        self._indexes: dict[str, _Index] = {}
+        for entity in ENTITIES:
+            index, defects = _index(entity, self._engine.snapshot(entity, 0))
+            self._indexes[entity.qualified_name] = index
+            self._truth += defects
+
+    @classmethod
+    def build(cls, spec: WorldSpec) -> World:
+        """The world of `spec` at day 0; `advance` publishes its daily feeds."""
+        return cls(spec)
 
     @classmethod
     def generate(cls, seed: int, count: int, *, defect_rate: float = 0.0,
-                 defect_kinds: Collection[DefectKind] = DEFECT_KINDS) -> World:
-        """The world `generate_citizens` describes, with its ground truth kept in `defects`."""
-        records: list[Record] = []
-        defects: list[Defect] = []
-        for record, defect in generate_with_truth(seed, count, defect_rate=defect_rate, defect_kinds=defect_kinds):
-            records.append(record)
-            if defect is not None:
-                defects.append(defect)
-        return cls(records, seed=seed, defects=defects)
+                 defect_kinds: Collection[str] = ALL_DEFECT_KINDS) -> World:
+        """The first release's constructor: `build(WorldSpec(seed, count, 0, defect_rate))`."""
+        return cls.build(WorldSpec(seed, count, 0, defect_rate, frozenset(defect_kinds)))
 
     @property
-    def defects(self) -> tuple[Defect, ...]:
-        """The injected defects; `touch` never changes a defective record, so this stays true."""
-        return self._defects
+    def entities(self) -> tuple[Entity, ...]:
+        return ENTITIES
+
+    @property
+    def day(self) -> int:
+        """The latest published day (0 = the initial state)."""
+        return self._day
+
+    @property
+    def ground_truth(self) -> list[Defect]:
+        """Every defect served so far (day 0 up to `day`)."""
+        with self._lock:
+            return list(self._truth)
+
+    defects = ground_truth
+
+    def advance(self, to_day: int) -> None:
+        """Publish the feeds of the days after `day` up to `to_day`: the served state then includes their changes."""
+        with self._lock:
+            if to_day < self._day:
+                raise ValueError(f"the world is at day {self._day}; it cannot go back to day {to_day}")
+            if to_day == self._day:
+                return
+            engine = self._engine
+            engine.reach(to_day)
+            for day in range(self._day + 1, to_day + 1):
+                self._truth += engine.truth(day)
+            touched_days = engine.timeline.touched[self._day:to_day + 1]
+            for entity in ENTITIES:
+                name = entity.qualified_name
+                if any(engine.injector.drift_on(name, d) for d in range(self._day, to_day + 1)):
+                    self._indexes[name] = _index(entity, engine.snapshot(entity, to_day))[0]
+                    continue  # a drift day changes how every record of the entity is served, so re-serve all
+                rows = sorted({r for day in touched_days for r in day.get(name, [])})
+                if not rows:
+                    continue
+                old = self._indexes[name]
+                keep = ~np.isin(old.rows, np.array(rows, dtype=np.int64))
+                kept = _Index(old.stamps[keep], tuple(k[keep] for k in old.keys), old.rows[keep], old.copies[keep])
+                served = engine.serve_rows(entity, rows, to_day)
+                fresh, _ = _index(entity, (served[r] for r in rows if r in served))
+                self._indexes[name] = _concat(kept, fresh)
+            self._day = to_day
+
+    def count(self, entity: Entity) -> int:
+        """Records served for `entity` (duplicates counted twice)."""
+        return len(self._indexes[entity.qualified_name])
 
     def __len__(self) -> int:
-        return len(self._order)
+        return self.count(CITIZENS)
 
-    def get(self, cccd: str) -> Record | None:
-        with self._lock:
-            record = self._records.get(cccd)
-            return dict(record) if record is not None else None
-
-    def snapshot(self) -> list[Record]:
-        """Every record as it is now, in cursor order: what a client that pages to the end should hold."""
-        with self._lock:
-            return [dict(self._records[cccd]) for _, cccd in self._order]
-
-    @property
-    def latest_updated_at(self) -> str | None:
-        with self._lock:
-            return self._order[-1][0] if self._order else None
-
-    def page(self, *, updated_since: datetime | None = None, after: SortKey | None = None,
+    def page(self, entity: Entity, *, updated_since: datetime | None = None, after: SortKey | None = None,
              limit: int = 500) -> Page:
-        """Up to `limit` records with updated_at >= updated_since and sort key > after, in cursor order."""
+        """Up to `limit` records with updated_at >= updated_since and (updated_at, *key) > after, in that order."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
+        if after is not None and len(after) != len(entity.key) + 1:
+            raise ValueError(f"after must be (updated_at, {', '.join(entity.key)}), not {after!r}")
         with self._lock:
+            index = self._indexes[entity.qualified_name]
             start = 0
             if updated_since is not None:
-                start = bisect.bisect_left(self._order, (timestamp_key(updated_since), ""))
+                since = cal.timestamp(cal.seconds_of(updated_since)).encode()
+                start = int(np.searchsorted(index.stamps, since, side="left"))
             if after is not None:
-                start = max(start, bisect.bisect_right(self._order, after))
-            keys = self._order[start:start + limit]
-            # Records are replaced, never mutated, so the page can hold them after the lock is released.
-            records = [self._records[cccd] for _, cccd in keys]
-            more = start + limit < len(self._order)
-        return Page(records=records, next_after=keys[-1] if more and keys else None)
+                start = max(start, _after(index, tuple(v.encode() for v in after)))
+            end = _page_end(index, start, limit)
+            rows = index.rows[start:end].tolist()
+            copies = index.copies[start:end].tolist()
+            served = self._engine.serve_rows(entity, sorted(set(rows)), self._day)
+            records = [dict(served[r].copies[c]) for r, c in zip(rows, copies, strict=True)]
+            last = tuple(v.decode() for v in index.sort_key(end - 1)) if end > start else None
+            return Page(records, last, end < len(index))
 
-    def touch(self, n: int, at: datetime | None = None) -> list[Record]:
-        """Change `n` clean, living citizens at `at` (default: a second after the latest change); return them.
+    def snapshot(self, entity: Entity = CITIZENS) -> list[Record]:
+        """Every served record of `entity` in cursor order: what a client paging to the end holds (for tests)."""
+        out: list[Record] = []
+        after: SortKey | None = None
+        while True:
+            page = self.page(entity, after=after, limit=5000)
+            out += page.records
+            if not page.has_more or page.last is None:
+                return out
+            after = page.last
 
-        Most move to another commune, some die. The choice depends only on the seed and how many touches came
-        before, so a test replays the same history. The clock never goes back: `at` may not precede the latest
-        change, which is what lets a client that keeps paging reach every change.
-        """
-        with self._lock:
-            latest = self._order[-1][0] if self._order else UPDATED_TO.strftime(TIMESTAMP_FORMAT)
-            stamp = timestamp_key(at) if at is not None else _next_second(latest)
-            if stamp < latest:
-                raise ValueError(f"touch at {stamp} precedes the latest change {latest}; the registry's clock "
-                                 "does not go back: omit `at` or give a later time")
-            defective = {d.key for d in self._defects}
-            eligible = sorted(c for c, r in self._records.items() if c not in defective and r["status"] == "alive")
-            if not 0 <= n <= len(eligible):
-                raise ValueError(f"cannot touch {n} records: {len(eligible)} are clean and alive")
-            rng = random.Random(f"kho.simulator.population:{self._seed}:touch:{self._touches}")
-            self._touches += 1
-            changed = [self._change(rng, cccd, stamp) for cccd in rng.sample(eligible, n)]
-            return [dict(record) for record in changed]
 
-    def _change(self, rng: random.Random, cccd: str, stamp: str) -> Record:
-        """Replace one record by its changed copy and move its sort key; the caller holds the lock."""
-        old = self._records[cccd]
-        new = dict(old)
-        if rng.random() < _MOVE_SHARE:
-            new["permanent_commune_code"] = rng.choice([c for c in _COMMUNES if c != old["permanent_commune_code"]])
+def _after(index: _Index, after: tuple[bytes, ...]) -> int:
+    """The first position whose (updated_at, *key) is greater than `after`."""
+    lo = int(np.searchsorted(index.stamps, after[0], side="left"))
+    hi = int(np.searchsorted(index.stamps, after[0], side="right"))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if index.sort_key(mid) <= after:
+            lo = mid + 1
         else:
-            new["status"] = "deceased"
-        new["updated_at"] = stamp
-        del self._order[bisect.bisect_left(self._order, (str(old["updated_at"]), cccd))]
-        bisect.insort(self._order, (stamp, cccd))
-        self._records[cccd] = new
-        return new
+            hi = mid
+    return lo
 
 
-def _next_second(stamp: str) -> str:
-    moment = datetime.strptime(stamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    return (moment + timedelta(seconds=1)).strftime(TIMESTAMP_FORMAT)
+def _page_end(index: _Index, start: int, limit: int) -> int:
+    """End of a page of `limit` from `start`, never splitting copies that share (updated_at, *key)."""
+    end = min(start + limit, len(index))
+    if end >= len(index) or end <= start or index.sort_key(end - 1) != index.sort_key(end):
+        return end
+    tie = index.sort_key(end)
+    cut = end - 1
+    while cut > start and index.sort_key(cut - 1) == tie:
+        cut -= 1
+    if cut > start:
+        return cut
+    while end < len(index) and index.sort_key(end) == tie:
+        end += 1
+    return end

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from kho.errors import ConfigError
-from kho.sources import population
-from kho.sources.contract import CheckedBatch, Entity, Field, RowCheck, SchemaDrift, check_table
+from kho.sources import business, civil_status, insurance, population
+from kho.sources.contract import (
+    EXPORT_DATE_FORMAT,
+    RAW_META_COLUMNS,
+    CheckedBatch,
+    Dialect,
+    Entity,
+    Field,
+    RowCheck,
+    SchemaDrift,
+    check_table,
+    parse_field,
+)
 
-ENTITIES: tuple[Entity, ...] = population.ENTITIES
-REGISTRIES: tuple[str, ...] = tuple(dict.fromkeys(e.registry for e in ENTITIES))
+REGISTRIES: tuple[str, ...] = (population.REGISTRY, insurance.REGISTRY, civil_status.REGISTRY, business.REGISTRY)
+ENTITIES: tuple[Entity, ...] = (*population.ENTITIES, *insurance.ENTITIES, *civil_status.ENTITIES, *business.ENTITIES)
+
+
+def entities_of(registry: str) -> tuple[Entity, ...]:
+    """The entities one registry serves, in catalogue order; an unknown registry is a configuration error."""
+    if registry not in REGISTRIES:
+        raise ConfigError(f"unknown registry {registry!r}; known registries: {', '.join(REGISTRIES)}")
+    return tuple(e for e in ENTITIES if e.registry == registry)
 
 
 def get_entity(registry: str, name: str) -> Entity:
@@ -20,6 +38,6 @@ def get_entity(registry: str, name: str) -> Entity:
 
 
 __all__ = [
-    "ENTITIES", "REGISTRIES", "CheckedBatch", "Entity", "Field", "RowCheck", "SchemaDrift", "check_table",
-    "get_entity",
+    "ENTITIES", "EXPORT_DATE_FORMAT", "RAW_META_COLUMNS", "REGISTRIES", "CheckedBatch", "Dialect", "Entity", "Field",
+    "RowCheck", "SchemaDrift", "check_table", "entities_of", "get_entity", "parse_field",
 ]

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kho.errors import ConfigError
+
+Column: TypeAlias = pa.Array | pa.ChunkedArray
+"""A column as pyarrow.compute takes and returns it."""
 FieldType = Literal["text", "date", "timestamptz", "integer", "numeric", "boolean"]
 PiiLevel = Literal["none", "quasi", "direct"]
 ReasonCode = Literal["missing_required", "malformed", "invalid_value", "unknown_reference", "inconsistent"]
@@ -39,6 +43,27 @@ POSTGRES_TYPES: dict[str, str] = {
 RAW_META_COLUMNS: tuple[str, ...] = ("_extra", "_row_hash", "_batch_id", "_first_batch_id", "_loaded_at")
 """Columns every raw table carries after the contract's fields: unknown fields, row hash, lineage to the ledger."""
 
+API_DATE_FORMAT = "%Y-%m-%d"
+"""Dates on the registries' HTTP APIs: ISO 8601."""
+EXPORT_DATE_FORMAT = "%d/%m/%Y"
+"""Dates in the registries' CSV export files: dd/mm/yyyy, as Vietnamese registries write them."""
+_MAX_INTEGER_DIGITS = 18
+"""Longer digit strings would overflow int64 in Arrow's cast (an error, not a null): reject them as malformed."""
+
+
+class Dialect(enum.Enum):
+    """Which wire form a table arrived in; only dates differ (timestamps stay ISO 8601 in both)."""
+
+    API = "api"
+    """The HTTP API: each date field's own `format` (ISO by default)."""
+    EXPORT = "export"
+    """A CSV export file: the entity's `export_date_format` for every date field (JSON Lines exports are API-like)."""
+
+
+def endpoint_path(registry: str, name: str) -> str:
+    """`/<registry>/v1/<entity>`, the registry slug hyphenated (civil_status is served as /civil-status/...)."""
+    return f"/{registry.replace('_', '-')}/v1/{name}"
+
 
 class SchemaDrift(enum.Enum):
     """What to do when a registry sends fields the contract does not know (the dlt-style evolution mode)."""
@@ -58,7 +83,7 @@ class RowCheck:
     name: str
     code: ReasonCode
     message: str
-    violates: Callable[[pa.Table], pa.ChunkedArray | pa.Array]
+    violates: Callable[[pa.Table], Column]
     needs: tuple[str, ...]
 
 
@@ -79,6 +104,9 @@ class Field:
     """strptime format of the wire text for dates and timestamps."""
     pii: PiiLevel = "none"
     description: str = ""
+    minimum: float | None = None
+    """Smallest allowed value of an integer or numeric field (inclusive unless `minimum_exclusive`)."""
+    minimum_exclusive: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -103,6 +131,27 @@ class Entity:
     checks: tuple[RowCheck, ...] = ()
     drift: SchemaDrift = SchemaDrift.KEEP_EXTRA
     references: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
+    export_date_format: str = EXPORT_DATE_FORMAT
+    """strptime format of dates in this entity's CSV export files (see `Dialect.EXPORT`)."""
+
+    def __post_init__(self) -> None:
+        """A contract that cannot be right fails at import, naming the entity, not at the first load."""
+        names = [f.name for f in self.fields]
+        problems = [f"duplicate field {n!r}" for n in sorted({n for n in names if names.count(n) > 1})]
+        known = set(names)
+        problems += [f"key field {k!r} is not a field" for k in self.key if k not in known]
+        problems += [f"key field {f.name!r} is not required" for f in self.fields if f.name in self.key
+                     and not f.required]
+        if self.cursor not in known:
+            problems.append(f"cursor {self.cursor!r} is not a field")
+        problems += [f"field {f.name!r} names reference set {f.reference!r}, which `references` lacks"
+                     for f in self.fields if f.reference is not None and f.reference not in self.references]
+        problems += [f"field {f.name!r} has a minimum but is {f.type}" for f in self.fields
+                     if f.minimum is not None and f.type not in ("integer", "numeric")]
+        if not self.key:
+            problems.append("no key")
+        if problems:
+            raise ConfigError(f"contract {self.registry}.{self.name} is inconsistent: {'; '.join(problems)}")
 
     @property
     def raw_table(self) -> str:
@@ -132,6 +181,13 @@ class Entity:
         return pa.schema([pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields])
 
 
+UPDATED_AT = Field(
+    "updated_at", "timestamptz", required=True,
+    description="When the registry last changed this record: the incremental cursor",
+)
+"""Every registry entity carries this cursor: extraction pages by it with `updated_since`."""
+
+
 @dataclass(frozen=True)
 class CheckedBatch:
     """The outcome of checking one Arrow table against its entity's contract."""
@@ -154,13 +210,16 @@ def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
 
 
-def parse_field(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Convert wire text to the field's type; values that do not parse become null."""
+def parse_field(field_: Field, col: pa.ChunkedArray, *, date_format: str | None = None) -> pa.ChunkedArray:
+    """Convert wire text to the field's type; values that do not parse become null.
+
+    `date_format`, when given, replaces the field's own format for dates (export files write dd/mm/yyyy).
+    """
     col = pc.utf8_trim_whitespace(col)
     if field_.type == "text":
         return pc.utf8_normalize(col, form="NFC") if field_.normalise_nfc else col
     if field_.type == "date":
-        fmt = field_.format or "%Y-%m-%d"
+        fmt = date_format or field_.format or API_DATE_FORMAT
         ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
         ts = _reject_rolled_over(ts, col, fmt)
         return pc.cast(ts, pa.date32())
@@ -176,9 +235,14 @@ def parse_field(field_: Field, col: pa.ChunkedArray) -> pa.ChunkedArray:
         falsy = pc.is_in(lowered, value_set=pa.array(["false", "0", "f", "no"]))
         return pc.if_else(truthy, True, pc.if_else(falsy, False, pa.scalar(None, pa.bool_())))
     target = field_.arrow_type
-    valid = pc.match_substring_regex(col, r"^[+-]?\d+$" if field_.type == "integer" else r"^[+-]?\d+(\.\d+)?$")
-    cleaned = pc.if_else(valid, col, pa.scalar(None, pa.string()))
-    return pc.cast(cleaned, target)
+    integer = rf"^[+-]?\d{{1,{_MAX_INTEGER_DIGITS}}}$"
+    valid = pc.match_substring_regex(col, integer if field_.type == "integer" else r"^[+-]?\d+(\.\d+)?$")
+    unsigned = pc.replace_substring_regex(col, pattern=r"^\+", replacement="")  # Arrow's cast refuses a leading +
+    cleaned = pc.if_else(valid, unsigned, pa.scalar(None, pa.string()))
+    number = pc.cast(cleaned, target)
+    if field_.type == "numeric":  # hundreds of digits overflow float64 to inf: not a usable amount
+        number = pc.if_else(pc.is_finite(number), number, pa.scalar(None, target))
+    return number
 
 
 def _reject_rolled_over(ts: pa.ChunkedArray, text: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray:
@@ -198,10 +262,11 @@ def _parse_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.coalesce(with_offset, pc.cast(naive, with_offset.type), fractional)
 
 
-def check_table(entity: Entity, table: pa.Table) -> CheckedBatch:
+def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.API) -> CheckedBatch:
     """Check every row against `entity`'s contract; the first broken rule names the row's reason.
 
-    Fully vectorised: no Python loop over rows, so it runs on the hot path of every load.
+    Fully vectorised: no Python loop over rows, so it runs on the hot path of every load. `dialect` says which wire
+    form the table is in: `Dialect.EXPORT` reads dates as the entity's `export_date_format` (dd/mm/yyyy).
     """
     n = table.num_rows
     reason: pa.ChunkedArray = pa.chunked_array([pa.nulls(n, pa.string())])
@@ -214,28 +279,14 @@ def check_table(entity: Entity, table: pa.Table) -> CheckedBatch:
         reason = pc.if_else(fresh, pa.scalar(message), reason)
         code = pc.if_else(fresh, pa.scalar(reason_code), code)
 
+    date_format = entity.export_date_format if dialect is Dialect.EXPORT else None
     typed: dict[str, pa.ChunkedArray] = {}
     for f in entity.fields:
         raw = _text(table, f.name)
         blank = _blank(raw)
-        if f.required:
-            flag(blank, "missing_required", f"missing required field {f.name}")
-        present = pc.invert(blank)
-        if f.pattern is not None:
-            ok = pc.match_substring_regex(raw, f"^(?:{f.pattern})$")
-            flag(pc.and_(present, pc.invert(ok)), "malformed", f"malformed {f.name}: does not match {f.pattern}")
-        value = parse_field(f, raw)
-        flag(pc.and_(present, pc.is_null(value)), "malformed", f"malformed {f.name}: not a valid {f.type}")
-        if f.allowed is not None:
-            ok = pc.is_in(value, value_set=pa.array(sorted(f.allowed)))
-            allowed = ", ".join(sorted(f.allowed))
-            flag(pc.and_(present, pc.invert(ok)), "invalid_value", f"invalid {f.name}: not one of {allowed}")
-        if f.reference is not None:
-            ref = entity.references.get(f.reference)
-            if ref is None:
-                raise KeyError(f"{entity.qualified_name}.{f.name} names unknown reference set {f.reference!r}")
-            ok = pc.is_in(value, value_set=pa.array(sorted(ref)))
-            flag(pc.and_(present, pc.invert(ok)), "unknown_reference", f"unknown {f.name}: not in {f.reference}")
+        value = parse_field(f, raw, date_format=date_format)
+        for bad, reason_code, message in _field_rules(entity, f, raw, value, blank):
+            flag(bad, reason_code, message)
         typed[f.name] = pc.if_else(blank, pa.scalar(None, f.arrow_type), value)
 
     typed_table = pa.table(typed, schema=_nullable(entity.arrow_schema()))
@@ -252,6 +303,34 @@ def check_table(entity: Entity, table: pa.Table) -> CheckedBatch:
     rejected = rejected.append_column("_reason_code", pc.filter(code, rejected_mask))
     rejected = rejected.append_column("_reason", pc.filter(reason, rejected_mask))
     return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=unknown)
+
+
+Violation = tuple[pa.ChunkedArray, ReasonCode, str]
+"""Where a rule is broken (True), the reason code and the message the quarantine records."""
+
+
+def _field_rules(
+    entity: Entity, f: Field, raw: pa.ChunkedArray, value: pa.ChunkedArray, blank: pa.ChunkedArray
+) -> Iterator[Violation]:
+    """One field's rules, in the order a row's first broken rule is reported."""
+    present = pc.invert(blank)
+    if f.required:
+        yield blank, "missing_required", f"missing required field {f.name}"
+    if f.pattern is not None:
+        ok = pc.match_substring_regex(raw, f"^(?:{f.pattern})$")
+        yield pc.and_(present, pc.invert(ok)), "malformed", f"malformed {f.name}: does not match {f.pattern}"
+    yield pc.and_(present, pc.is_null(value)), "malformed", f"malformed {f.name}: not a valid {f.type}"
+    if f.allowed is not None:
+        ok = pc.is_in(value, value_set=pa.array(sorted(f.allowed)))
+        allowed = ", ".join(sorted(f.allowed))
+        yield pc.and_(present, pc.invert(ok)), "invalid_value", f"invalid {f.name}: not one of {allowed}"
+    if f.minimum is not None:
+        below = pc.less_equal(value, f.minimum) if f.minimum_exclusive else pc.less(value, f.minimum)
+        bound = f"> {f.minimum:g}" if f.minimum_exclusive else f">= {f.minimum:g}"
+        yield below, "invalid_value", f"invalid {f.name}: must be {bound}"
+    if f.reference is not None:
+        ok = pc.is_in(value, value_set=pa.array(sorted(entity.references[f.reference])))
+        yield pc.and_(present, pc.invert(ok)), "unknown_reference", f"unknown {f.name}: not in {f.reference}"
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

@@ -1,37 +1,61 @@
-"""The national population registry (Cơ sở dữ liệu quốc gia về dân cư): citizens."""
+"""The national population registry (Cơ sở dữ liệu quốc gia về dân cư): citizens, households, residence changes."""
 
 from __future__ import annotations
 
-from kho.sources.contract import Entity, Field, RowCheck, SchemaDrift
-from kho.sources.identity import CCCD_PATTERN, cccd_contradicts_birth
-from kho.sources.reference import commune_codes, province_codes
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift, endpoint_path
+from kho.sources.identity import cccd_contradicts_birth, cccd_field
+from kho.sources.reference import reference_sets
+from kho.sources.rules import before, date_order_check
 
 REGISTRY = "population"
+HOUSEHOLD_ID_PATTERN = r"HK\d{10}"
+SEX = frozenset({"M", "F"})
+CITIZEN_STATUS = frozenset({"alive", "deceased"})
+RELATIONS_TO_HEAD = frozenset({"head", "spouse", "child", "parent", "grandchild", "sibling", "other"})
+RESIDENCE_KINDS = frozenset({"permanent", "temporary"})
+
+
+def _deceased_without_date(t: pa.Table) -> pa.ChunkedArray:
+    return pc.and_(pc.equal(t.column("status"), "deceased"), pc.is_null(t.column("date_of_death")))
+
+
+def _alive_with_date(t: pa.Table) -> pa.ChunkedArray:
+    return pc.and_(pc.equal(t.column("status"), "alive"), pc.is_valid(t.column("date_of_death")))
+
 
 CITIZENS = Entity(
     registry=REGISTRY,
     name="citizens",
-    endpoint="/population/v1/citizens",
+    endpoint=endpoint_path(REGISTRY, "citizens"),
     description="One row per citizen known to the population registry, keyed by the 12-digit CCCD.",
     key=("cccd",),
     cursor="updated_at",
     fields=(
-        Field("cccd", "text", required=True, pattern=CCCD_PATTERN, pii="direct",
-              description="12-digit citizen identity number (số định danh cá nhân)"),
+        cccd_field("cccd", "12-digit citizen identity number (số định danh cá nhân)"),
         Field("full_name", "text", required=True, normalise_nfc=True, pii="direct",
               description="Full name with diacritics, normalised to NFC"),
-        Field("date_of_birth", "date", required=True, format="%Y-%m-%d", pii="quasi",
-              description="Date of birth (ISO 8601 on the API)"),
-        Field("sex", "text", required=True, allowed=frozenset({"M", "F"}), pii="quasi",
+        Field("date_of_birth", "date", required=True, pii="quasi",
+              description="Date of birth (ISO 8601 on the API, dd/mm/yyyy in exports)"),
+        Field("sex", "text", required=True, allowed=SEX, pii="quasi",
               description="M or F, as encoded in the CCCD's 4th digit"),
+        Field("ethnicity", "text", required=True, normalise_nfc=True, reference="ethnicities", pii="quasi",
+              description="Name of one of the 54 recognised ethnic groups (GSO catalogue), e.g. Kinh, Tày, Khmer"),
         Field("birth_province_code", "text", required=True, reference="province_codes",
               description="GSO code of the province where the birth was registered (CCCD digits 1-3)"),
+        Field("hometown_province_code", "text", required=True, reference="province_codes",
+              description="GSO code of the province of the citizen's hometown (quê quán)"),
         Field("permanent_commune_code", "text", required=True, reference="commune_codes",
               description="GSO 5-digit code of the commune of permanent residence"),
-        Field("status", "text", required=True, allowed=frozenset({"alive", "deceased"}),
-              description="alive or deceased"),
-        Field("updated_at", "timestamptz", required=True,
-              description="When the registry last changed this record: the incremental cursor"),
+        Field("temporary_commune_code", "text", reference="commune_codes",
+              description="GSO 5-digit code of the commune of temporary residence, if registered"),
+        Field("household_id", "text", pattern=HOUSEHOLD_ID_PATTERN,
+              description="Household (hộ khẩu) the citizen belongs to, if any"),
+        Field("status", "text", required=True, allowed=CITIZEN_STATUS, description="alive or deceased"),
+        Field("date_of_death", "date", pii="quasi", description="Date of death; present exactly when deceased"),
+        UPDATED_AT,
     ),
     checks=(
         RowCheck(
@@ -41,9 +65,97 @@ CITIZENS = Entity(
             violates=cccd_contradicts_birth,
             needs=("cccd", "birth_province_code", "sex", "date_of_birth"),
         ),
+        RowCheck(
+            name="deceased_has_date_of_death",
+            code="missing_required",
+            message="missing date_of_death: required when status is deceased",
+            violates=_deceased_without_date,
+            needs=("status", "date_of_death"),
+        ),
+        RowCheck(
+            name="alive_has_no_date_of_death",
+            code="inconsistent",
+            message="inconsistent date_of_death: given for a citizen whose status is alive",
+            violates=_alive_with_date,
+            needs=("status", "date_of_death"),
+        ),
+        RowCheck(
+            name="death_not_before_birth",
+            code="inconsistent",
+            message="inconsistent dates: date_of_death is before date_of_birth",
+            violates=lambda t: before(t.column("date_of_birth"), t.column("date_of_death")),
+            needs=("date_of_birth", "date_of_death"),
+        ),
     ),
     drift=SchemaDrift.KEEP_EXTRA,
-    references={"province_codes": province_codes(), "commune_codes": commune_codes()},
+    references=reference_sets("province_codes", "commune_codes", "ethnicities"),
 )
 
-ENTITIES = (CITIZENS,)
+HOUSEHOLDS = Entity(
+    registry=REGISTRY,
+    name="households",
+    endpoint=endpoint_path(REGISTRY, "households"),
+    description="One row per registered household (hộ khẩu): its head, commune, address and size.",
+    key=("household_id",),
+    cursor="updated_at",
+    fields=(
+        Field("household_id", "text", required=True, pattern=HOUSEHOLD_ID_PATTERN,
+              description="Household identifier, HK followed by 10 digits"),
+        cccd_field("head_cccd", "CCCD of the head of household (chủ hộ)"),
+        Field("commune_code", "text", required=True, reference="commune_codes",
+              description="GSO 5-digit code of the household's commune"),
+        Field("address_line", "text", required=True, normalise_nfc=True, pii="quasi",
+              description="Street, number or hamlet within the commune, NFC"),
+        Field("member_count", "integer", required=True, minimum=1,
+              description="Number of members, the head included (at least 1)"),
+        UPDATED_AT,
+    ),
+    drift=SchemaDrift.KEEP_EXTRA,
+    references=reference_sets("commune_codes"),
+)
+
+HOUSEHOLD_MEMBERS = Entity(
+    registry=REGISTRY,
+    name="household_members",
+    endpoint=endpoint_path(REGISTRY, "household_members"),
+    description="Membership of citizens in households over time: one row per (household, citizen).",
+    key=("household_id", "cccd"),
+    cursor="updated_at",
+    fields=(
+        Field("household_id", "text", required=True, pattern=HOUSEHOLD_ID_PATTERN,
+              description="Household the citizen belongs or belonged to"),
+        cccd_field("cccd", "CCCD of the member"),
+        Field("relation_to_head", "text", required=True, allowed=RELATIONS_TO_HEAD,
+              description="Relation to the head of household (head for the head)"),
+        Field("joined_on", "date", required=True, description="Date the citizen joined the household"),
+        Field("left_on", "date", description="Date the citizen left the household, if they did"),
+        UPDATED_AT,
+    ),
+    checks=(date_order_check("joined_on", "left_on"),),
+    drift=SchemaDrift.KEEP_EXTRA,
+)
+
+RESIDENCE_CHANGES = Entity(
+    registry=REGISTRY,
+    name="residence_changes",
+    endpoint=endpoint_path(REGISTRY, "residence_changes"),
+    description="Registrations of permanent or temporary residence moves, one row per registration.",
+    key=("change_id",),
+    cursor="updated_at",
+    fields=(
+        Field("change_id", "text", required=True, pattern=r"RC\d{12}",
+              description="Registration identifier, RC followed by 12 digits"),
+        cccd_field("cccd", "CCCD of the citizen who moved"),
+        Field("kind", "text", required=True, allowed=RESIDENCE_KINDS, description="permanent or temporary residence"),
+        Field("from_commune_code", "text", reference="commune_codes",
+              description="Commune left (absent for a first registration)"),
+        Field("to_commune_code", "text", required=True, reference="commune_codes", description="Commune moved to"),
+        Field("effective_on", "date", required=True, description="Date the new residence takes effect"),
+        Field("registered_at", "timestamptz", required=True, description="When the registry recorded the move"),
+        UPDATED_AT,
+    ),
+    drift=SchemaDrift.KEEP_EXTRA,
+    references=reference_sets("commune_codes"),
+)
+
+ENTITIES: tuple[Entity, ...] = (CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES)

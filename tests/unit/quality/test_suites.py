@@ -131,3 +131,19 @@ def test_gx_suite_refuses_what_gx_would_drop_or_reject_obscurely(expectation: di
     ]}
     with pytest.raises(ConfigError, match=rf"raw\.x: expectation #1 \({expectation['type']}\).*{complaint}"):
         gx_suite(suite)
+
+
+def test_raw_suite_turns_minimums_into_between_checks() -> None:
+    from kho.sources.business import ENTERPRISES
+    from kho.sources.population import HOUSEHOLDS
+
+    members = _checks(raw_suite(HOUSEHOLDS), "expect_column_values_to_be_between")["member_count"]
+    assert members["kwargs"] == {"column": "member_count", "min_value": 1}
+    capital = _checks(raw_suite(ENTERPRISES), "expect_column_values_to_be_between")["registered_capital"]
+    assert capital["kwargs"] == {"column": "registered_capital", "min_value": 0, "strict_min": True}
+    assert capital["meta"] == {"severity": "blocking"}
+
+
+def test_there_is_one_committed_raw_suite_per_entity() -> None:
+    raw = {p.name for p in SUITE_FILES if p.name.startswith("raw.")}
+    assert raw == {f"raw.{e.raw_table}.json" for e in ENTITIES}

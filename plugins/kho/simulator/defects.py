@@ -1,0 +1,350 @@
+"""Defects the registries inject into what they serve, and the ground truth that names each one.
+
+A defect belongs to one served *version* of a row: whether version (entity, row, day) is defective, and how, is a
+pure function of the seed and those three numbers, so a snapshot, a change feed and a page of the HTTP API agree
+on it without keeping a list. Expected outcomes use the shared vocabulary:
+
+- ``quarantine:<reason_code>``: `kho.sources.check_table` rejects the row with exactly that reason code;
+- ``unchanged_duplicate``: a second copy identical to the first once the contract's normalisation (trim, NFC)
+  is applied (exact duplicates; near duplicates that differ only by NFD or surrounding spaces);
+- ``normalised``: accepted, the text normalised (NFD names to NFC; old tone placement flagged for matching);
+- ``anomaly:<kind>``: accepted by the loader, for a downstream rule to flag: cross-registry anomalies, and near
+  duplicates that stay different after normalisation (letter case, doubled inner spaces), late-arriving and
+  conflicting updates;
+- ``batch_rejected`` / ``drift_reported``: schema drift (a renamed field always rejects the batch; an added field
+  rejects it under `SchemaDrift.FREEZE`, else is reported).
+
+Schema drift is a day on which one entity's registry serialises differently: on day 1 every record of one entity
+served that day (feed, snapshot, API page) carries an added field, on day 2 another entity's `full_name` arrives as
+`ho_ten`; the next day the registry is back to its contract. The ground truth lists the drifted records of that
+day's feed, which is what an incremental client receives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal, get_args
+
+from kho.simulator.people import GEOGRAPHY
+from kho.simulator.rng import hash_py, stream_key, unit_py
+from kho.simulator.text import differs_in_nfd, move_tone, nfd
+from kho.sources import ENTITIES
+from kho.sources.contract import Entity, ReasonCode, SchemaDrift
+from kho.sources.reference import known_commune_codes
+
+Record = dict[str, str | None]
+
+DefectKind = Literal[
+    "malformed_id", "cccd_contradicts_birth", "bad_tax_check_digit", "exact_duplicate", "near_duplicate",
+    "nfd_name", "old_tone_placement", "born_after_death", "married_under_age", "unknown_commune",
+    "late_arriving_update", "conflicting_update", "schema_drift_added_field", "schema_drift_renamed_field",
+    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen",
+]
+DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
+ALL_DEFECT_KINDS: frozenset[str] = frozenset(DEFECT_KINDS)
+ANOMALY_KINDS: frozenset[str] = frozenset({"deceased_with_active_coverage", "legal_rep_unknown",
+                                           "birth_without_citizen"})
+"""Cross-registry anomalies: injected into the world's events, not into one served record."""
+DRIFT_KINDS: frozenset[str] = frozenset({"schema_drift_added_field", "schema_drift_renamed_field"})
+
+_ENTITIES = {e.qualified_name: e for e in ENTITIES}
+
+ID_FIELD = {
+    "population.citizens": "cccd", "population.households": "head_cccd", "population.household_members": "cccd",
+    "population.residence_changes": "cccd", "insurance.participants": "social_insurance_code",
+    "insurance.coverage_periods": "social_insurance_code", "civil_status.births": "child_cccd",
+    "civil_status.marriages": "husband_cccd", "civil_status.deaths": "cccd", "business.enterprises": "enterprise_code",
+    "business.branches": "branch_code", "business.enterprise_status_changes": "enterprise_code",
+}
+"""The CCCD, social insurance code or tax code a malformed-id defect garbles in each entity."""
+COMMUNE_FIELD = {
+    "population.citizens": "permanent_commune_code", "population.households": "commune_code",
+    "population.residence_changes": "to_commune_code", "civil_status.births": "place_commune_code",
+    "civil_status.marriages": "place_commune_code", "civil_status.deaths": "place_commune_code",
+    "business.enterprises": "commune_code", "business.branches": "commune_code",
+}
+NAME_FIELD = {
+    "population.citizens": "full_name", "insurance.participants": "full_name",
+    "civil_status.births": "child_full_name", "business.enterprises": "name", "business.branches": "name",
+}
+CONFLICT_FIELD = {
+    "population.citizens": "temporary_commune_code", "population.households": "address_line",
+    "population.household_members": "relation_to_head", "population.residence_changes": "from_commune_code",
+    "insurance.participants": "contribution_status", "insurance.coverage_periods": "status",
+    "civil_status.births": "place_commune_code", "civil_status.marriages": "place_commune_code",
+    "civil_status.deaths": "place_commune_code", "business.enterprises": "registered_capital",
+    "business.branches": "commune_code", "business.enterprise_status_changes": "reason",
+}
+"""The field whose value differs between the two versions of a conflicting update (both versions are valid)."""
+CHECK_DIGIT_FIELDS = {
+    "business.enterprises": ("enterprise_code",), "business.branches": ("branch_code", "enterprise_code"),
+    "business.enterprise_status_changes": ("enterprise_code",),
+}
+
+NEAR_VARIANTS = ("nfd", "padded", "upper", "double_space")
+"""How the second copy of a near duplicate differs: only the first two vanish under trim + NFC."""
+_SAME_AFTER_NORMALISATION = frozenset({"nfd", "padded"})
+
+DRIFT_ADDED_DAY = 1
+DRIFT_RENAMED_DAY = 2
+_DRIFT_ADDED = (("population.citizens", "phone_number"), ("insurance.participants", "email"))
+_DRIFT_RENAMED = (("population.citizens", "full_name", "ho_ten"), ("insurance.participants", "full_name", "ho_ten"))
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One injected defect: which served record carries it, what kind, on which day, and what kho should do."""
+
+    registry: str
+    entity: str
+    key: tuple[str, ...]
+    """The record's key as served (a malformed id is the malformed text itself), one value per key field."""
+    kind: DefectKind
+    day: int
+    """The day whose feed (or day-0 snapshot) carries the defect."""
+    expected: str
+
+    @property
+    def qualified_entity(self) -> str:
+        return f"{self.registry}.{self.entity}"
+
+    @property
+    def expected_reason_code(self) -> ReasonCode | None:
+        """The reason code of a `quarantine:` outcome, None for every other outcome."""
+        if not self.expected.startswith("quarantine:"):
+            return None
+        code = self.expected.split(":", 1)[1]
+        return code  # type: ignore[return-value]
+
+    def to_json(self) -> str:
+        return json.dumps({"registry": self.registry, "entity": self.entity, "key": list(self.key),
+                           "kind": self.kind, "day": self.day, "expected": self.expected},
+                          ensure_ascii=False, separators=(",", ":"))
+
+
+def _reason(entity: Entity, check_name: str) -> ReasonCode:
+    return next(c.code for c in entity.checks if c.name == check_name)
+
+
+def _expected(entity: Entity, kind: str, variant: str = "") -> str:
+    """The outcome the pipeline owes a defect of `kind` in `entity` (see the module docstring)."""
+    fixed = {
+        "malformed_id": "quarantine:malformed", "bad_tax_check_digit": "quarantine:malformed",
+        "unknown_commune": "quarantine:unknown_reference", "exact_duplicate": "unchanged_duplicate",
+        "nfd_name": "normalised", "old_tone_placement": "normalised",
+        "schema_drift_renamed_field": "batch_rejected",
+    }
+    if kind in fixed:
+        return fixed[kind]
+    if kind == "cccd_contradicts_birth":
+        check = "cccd_matches_birth" if entity.name == "citizens" else "child_cccd_matches_sex_and_year"
+        return f"quarantine:{_reason(entity, check)}"
+    if kind == "born_after_death":
+        return f"quarantine:{_reason(entity, 'death_not_before_birth')}"
+    if kind == "married_under_age":
+        return f"quarantine:{_reason(entity, 'wife_of_marriageable_age')}"
+    if kind == "near_duplicate":
+        return "unchanged_duplicate" if variant in _SAME_AFTER_NORMALISATION else "anomaly:near_duplicate"
+    if kind == "schema_drift_added_field":
+        return "batch_rejected" if entity.drift is SchemaDrift.FREEZE else "drift_reported"
+    return f"anomaly:{kind}"
+
+
+def _row_kinds(name: str) -> tuple[str, ...]:
+    kinds = ["malformed_id"]
+    if name in ("population.citizens", "civil_status.births"):
+        kinds.append("cccd_contradicts_birth")
+    if name in CHECK_DIGIT_FIELDS:
+        kinds.append("bad_tax_check_digit")
+    if name in COMMUNE_FIELD:
+        kinds.append("unknown_commune")
+    if name in NAME_FIELD:
+        kinds += ["nfd_name", "old_tone_placement", "near_duplicate"]
+    if name == "population.citizens":
+        kinds.append("born_after_death")
+    if name == "civil_status.marriages":
+        kinds.append("married_under_age")
+    kinds += ["exact_duplicate", "late_arriving_update", "conflicting_update"]
+    return tuple(kinds)
+
+
+ROW_KINDS: dict[str, tuple[str, ...]] = {name: _row_kinds(name) for name in _ENTITIES}
+"""Per entity, the kinds one served version may carry (anomalies and drift are injected elsewhere)."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    day: int
+    entity: str
+    kind: DefectKind
+    field: str
+    new_name: str
+
+
+class Injector:
+    """Decides and applies the defects of served versions for one world (seed, rate, kinds)."""
+
+    def __init__(self, seed: int, rate: float, kinds: frozenset[str]) -> None:
+        self.seed = seed
+        self.rate = rate
+        self.kinds = kinds
+        self._keys = {name: stream_key(seed, f"defect.{name}") for name in _ENTITIES}
+        self._kinds = {name: tuple(k for k in ROW_KINDS[name] if k in kinds) for name in _ENTITIES}
+        self._known = known_commune_codes()
+        pick = hash_py(stream_key(seed, "drift"), 0) % 2
+        self.drifts: tuple[Drift, ...] = ()
+        if rate > 0:
+            added = _DRIFT_ADDED[pick]
+            renamed = _DRIFT_RENAMED[1 - pick]
+            drifts = []
+            if "schema_drift_added_field" in kinds:
+                drifts.append(Drift(DRIFT_ADDED_DAY, added[0], "schema_drift_added_field", added[1], added[1]))
+            if "schema_drift_renamed_field" in kinds:
+                drifts.append(Drift(DRIFT_RENAMED_DAY, renamed[0], "schema_drift_renamed_field", renamed[1],
+                                    renamed[2]))
+            self.drifts = tuple(drifts)
+
+    def anomaly_rates(self) -> dict[str, float]:
+        return {kind: self.rate for kind in ANOMALY_KINDS if kind in self.kinds}
+
+    def drift_on(self, entity: str, day: int) -> Drift | None:
+        return next((d for d in self.drifts if d.entity == entity and d.day == day), None)
+
+    def kind(self, entity: str, row: int, version_day: int) -> str | None:
+        """The defect kind of version (entity, row, version_day), before checking it fits the record."""
+        kinds = self._kinds[entity]
+        if not kinds or self.rate <= 0:
+            return None
+        key = self._keys[entity]
+        if unit_py(key, row, 2 * version_day) >= self.rate:
+            return None
+        kind = kinds[int(unit_py(key, row, 2 * version_day + 1) * len(kinds))]
+        if version_day == 0 and kind in ("late_arriving_update", "conflicting_update"):
+            return None
+        return kind
+
+    def is_late(self, entity: str, row: int, version_day: int) -> bool:
+        return version_day > 0 and self.kind(entity, row, version_day) == "late_arriving_update"
+
+    def serve(self, entity: Entity, row: int, version_day: int, record: Record, view_day: int,
+              kind: str | None) -> tuple[list[Record], list[Defect]]:
+        """The copies a registry serves of one clean record version, and the defects they carry."""
+        name = entity.qualified_name
+        copies = [record]
+        defects: list[tuple[str, str, int]] = []
+        if kind is not None:
+            copies, applied = self._apply(name, row, version_day, record, kind)
+            if applied is not None:
+                day = version_day + 1 if kind == "late_arriving_update" else version_day
+                defects.append((kind, applied, day))
+        drift = self.drift_on(name, view_day)
+        if drift is not None:
+            copies = [_drifted(c, drift, row) for c in copies]
+            defects.append((drift.kind, "", view_day))
+        out = []
+        for kind_, variant, day in defects:
+            key = tuple(str(copies[0].get(k)) for k in entity.key)
+            out.append(Defect(entity.registry, entity.name, key, kind_,  # type: ignore[arg-type]
+                              day, _expected(entity, kind_, variant)))
+        return copies, out
+
+    def _apply(self, name: str, row: int, day: int, record: Record, kind: str) -> tuple[list[Record], str | None]:
+        """Apply `kind` to a copy of `record`: (served copies, variant) or (unchanged, None) when it cannot fit."""
+        draw = hash_py(self._keys[name], row, 2 * day + 1)
+        served = dict(record)
+        if kind in ("exact_duplicate", "late_arriving_update"):
+            return ([served, dict(served)] if kind == "exact_duplicate" else [served]), ""
+        if kind == "conflicting_update":
+            other = dict(served)
+            field = CONFLICT_FIELD[name]
+            other[field] = _conflicting_value(field, served.get(field), draw)
+            return [served, other], ""
+        if kind == "near_duplicate":
+            field = NAME_FIELD[name]
+            value = str(served[field])
+            variant = NEAR_VARIANTS[(draw >> 8) % len(NEAR_VARIANTS)]
+            if variant == "nfd" and not differs_in_nfd(value):
+                variant = "padded"
+            other = dict(served)
+            other[field] = {"nfd": nfd(value), "padded": f" {value}  ", "upper": value.upper(),
+                            "double_space": value.replace(" ", "  ", 1)}[variant]
+            return [served, other], variant
+        changed = self._mutate(name, served, kind, draw)
+        return ([served], "") if changed else ([record], None)
+
+    def _mutate(self, name: str, served: Record, kind: str, draw: int) -> bool:  # noqa: C901 - one case per kind
+        """Change `served` in place to carry a row-level defect; False when the record has nothing to garble."""
+        if kind == "malformed_id":
+            field = ID_FIELD[name]
+            value = str(served[field])
+            served[field] = value[1:] if (draw >> 8) % 2 == 0 else f"{value}{(draw >> 16) % 10}"
+        elif kind == "cccd_contradicts_birth":
+            field = "cccd" if name == "population.citizens" else "child_cccd"
+            value = str(served[field])
+            served[field] = f"{value[:3]}{int(value[3]) ^ 2}{value[4:]}"  # the other century: nobody born then
+        elif kind == "bad_tax_check_digit":
+            for field in CHECK_DIGIT_FIELDS[name]:
+                value = str(served[field])
+                wrong = (int(value[9]) + 1 + (draw >> 8) % 9) % 10
+                served[field] = f"{value[:9]}{wrong}{value[10:]}"
+        elif kind == "unknown_commune":
+            code = str(33000 + (draw >> 8) % 60000)
+            while code in self._known:
+                code = str(int(code) + 1)
+            served[COMMUNE_FIELD[name]] = code
+        elif kind == "nfd_name":
+            field = NAME_FIELD[name]
+            if not differs_in_nfd(str(served[field])):
+                return False
+            served[field] = nfd(str(served[field]))
+        elif kind == "old_tone_placement":
+            field = NAME_FIELD[name]
+            moved = move_tone(str(served[field]))
+            if moved is None:
+                return False
+            served[field] = moved
+        elif kind == "born_after_death":
+            if served.get("status") != "deceased" or not served.get("date_of_death"):
+                return False
+            born = str(served["date_of_birth"])
+            served["date_of_death"] = _days_before(born, 1 + (draw >> 8) % 3000)
+        elif kind == "married_under_age":
+            registered = str(served["registered_on"])
+            served["wife_date_of_birth"] = _days_before(registered, 16 * 366 + (draw >> 8) % 600)
+        else:
+            return False
+        return True
+
+
+def _days_before(iso: str, days: int) -> str:
+    return (date.fromisoformat(iso) - timedelta(days=days)).isoformat()
+
+
+def _conflicting_value(field: str, value: str | None, draw: int) -> str | None:
+    """A different value that is still valid for `field`, so that both versions pass the contract."""
+    if field.endswith("commune_code"):
+        communes = GEOGRAPHY.communes
+        pick = communes[(draw >> 8) % len(communes)]
+        return pick if pick != value else communes[((draw >> 8) + 1) % len(communes)]
+    options = {
+        "contribution_status": ("paid", "owing", "suspended"), "status": ("active", "lapsed", "ended"),
+        "relation_to_head": ("child", "grandchild", "other", "sibling"),
+    }
+    if field in options:
+        choices = [o for o in options[field] if o != value]
+        return choices[(draw >> 8) % len(choices)]
+    if field == "registered_capital":
+        return str(int(str(value)) * 2)
+    if field == "address_line":
+        return f"Số {1 + (draw >> 8) % 500} đường Cách Mạng Tháng Tám" if value != "" else "Tổ 1"
+    return "Theo quyết định của cơ quan đăng ký" if value != "Theo quyết định của cơ quan đăng ký" else "Khác"
+
+
+def _drifted(record: Record, drift: Drift, row: int) -> Record:
+    """The record as the registry sent it on its drift day: one field added, or one renamed."""
+    if drift.kind == "schema_drift_added_field":
+        extra = f"09{row % 100_000_000:08d}" if drift.field == "phone_number" else f"lienhe{row}@example.vn"
+        return {**record, drift.field: extra}
+    return {(drift.new_name if k == drift.field else k): v for k, v in record.items()}

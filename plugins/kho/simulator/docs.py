@@ -1,0 +1,95 @@
+"""The entity reference of docs/registries.md, rendered from `kho.sources` so the doc cannot drift from the code.
+
+`python -m kho.simulator.docs` rewrites the part of docs/registries.md between the markers; a unit test fails
+while the doc is out of date.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kho.config import PROJECT_ROOT
+from kho.sources.contract import Entity, Field
+
+BEGIN = "<!-- BEGIN generated entity reference: python -m kho.simulator.docs -->"
+END = "<!-- END generated entity reference -->"
+DOC = PROJECT_ROOT / "docs" / "registries.md"
+_WIRE_FORM = {
+    "text": "text",
+    "date": "date `YYYY-MM-DD` (CSV: `dd/mm/yyyy`)",
+    "timestamptz": "timestamp `YYYY-MM-DDTHH:MM:SSZ`",
+    "integer": "integer as text",
+    "numeric": "decimal as text",
+    "boolean": "`true`/`false`",
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _rules(field: Field) -> str:
+    rules = ["required" if field.required else "optional"]
+    if field.pattern is not None:
+        rules.append(f"matches `{field.pattern}`")
+    if field.allowed is not None:
+        rules.append("one of " + ", ".join(f"`{v}`" for v in sorted(field.allowed)))
+    if field.reference is not None:
+        rules.append(f"in reference set `{field.reference}`")
+    minimum = getattr(field, "minimum", None)
+    if minimum is not None:
+        rules.append(f"{'>' if getattr(field, 'minimum_exclusive', False) else '>='} {minimum:g}")
+    if field.normalise_nfc:
+        rules.append("normalised to NFC")
+    return "; ".join(rules)
+
+
+def render_entity(entity: Entity) -> str:
+    lines = [
+        f"#### `{entity.qualified_name}` — `GET {entity.endpoint}`",
+        "",
+        *([entity.description, ""] if entity.description else []),
+        f"Key: {', '.join(f'`{k}`' for k in entity.key)}. Cursor: `{entity.cursor}`. "
+        f"Raw table: `raw.{entity.raw_table}`. Export files: `{entity.raw_table}__day<NNN>.<csv|jsonl>[.gz]`.",
+        "",
+        "| field | wire form | rules | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{f.name}` | {_WIRE_FORM[f.type]} | {_cell(_rules(f))} | {_cell(f.description)} |"
+              for f in entity.fields]
+    if entity.checks:
+        lines += ["", "Row checks (several fields together):", ""]
+        lines += [f"- `{c.name}` ({c.code}): {c.message}" for c in entity.checks]
+    return "\n".join(lines)
+
+
+def render(entities: Sequence[Entity]) -> str:
+    """The generated section: one heading per registry, one table per entity, in catalogue order."""
+    parts = [BEGIN, ""]
+    for registry in dict.fromkeys(e.registry for e in entities):
+        parts += [f"### Registry `{registry}`", ""]
+        parts += [render_entity(e) + "\n" for e in entities if e.registry == registry]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def updated(doc: str, entities: Sequence[Entity]) -> str:
+    """`doc` with its generated section replaced by the current catalogue's."""
+    start, end = doc.find(BEGIN), doc.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the doc has no generated section: add the lines {BEGIN!r} and {END!r}")
+    return doc[:start] + render(entities) + doc[end + len(END):]
+
+
+def main(path: Path = DOC) -> int:
+    from kho.sources import ENTITIES
+
+    path.write_text(updated(path.read_text(encoding="utf-8"), ENTITIES), encoding="utf-8")
+    print(f"updated the entity reference of {path} ({len(ENTITIES)} entities)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

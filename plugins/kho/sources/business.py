@@ -1,0 +1,140 @@
+"""The national business registry (Cơ sở dữ liệu quốc gia về đăng ký doanh nghiệp): enterprises and branches.
+
+The enterprise code is the tax code (see `kho.sources.identity`). Registries of this kind add descriptive fields
+(phone, website, e-mail) from time to time; they are dropped and reported rather than kept, since nothing
+downstream reads them and they may carry contact data the warehouse should not hold.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift, endpoint_path
+from kho.sources.identity import BRANCH_CODE_PATTERN, TAX_CODE_PATTERN, cccd_field, valid_tax_codes
+from kho.sources.reference import reference_sets
+
+REGISTRY = "business"
+LEGAL_FORMS = frozenset({"tnhh_1tv", "tnhh_2tv", "co_phan", "tu_nhan", "hop_danh"})
+"""Law on Enterprises 59/2020/QH14: single- and multi-member LLC, joint-stock, sole proprietorship, partnership."""
+ENTERPRISE_STATUS = frozenset({"active", "suspended", "dissolved"})
+
+
+def _enterprise_code(description: str) -> Field:
+    return Field("enterprise_code", "text", required=True, pattern=TAX_CODE_PATTERN, description=description)
+
+
+def _commune() -> Field:
+    return Field("commune_code", "text", required=True, reference="commune_codes",
+                 description="GSO 5-digit code of the commune of the registered address")
+
+
+def _status(description: str) -> Field:
+    return Field("status", "text", required=True, allowed=ENTERPRISE_STATUS, description=description)
+
+
+def _bad_check_digit(t: pa.Table) -> pa.ChunkedArray:
+    return pc.invert(valid_tax_codes(t.column("enterprise_code")))
+
+
+CHECK_DIGIT = RowCheck(
+    name="enterprise_code_check_digit",
+    code="malformed",
+    message="malformed enterprise_code: check digit or components invalid (10 - Σdᵢwᵢ mod 11)",
+    violates=_bad_check_digit,
+    needs=("enterprise_code",),
+)
+"""A tax code whose 10th digit does not match its first nine is mistyped or invented: reject it like bad syntax."""
+
+
+def _branch_suffix_zero(t: pa.Table) -> pa.ChunkedArray:
+    return pc.equal(pc.utf8_slice_codeunits(t.column("branch_code"), 10, 13), "000")
+
+
+def _branch_of_other_parent(t: pa.Table) -> pa.ChunkedArray:
+    return pc.not_equal(pc.utf8_slice_codeunits(t.column("branch_code"), 0, 10), t.column("enterprise_code"))
+
+
+ENTERPRISES = Entity(
+    registry=REGISTRY,
+    name="enterprises",
+    endpoint=endpoint_path(REGISTRY, "enterprises"),
+    description="One row per registered enterprise, keyed by its 10-digit enterprise (tax) code.",
+    key=("enterprise_code",),
+    cursor="updated_at",
+    fields=(
+        _enterprise_code("10-digit enterprise code = tax code (MST), with a valid check digit"),
+        Field("name", "text", required=True, normalise_nfc=True, description="Registered name, NFC"),
+        Field("legal_form", "text", required=True, allowed=LEGAL_FORMS,
+              description="tnhh_1tv, tnhh_2tv, co_phan, tu_nhan or hop_danh"),
+        Field("industry_code", "text", required=True, pattern=r"\d{4}",
+              description="Main business line, VSIC 2018 4-digit code"),
+        _commune(),
+        Field("registered_capital", "numeric", required=True, minimum=0, minimum_exclusive=True,
+              description="Registered charter capital in VND (> 0)"),
+        cccd_field("legal_rep_cccd", "CCCD of the legal representative"),
+        _status("active, suspended or dissolved"),
+        Field("established_on", "date", required=True, description="Date of first registration"),
+        UPDATED_AT,
+    ),
+    checks=(CHECK_DIGIT,),
+    drift=SchemaDrift.DISCARD_EXTRA,
+    references=reference_sets("commune_codes"),
+)
+
+BRANCHES = Entity(
+    registry=REGISTRY,
+    name="branches",
+    endpoint=endpoint_path(REGISTRY, "branches"),
+    description="Branches and dependent units: 13-digit code = the parent's 10 digits + 001..999.",
+    key=("branch_code",),
+    cursor="updated_at",
+    fields=(
+        Field("branch_code", "text", required=True, pattern=BRANCH_CODE_PATTERN,
+              description="13-digit branch code, the parent's code plus 001..999, without the dash"),
+        _enterprise_code("Parent enterprise code"),
+        Field("name", "text", required=True, normalise_nfc=True, description="Branch name, NFC"),
+        _commune(),
+        _status("active, suspended or dissolved"),
+        UPDATED_AT,
+    ),
+    checks=(
+        CHECK_DIGIT,
+        RowCheck(
+            name="branch_suffix_not_000",
+            code="malformed",
+            message="malformed branch_code: the suffix must be 001..999",
+            violates=_branch_suffix_zero,
+            needs=("branch_code",),
+        ),
+        RowCheck(
+            name="branch_code_extends_parent",
+            code="inconsistent",
+            message="inconsistent branch_code: its first 10 digits are not enterprise_code",
+            violates=_branch_of_other_parent,
+            needs=("branch_code", "enterprise_code"),
+        ),
+    ),
+    drift=SchemaDrift.DISCARD_EXTRA,
+    references=reference_sets("commune_codes"),
+)
+
+ENTERPRISE_STATUS_CHANGES = Entity(
+    registry=REGISTRY,
+    name="enterprise_status_changes",
+    endpoint=endpoint_path(REGISTRY, "enterprise_status_changes"),
+    description="History of enterprise status: one row per change (opening, suspension, dissolution).",
+    key=("enterprise_code", "effective_on"),
+    cursor="updated_at",
+    fields=(
+        _enterprise_code("Enterprise whose status changed"),
+        _status("Status from effective_on: active, suspended or dissolved"),
+        Field("effective_on", "date", required=True, description="Date the status takes effect"),
+        Field("reason", "text", normalise_nfc=True, description="Free-text reason, if given"),
+        UPDATED_AT,
+    ),
+    checks=(CHECK_DIGIT,),
+    drift=SchemaDrift.DISCARD_EXTRA,
+)
+
+ENTITIES: tuple[Entity, ...] = (ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES)

@@ -1,0 +1,71 @@
+"""The Vietnam Social Security registry (Bảo hiểm xã hội Việt Nam): participants and their coverage periods."""
+
+from __future__ import annotations
+
+from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift, endpoint_path
+from kho.sources.identity import SOCIAL_INSURANCE_CODE_PATTERN, cccd_field
+from kho.sources.rules import date_order_check
+
+REGISTRY = "insurance"
+PARTICIPANT_TYPES = frozenset({
+    "employee", "self_employed", "household", "student", "poor_household", "child_under_6", "pensioner",
+})
+CONTRIBUTION_STATUS = frozenset({"paid", "owing", "suspended"})
+COVERAGE_TYPES = frozenset({"health", "social", "unemployment"})
+COVERAGE_STATUS = frozenset({"active", "lapsed", "ended"})
+
+
+def _social_insurance_code(name: str, description: str) -> Field:
+    return Field(name, "text", required=True, pattern=SOCIAL_INSURANCE_CODE_PATTERN, pii="direct",
+                 description=description)
+
+
+PARTICIPANTS = Entity(
+    registry=REGISTRY,
+    name="participants",
+    endpoint=endpoint_path(REGISTRY, "participants"),
+    description="One row per insured person, keyed by the 10-digit social insurance code (mã số BHXH).",
+    key=("social_insurance_code",),
+    cursor="updated_at",
+    fields=(
+        _social_insurance_code(
+            "social_insurance_code",
+            "10-digit social insurance code; its first two digits are commonly the issuing province (not enforced)",
+        ),
+        cccd_field("cccd", "CCCD of the participant"),
+        Field("full_name", "text", required=True, normalise_nfc=True, pii="direct",
+              description="Full name as the insurer holds it, NFC"),
+        Field("participant_type", "text", required=True, allowed=PARTICIPANT_TYPES,
+              description="Who pays: employee, self_employed, household, student, poor_household, ..."),
+        Field("registered_hospital_code", "text", required=True, pattern=r"\d{5}",
+              description="Registered primary-care facility: 2-digit province + 3-digit facility"),
+        Field("contribution_status", "text", required=True, allowed=CONTRIBUTION_STATUS,
+              description="paid, owing or suspended"),
+        UPDATED_AT,
+    ),
+    drift=SchemaDrift.KEEP_EXTRA,
+)
+
+COVERAGE_PERIODS = Entity(
+    registry=REGISTRY,
+    name="coverage_periods",
+    endpoint=endpoint_path(REGISTRY, "coverage_periods"),
+    description="Periods of health, social or unemployment insurance cover, one row per period.",
+    key=("coverage_id",),
+    cursor="updated_at",
+    fields=(
+        Field("coverage_id", "text", required=True, pattern=r"CV\d{12}",
+              description="Coverage period identifier, CV followed by 12 digits"),
+        _social_insurance_code("social_insurance_code", "Participant covered"),
+        Field("coverage_type", "text", required=True, allowed=COVERAGE_TYPES,
+              description="health, social or unemployment"),
+        Field("valid_from", "date", required=True, description="First day of cover"),
+        Field("valid_to", "date", description="Last day of cover; absent while open-ended"),
+        Field("status", "text", required=True, allowed=COVERAGE_STATUS, description="active, lapsed or ended"),
+        UPDATED_AT,
+    ),
+    checks=(date_order_check("valid_from", "valid_to"),),
+    drift=SchemaDrift.KEEP_EXTRA,
+)
+
+ENTITIES: tuple[Entity, ...] = (PARTICIPANTS, COVERAGE_PERIODS)
