@@ -1,0 +1,182 @@
+"""Ingest benchmark: kho load vs `psql \\copy` (the physical baseline) vs dlt, measured in one run.
+
+    uv run --group bench python bench/ingest.py [--citizens 1000000] [--memory-citizens 0]
+
+1. The simulator exports N citizens as CSV (dd/mm/yyyy dates), as a registry would deliver a bulk load.
+2. A fresh embedded warehouse (primary + streaming standby) is started in a temporary KHO_HOME.
+3. Timed, in this order, each into its own empty table on the primary:
+   - `psql \\copy` of the file into an unindexed all-text table (what the disk and WAL can do),
+   - `kho load` of the file into `raw.population__citizens` (checked, typed, merged, ledger row),
+   - dlt (`dlt[postgres]`, pyarrow batches, its COPY-based csv loader) into its own dataset,
+   - `kho load` of a change feed touching 1% of the records (merge on top of the full load).
+4. Optionally, peak RSS of `kho load` on a file of `--memory-citizens` rows (a separate process).
+
+Targets (issue 4): kho ≥ 0.7× the \\copy rate, ≥ 3× dlt; the 1% merge ≤ 10% of the full load; peak RSS < 1 GiB
+at 10M rows. The script prints the ratios and writes bench/results/ingest.json; it never asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from kho.config import KhoConfig
+from kho.extract.files import ExportFile
+from kho.load.pipeline import load_file
+from kho.sources.population import CITIZENS
+from kho.warehouse import cluster
+from kho.warehouse.connection import connect, primary_address
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def export_citizens(citizens: int, seed: int, out_dir: Path) -> Path:
+    """The simulator's bulk export of the citizens entity (CSV, dd/mm/yyyy dates)."""
+    from kho.simulator import WorldSpec
+    from kho.simulator.export import export
+
+    manifest = export(WorldSpec(seed=seed, citizens=citizens), out_dir, entities=[CITIZENS], formats=("csv",))
+    (entry,) = [f for f in manifest.files if f.entity == CITIZENS.name]
+    return out_dir / entry.path
+
+
+def read_text_csv(path: Path) -> pa.Table:
+    names = ExportFile.of(path).header()
+    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+
+
+def change_feed(full: Path, out: Path, share: float = 0.01) -> int:
+    """Every 1/share-th record moved to another commune with a later updated_at: a day's change feed, as CSV."""
+    table = read_text_csv(full)
+    picked = table.take(pa.array(range(0, table.num_rows, round(1 / share))))
+    communes = picked.column("permanent_commune_code").to_pylist()
+    moved = pa.array(communes[1:] + communes[:1], pa.string())
+    stamp = pa.array(["2025-07-01T09:00:00Z"] * picked.num_rows, pa.string())
+    names = picked.column_names
+    picked = picked.set_column(names.index("permanent_commune_code"), "permanent_commune_code", moved)
+    picked = picked.set_column(names.index("updated_at"), "updated_at", stamp)
+    pacsv.write_csv(picked, out)
+    return picked.num_rows
+
+
+def psql_copy(config: KhoConfig, path: Path, columns: list[str]) -> float:
+    wh = config.warehouse
+    host, port = primary_address(wh)
+    psql = str(cluster.find_binaries().bindir / "psql")
+    env = dict(os.environ, PGPASSWORD=wh.password())
+    base = [psql, "-h", host, "-p", str(port), "-U", wh.user, "-d", wh.dbname, "-v", "ON_ERROR_STOP=1", "-q"]
+    cols = ", ".join(f'"{c}" text' for c in columns)
+    subprocess.run([*base, "-c", f"DROP TABLE IF EXISTS public.bench_copy; CREATE TABLE public.bench_copy ({cols})"],
+                   env=env, check=True)
+    seconds, _ = timed(lambda: subprocess.run(
+        [*base, "-c", f"\\copy public.bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)"], env=env, check=True))
+    return seconds
+
+
+def dlt_load(config: KhoConfig, path: Path, work: Path) -> float:
+    import dlt
+    from dlt.destinations import postgres
+
+    wh = config.warehouse
+    host, port = primary_address(wh)
+    credentials = f"postgresql://{wh.user}:{wh.password()}@{host}:{port}/{wh.dbname}"
+    names = ExportFile.of(path).header()
+
+    @dlt.resource(name="population__citizens", write_disposition="append")
+    def batches() -> Iterator[pa.RecordBatch]:
+        reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+        yield from reader
+
+    pipeline = dlt.pipeline(pipeline_name="kho_bench", destination=postgres(credentials=credentials),
+                            dataset_name="dlt_bench", pipelines_dir=str(work / "dlt"))
+    seconds, _ = timed(lambda: pipeline.run(batches(), loader_file_format="csv"))
+    return seconds
+
+
+def peak_rss_of_load(config: KhoConfig, path: Path) -> int:
+    """Peak RSS (bytes) of `kho load` in a process of its own."""
+    env = dict(os.environ, **config.child_env(), KHO_PG_PASSWORD=config.warehouse.password())
+    code = ("import resource, sys; from kho.cli import main; rc = main(['load', 'population', 'citizens', "
+            f"{str(path)!r}, '--no-progress']); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
+            "sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1]) * 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--citizens", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=20250701)
+    parser.add_argument("--memory-citizens", type=int, default=0, help="also measure peak RSS at this size")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="kho-bench-") as tmp:
+        work = Path(tmp)
+        config = KhoConfig.from_env({"KHO_HOME": str(work / "home"), "KHO_PG_PORT": "55532",
+                                     "KHO_PG_STANDBY_PORT": "55533"})
+        gen_s, path = timed(lambda: export_citizens(args.citizens, args.seed, work / "export"))
+        size = path.stat().st_size
+        print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
+        cluster.up(config)
+        try:
+            copy_s = psql_copy(config, path, ExportFile.of(path).header())
+            kho_s, entry = timed(lambda: load_file(config, CITIZENS, path))
+            dlt_s = dlt_load(config, path, work)
+            changes = work / "changes.csv"
+            changed = change_feed(path, changes)
+            merge_s, merge_entry = timed(lambda: load_file(config, CITIZENS, changes))
+            rss = peak_rss_of_load(config, export_citizens(args.memory_citizens, args.seed + 1, work / "big")
+                                   ) if args.memory_citizens else None
+            with connect(config.warehouse, autocommit=True) as conn:
+                raw_rows = conn.execute("SELECT count(*) FROM raw.population__citizens").fetchone()[0]  # type: ignore[index]
+        finally:
+            cluster.destroy(config)
+
+    results = {
+        "citizens": args.citizens, "file_bytes": size,
+        "seconds": {"psql_copy": copy_s, "kho_load": kho_s, "dlt": dlt_s, "kho_merge_1pct": merge_s},
+        "rows_per_second": {"psql_copy": args.citizens / copy_s, "kho_load": args.citizens / kho_s,
+                            "dlt": args.citizens / dlt_s},
+        "ratios": {"kho_vs_copy": copy_s / kho_s, "kho_vs_dlt": dlt_s / kho_s, "merge_vs_full": merge_s / kho_s},
+        "targets": {"kho_vs_copy": 0.7, "kho_vs_dlt": 3.0, "merge_vs_full": 0.10},
+        "ledger_full": entry.summary(), "ledger_merge": merge_entry.summary(), "changed_rows": changed,
+        "raw_rows": raw_rows, "peak_rss_bytes": rss, "memory_citizens": args.memory_citizens or None,
+        "bench_process_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    r = results["ratios"]
+    print(f"\n{'path':<22}{'seconds':>10}{'rows/s':>14}")
+    for name, secs in results["seconds"].items():
+        print(f"{name:<22}{secs:>10.2f}{(changed if 'merge' in name else args.citizens) / secs:>14,.0f}")
+    print(f"\nkho vs \\copy rate : {r['kho_vs_copy']:.2f}x  (target >= 0.7)")
+    print(f"kho vs dlt rate    : {r['kho_vs_dlt']:.2f}x  (target >= 3)")
+    print(f"1% merge / full    : {r['merge_vs_full']:.1%}  (target <= 10%)")
+    if rss is not None:
+        print(f"peak RSS at {args.memory_citizens:,} rows: {rss / 2**20:.0f} MiB (target < 1024)")
+    print(f"\n{entry.summary()}\n{merge_entry.summary()}\nresults: {RESULTS / 'ingest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
