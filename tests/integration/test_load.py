@@ -171,3 +171,67 @@ def test_reloading_the_same_export_changes_nothing(fresh_db_config: KhoConfig, t
     load_file(fresh_db_config, CITIZENS, path)
     again = load_file(fresh_db_config, CITIZENS, path)
     assert (again.rows_read, again.rows_new, again.rows_changed, again.rows_unchanged) == (25, 0, 0, 25)
+
+
+def load_with(config: KhoConfig, records: list[dict[str, str | None]], *, fast_first_load: bool) -> LedgerEntry:
+    with connect(config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api", fast_first_load=fast_first_load)
+            loader.add(pa.Table.from_pylist(records))
+            return loader.finish()
+
+
+RAW_CONTENT = ("SELECT coalesce(jsonb_agg(to_jsonb(r) - '_loaded_at' - '_batch_id' - '_first_batch_id' ORDER BY cccd),"
+               " '[]') FROM raw.population__citizens AS r")
+
+
+def counts(entry: LedgerEntry) -> tuple[int, int, int, int, int]:
+    return entry.rows_read, entry.rows_new, entry.rows_changed, entry.rows_unchanged, entry.rows_rejected
+
+
+@pytest.mark.parametrize("duplicates", [False, True], ids=["distinct-keys", "repeated-keys"])
+def test_first_load_into_an_empty_table_matches_the_general_merge(fresh_db_config: KhoConfig,
+                                                                  duplicates: bool) -> None:
+    died = citizen(3, status="deceased", date_of_death="2025-04-20", updated_at="2025-05-01T00:00:00Z")
+    records = [citizen(i) for i in range(30)] + [citizen(99, cccd="1"), citizen(98, sex="X")]
+    if duplicates:
+        records += [citizen(5), died, citizen(3)]
+    general = load_with(fresh_db_config, records, fast_first_load=False)
+    general_rows = scalar(fresh_db_config, RAW_CONTENT)
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+        conn.execute("TRUNCATE raw.population__citizens")
+    fast = load_with(fresh_db_config, records, fast_first_load=True)
+    assert counts(fast) == counts(general)
+    assert scalar(fresh_db_config, RAW_CONTENT) == general_rows
+    assert (fast.rows_rejected, fast.rows_unchanged) == (2, 3 if duplicates else 0)
+
+
+def test_first_load_keeps_the_key_and_batch_index(fresh_db_config: KhoConfig) -> None:
+    load_with(fresh_db_config, [citizen(i) for i in range(10)], fast_first_load=True)
+    indexes = scalar(fresh_db_config, "SELECT array_agg(indexdef ORDER BY indexname) FROM pg_indexes"
+                                      " WHERE schemaname = 'raw' AND tablename = 'population__citizens'")
+    assert indexes == [
+        "CREATE INDEX population__citizens__batch_idx ON raw.population__citizens USING btree (_batch_id)",
+        "CREATE UNIQUE INDEX population__citizens_pkey ON raw.population__citizens USING btree (cccd)",
+    ]
+
+
+def test_a_second_load_after_a_fast_first_load_is_all_unchanged(fresh_db_config: KhoConfig, tmp_path: Path) -> None:
+    path = write_export_csv(tmp_path / "citizens.csv", [citizen(i) for i in range(25)] + [citizen(1)])
+    first = load_file(fresh_db_config, CITIZENS, path)
+    again = load_file(fresh_db_config, CITIZENS, path)
+    assert counts(first) == (26, 25, 0, 1, 0)
+    assert counts(again) == (26, 0, 0, 26, 0)
+
+
+def test_the_cursor_covers_every_table_of_a_batch_and_its_rejects(fresh_db_config: KhoConfig) -> None:
+    with connect(fresh_db_config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            loader.add(pa.Table.from_pylist([citizen(1, updated_at="2025-03-01T00:00:00Z")]))
+            loader.add(pa.Table.from_pylist([citizen(2, cccd="7", updated_at="2025-04-01T00:00:00Z"), citizen(3)]))
+            entry = loader.finish()
+    assert counts(entry) == (3, 2, 0, 0, 1)
+    assert entry.cursor_to is not None and entry.cursor_to.isoformat() == "2025-04-01T00:00:00+00:00"

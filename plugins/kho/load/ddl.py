@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from psycopg import sql
 
 from kho.sources.contract import RAW_META_COLUMNS, Entity
@@ -21,6 +23,19 @@ def raw_table(entity: Entity) -> sql.Identifier:
     return sql.Identifier(RAW_SCHEMA, entity.raw_table)
 
 
+@dataclass(frozen=True)
+class Index:
+    name: str
+    create: sql.Composed
+
+
+def batch_index(entity: Entity) -> Index:
+    """The raw table's index on `_batch_id` (GX validates one batch at a time)."""
+    name = f"{entity.raw_table}__batch_idx"
+    return Index(name, sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_batch_id)").format(
+        sql.Identifier(name), raw_table(entity)))
+
+
 def create_raw_table(entity: Entity) -> list[sql.Composed]:
     """CREATE statements for `raw.<registry>__<entity>` (idempotent)."""
     columns = [
@@ -36,9 +51,7 @@ def create_raw_table(entity: Entity) -> list[sql.Composed]:
     table = raw_table(entity)
     return [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(columns)),
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_batch_id)").format(
-            sql.Identifier(f"{entity.raw_table}__batch_idx"), table
-        ),
+        batch_index(entity).create,
         sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(entity.description)),
     ]
 

@@ -8,7 +8,9 @@ the dbt sources checks all read the same definition.
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -207,7 +209,11 @@ def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
 
 
 def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
+    return _blank_trimmed(pc.utf8_trim_whitespace(col))
+
+
+def _blank_trimmed(trimmed: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.binary_length(trimmed), pa.scalar(0, pa.int32())))
 
 
 def parse_field(field_: Field, col: pa.ChunkedArray, *, date_format: str | None = None) -> pa.ChunkedArray:
@@ -215,7 +221,10 @@ def parse_field(field_: Field, col: pa.ChunkedArray, *, date_format: str | None 
 
     `date_format`, when given, replaces the field's own format for dates (export files write dd/mm/yyyy).
     """
-    col = pc.utf8_trim_whitespace(col)
+    return _parse_trimmed(field_, pc.utf8_trim_whitespace(col), date_format=date_format)
+
+
+def _parse_trimmed(field_: Field, col: pa.ChunkedArray, *, date_format: str | None = None) -> pa.ChunkedArray:
     if field_.type == "text":
         return pc.utf8_normalize(col, form="NFC") if field_.normalise_nfc else col
     if field_.type == "date":
@@ -246,9 +255,45 @@ def parse_field(field_: Field, col: pa.ChunkedArray, *, date_format: str | None 
 
 
 def _reject_rolled_over(ts: pa.ChunkedArray, text: pa.ChunkedArray, fmt: str) -> pa.ChunkedArray:
-    """Arrow's strptime rolls 2001-02-30 over to 2001-03-02; a value that does not round-trip is invalid."""
-    same = pc.equal(pc.strftime(ts, format=fmt), text)
+    """Arrow's strptime rolls 2001-02-30 over to 2001-03-02; a value that does not round-trip is invalid.
+
+    For fixed-width numeric formats (%d, %m, %Y and literals, e.g. dd/mm/yyyy) the round trip is the text having
+    the exact shape and its day and month digits equal to the parsed value's: several times cheaper than strftime.
+    """
+    layout = _fixed_date_layout(fmt)
+    if layout is None:
+        same = pc.equal(pc.strftime(ts, format=fmt), text)
+    else:
+        pattern, day_at, month_at = layout
+        shaped = pc.and_(pc.match_substring_regex(text, pattern), pc.is_valid(ts))
+        digits = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+        day = pc.cast(pc.utf8_slice_codeunits(digits, day_at, day_at + 2), pa.int64())
+        month = pc.cast(pc.utf8_slice_codeunits(digits, month_at, month_at + 2), pa.int64())
+        same = pc.and_(pc.equal(pc.day(ts), day), pc.equal(pc.month(ts), month))
     return pc.if_else(pc.fill_null(same, False), ts, pa.scalar(None, ts.type))
+
+
+_DATE_DIRECTIVE_WIDTHS = {"%d": 2, "%m": 2, "%Y": 4}
+
+
+@functools.cache
+def _fixed_date_layout(fmt: str) -> tuple[str, int, int] | None:
+    """(full-match regex, offset of the day digits, offset of the month digits) when `fmt` is a fixed-width date
+    of exactly %d, %m and %Y between literal characters; None for any other format (then strftime decides)."""
+    pattern, at, offsets = "^", 0, {}
+    for part in re.split(r"(%.)", fmt):
+        if part in _DATE_DIRECTIVE_WIDTHS and part not in offsets:
+            offsets[part] = at
+            pattern += rf"\d{{{_DATE_DIRECTIVE_WIDTHS[part]}}}"
+            at += _DATE_DIRECTIVE_WIDTHS[part]
+        elif "%" in part:
+            return None
+        else:
+            pattern += re.escape(part)
+            at += len(part)
+    if len(offsets) != len(_DATE_DIRECTIVE_WIDTHS):
+        return None
+    return pattern + "$", offsets["%d"], offsets["%m"]
 
 
 def _parse_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -283,8 +328,9 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
     typed: dict[str, pa.ChunkedArray] = {}
     for f in entity.fields:
         raw = _text(table, f.name)
-        blank = _blank(raw)
-        value = parse_field(f, raw, date_format=date_format)
+        trimmed = pc.utf8_trim_whitespace(raw)
+        blank = _blank_trimmed(trimmed)
+        value = _parse_trimmed(f, trimmed, date_format=date_format)
         for bad, reason_code, message in _field_rules(entity, f, raw, value, blank):
             flag(bad, reason_code, message)
         typed[f.name] = pc.if_else(blank, pa.scalar(None, f.arrow_type), value)
