@@ -111,8 +111,9 @@ def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.load.pipeline import SyncOptions, sync_api
     from kho.sources import get_entity
 
-    entry = sync_api(config, get_entity(args.registry, args.entity), SyncOptions(full_refresh=args.full_refresh))
-    print(entry.summary())
+    entries = sync_api(config, get_entity(args.registry, args.entity), SyncOptions(full_refresh=args.full_refresh))
+    for entry in entries:
+        print(entry.summary())
     return 0
 
 

@@ -14,11 +14,12 @@ from psycopg import sql
 from kho import airflow_env
 from kho.config import KhoConfig
 from kho.errors import KhoError
+from kho.sources import ENTITIES, REGISTRIES
 from kho.warehouse import cluster
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
 
-DAG_ORDER = ("sync_population", "build_warehouse")
-SUMMARY_TABLES = (("raw", "population__citizens"), ("mart_population", "citizens_per_commune"))
+DAG_ORDER = (*(f"sync_{registry}" for registry in REGISTRIES), "build_warehouse")
+SUMMARY_TABLES = (*(("raw", e.raw_table) for e in ENTITIES), ("mart_population", "citizens_per_commune"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: d
     bag = load_dagbag(config)
     outcomes = []
     for dag_id in dag_ids:
-        outcome = run_dag(bag, dag_id, conf if dag_id == dag_ids[0] else None)
+        outcome = run_dag(bag, dag_id, conf if dag_id.startswith("sync_") else None)
         outcomes.append(outcome)
         if outcome.state != "success":
             raise KhoError(f"DAG {dag_id} ended {outcome.state} (run {outcome.run_id}); see the task logs above")
@@ -83,13 +84,13 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     p("\n=== kho demo summary ===")
     for o in outcomes:
         p(f"DAG {o.dag_id:<16} {o.state:<8} {o.run_id}")
-    p("\nRows per table            primary    standby")
+    p(f"\n  {'rows per table':<44} {'primary':>8} {'standby':>8}")
     for name, on_primary, on_standby in table_counts(config):
-        p(f"  {name:<38} {on_primary!s:>8} {on_standby!s:>10}")
+        p(f"  {name:<44} {on_primary!s:>8} {on_standby!s:>8}")
     with connect(config.warehouse, autocommit=True) as conn:
         ledger = conn.execute(
             "SELECT batch_id, registry || '.' || entity, rows_read, rows_new, rows_changed, rows_unchanged, "
-            "rows_rejected FROM kho.load_ledger ORDER BY batch_id DESC LIMIT 3"
+            "rows_rejected FROM kho.load_ledger ORDER BY batch_id DESC LIMIT 12"
         ).fetchall()
         quality = conn.execute(
             "SELECT DISTINCT ON (suite_name) suite_name, success, evaluated, failed FROM kho.quality_results "

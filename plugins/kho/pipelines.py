@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from kho.config import KhoConfig
@@ -17,6 +18,8 @@ from kho.load.state import bootstrap
 from kho.sources import get_entity
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
+LATE_ARRIVAL_LOOKBACK = dt.timedelta(days=1)
+"""Registries publish some updates a day late with their original updated_at: re-read a day (counted unchanged)."""
 MART_SUITES: tuple[tuple[str, str], ...] = (("mart_population", "citizens_per_commune"),)
 
 
@@ -24,11 +27,42 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def sync(registry: str, entity: str, *, full_refresh: bool = False, run_id: str | None = None) -> dict[str, Any]:
-    """Extract → check → load one entity from its registry API; returns the ledger row."""
+def sync(registry: str, entity: str, options: SyncOptions | None = None) -> dict[str, Any]:
+    """Extract → check → load one entity from its registry API; returns its ledger rows and batch ids."""
     config = KhoConfig.from_env()
-    entry = sync_api(config, get_entity(registry, entity), SyncOptions(full_refresh=full_refresh, run_id=run_id))
-    return {k: _jsonable(v) for k, v in dataclasses.asdict(entry).items()}
+    entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
+    batches = [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in _as_list(entries)]
+    return {"registry": registry, "entity": entity, "batch_ids": [b["batch_id"] for b in batches],
+            "batches": batches}
+
+
+def _as_list(entries: Any) -> list[Any]:
+    return list(entries) if isinstance(entries, list | tuple) else [entries]
+
+
+def sync_options_for_run(context: Mapping[str, Any]) -> SyncOptions:
+    """What one DAG run asks for: a backfill loads exactly its data interval; a manual run may set `since` or
+    `full_refresh`; a scheduled run continues from the watermark (it never re-derives state from `now()`)."""
+    params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    run_type = str(getattr(dag_run, "run_type", "") or "")
+    run_id = str(context.get("run_id") or "") or None
+    if run_type.endswith("backfill"):
+        return SyncOptions(since=_instant(context.get("data_interval_start")),
+                           until=_instant(context.get("data_interval_end")), run_id=run_id)
+    since = params.get("since")
+    full_refresh = bool(params.get("full_refresh", False))
+    return SyncOptions(full_refresh=full_refresh, since=dt.datetime.fromisoformat(since) if since else None,
+                       lookback=dt.timedelta(0) if full_refresh else LATE_ARRIVAL_LOOKBACK, run_id=run_id)
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(str(value))
+
+
+def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `extract_load` task of a sync DAG."""
+    return sync(registry, entity, sync_options_for_run(context))
 
 
 def _validate(config: KhoConfig, schema: str, table: str, batch_id: int | None) -> dict[str, Any]:
@@ -47,10 +81,11 @@ def _validate(config: KhoConfig, schema: str, table: str, batch_id: int | None) 
     return summary
 
 
-def validate_raw(registry: str, entity: str, batch_id: int) -> dict[str, Any]:
-    """Run the raw table's GX suite on the batch just loaded; a blocking failure fails the task."""
+def validate_raw_batches(registry: str, entity: str, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run the raw table's GX suite on each batch the sync committed; a blocking failure fails the task."""
     config = KhoConfig.from_env()
-    return _validate(config, "raw", get_entity(registry, entity).raw_table, batch_id)
+    table = get_entity(registry, entity).raw_table
+    return [_validate(config, "raw", table, int(batch_id)) for batch_id in summary["batch_ids"]]
 
 
 def validate_marts() -> list[dict[str, Any]]:

@@ -49,7 +49,11 @@ def test_quality_results_are_recorded_for_raw_and_mart(kho_config: KhoConfig, fi
     with connect(kho_config.warehouse, autocommit=True) as conn:
         suites = {r[0]: r[1] for r in conn.execute(
             "SELECT suite_name, bool_and(success) FROM kho.quality_results GROUP BY suite_name")}
-    assert suites == {"raw.population__citizens": True, "mart_population.citizens_per_commune": True}
+    from kho.sources import entities_of
+
+    expected = {f"raw.{e.raw_table}" for e in entities_of("population")} | {"mart_population.citizens_per_commune"}
+    assert set(suites) == expected
+    assert all(suites.values())
 
 
 def test_a_second_sync_loads_nothing_new_and_the_ledger_says_so(
@@ -59,7 +63,7 @@ def test_a_second_sync_loads_nothing_new_and_the_ledger_says_so(
     with connect(kho_config.warehouse, autocommit=True) as conn:
         last = conn.execute(
             "SELECT rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, rows_loaded "
-            "FROM kho.load_ledger ORDER BY batch_id DESC LIMIT 1").fetchone()
+            "FROM kho.load_ledger WHERE entity = 'citizens' ORDER BY batch_id DESC LIMIT 1").fetchone()
         raw_rows = query(conn, "SELECT count(*) FROM raw.population__citizens")
     assert last is not None
     read, new, changed, unchanged, rejected, loaded = last
@@ -99,9 +103,10 @@ def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_ad
     assert run_dag(dagbag, "sync_population").state == "success"
     with connect(config.warehouse, autocommit=True) as conn:
         read, new, changed, unchanged, rejected = conn.execute(
-            "SELECT rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected FROM kho.load_ledger").fetchone()
-        quarantined = sorted(conn.execute("SELECT payload->>'cccd', reason_code FROM kho.quarantine").fetchall(),
-                             key=str)
+            "SELECT sum(rows_read), sum(rows_new), sum(rows_changed), sum(rows_unchanged), sum(rows_rejected) "
+            "FROM kho.load_ledger WHERE entity = 'citizens'").fetchone()
+        quarantined = sorted(conn.execute(
+            "SELECT payload->>'cccd', reason_code FROM kho.quarantine WHERE entity = 'citizens'").fetchall(), key=str)
         loaded = query(conn, "SELECT count(*) FROM raw.population__citizens")
     assert read == len(served) == new + changed + unchanged + rejected
     assert quarantined == sorted(((d.key[0], d.expected_reason_code) for d in truth), key=str)

@@ -12,7 +12,9 @@ import base64
 import datetime as dt
 import email.utils
 import json
+import logging
 import math
+import random
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -25,12 +27,17 @@ from kho.config import RegistryCredentials
 from kho.errors import ExtractError
 from kho.sources.contract import Entity
 
+logger = logging.getLogger(__name__)
+
 MAX_PAGE_SIZE = 1000
 TOKEN_PATH = "/oauth/token"
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The wait a response asks for in `Retry-After` (seconds or an HTTP date), or None if it names none."""
+def retry_after_seconds(response: httpx.Response, *, now: Callable[[], dt.datetime] | None = None) -> float | None:
+    """The wait a response asks for in `Retry-After` (seconds or an HTTP date), or None if it names none.
+
+    `now` (aware UTC) is injectable so an HTTP-date header can be tested without the wall clock.
+    """
     raw = response.headers.get("Retry-After", "").strip()
     if raw.isdigit():
         return float(raw)
@@ -40,28 +47,66 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    current = now() if now is not None else dt.datetime.now(dt.UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+"""Answers that say "not now" rather than "never": a gateway's rate limit and a registry's passing failures."""
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a refused request is sent again, and after how long. The one place retrying is decided.
+    """When a failed request is sent again, and after how long. The one place retrying is decided.
 
-    Today it waits out a rate limit once (a 429's Retry-After); every other failure is raised at once.
+    5xx, 429 and transport failures (refused or dropped connections, timeouts) are retried with exponential
+    backoff and full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"), so many workers hitting one
+    registry do not retry in lockstep. A `Retry-After` header wins over the backoff (capped by `max_wait_s`).
+    Retrying stops after `max_attempts` sends or once the next wait would pass `deadline_s` since the first send,
+    whichever comes first. Sleep, clock and jitter are injectable so tests never wait.
     """
 
-    rate_limit_waits: int = 1
-    """How many 429s in a row one request may wait out."""
+    max_attempts: int = 8
+    """Sends of one request in all, the first included."""
+    base_delay_s: float = 0.5
+    """The backoff cap of the first retry; it doubles with each further retry."""
+    max_delay_s: float = 30.0
+    """The backoff cap never grows past this."""
     max_wait_s: float = 60.0
     """A longer Retry-After is cut to this: a sync must not hang on one header."""
+    deadline_s: float = 300.0
+    """Total seconds one request may spend retrying before the sync gives up."""
+    retry_statuses: frozenset[int] = RETRY_STATUSES
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    jitter: Callable[[float, float], float] = random.uniform
+    """Draws the wait in [0, cap]; tests pass a fixed function."""
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    """Wall-clock UTC for Retry-After given as an HTTP date."""
 
-    def delay(self, response: httpx.Response, attempt: int) -> float | None:
-        """Seconds to wait before sending `response`'s request again (`attempt` retries so far), or None."""
-        if response.status_code == 429 and attempt < self.rate_limit_waits:
-            wait = retry_after_seconds(response)
-            return min(1.0 if wait is None else wait, self.max_wait_s)
-        return None
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+
+    def backoff(self, retry: int) -> float:
+        """Full jitter: a uniform draw in [0, min(max_delay_s, base_delay_s * 2**retry)] for retry 0, 1, ..."""
+        cap = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(retry, 62))
+        return self.jitter(0.0, cap)
+
+    def delay(self, response: httpx.Response | None, retry: int) -> float | None:
+        """Seconds to wait before retry number `retry` (0 = the first) of a request that got `response` (None: a
+        transport failure), or None when this outcome is not worth retrying (the attempt budget is checked by
+        the caller)."""
+        if response is not None and response.status_code not in self.retry_statuses:
+            return None
+        asked = retry_after_seconds(response, now=self.now) if response is not None else None
+        if asked is not None:
+            return min(asked, self.max_wait_s)
+        return self.backoff(retry)
+
+    def allows(self, attempts: int, started: float, wait: float) -> bool:
+        """Whether one more send fits: `attempts` sends so far, the first at clock time `started`."""
+        return attempts < self.max_attempts and self.clock() - started + wait <= self.deadline_s
 
 
 @dataclass(frozen=True)
@@ -179,10 +224,7 @@ def _get_json(client: httpx.Client, source: ApiSource, url: str, params: dict[st
               entity: Entity) -> dict:
     response = _get(client, source, url, params, entity)
     if response.status_code != 200:
-        try:
-            detail = response.json().get("message", response.text)
-        except (ValueError, AttributeError):
-            detail = response.text[:200]
+        detail = _detail(response)
         hint = ""
         if response.status_code == 401 and source.credentials is None:
             hint = " (this registry needs client credentials: give ApiSource its RegistryCredentials)"
@@ -198,19 +240,43 @@ def _get_json(client: httpx.Client, source: ApiSource, url: str, params: dict[st
 
 def _get(client: httpx.Client, source: ApiSource, url: str, params: dict[str, str | int],
          entity: Entity) -> httpx.Response:
-    """One GET, sent again while the retry policy says so; the last response is returned, whatever it is."""
-    attempt = 0
+    """One GET, sent again while the retry policy allows; a response not worth retrying is returned as is.
+
+    Every retry is logged with its reason; giving up raises an ExtractError naming the registry, entity, URL and
+    the last failure, so the task log says what to check without a traceback.
+    """
+    policy = source.retry
+    started = policy.clock()
+    attempts = 0
     while True:
+        response: httpx.Response | None = None
+        attempts += 1
         try:
             response = client.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise ExtractError(f"{entity.qualified_name}: GET {url} failed ({type(exc).__name__}: {exc}). "
-                               "Is the registry up?") from exc
-        wait = source.retry.delay(response, attempt)
-        if wait is None:
-            return response
-        source.retry.sleep(wait)
-        attempt += 1
+        except httpx.TransportError as exc:
+            reason = f"{type(exc).__name__}: {str(exc).rstrip('.')}" if str(exc) else type(exc).__name__
+        else:
+            if response.status_code not in policy.retry_statuses:
+                return response
+            reason = f"answered {response.status_code}: {_detail(response).rstrip('.')}"
+        wait = policy.delay(response, attempts - 1)
+        if wait is None or not policy.allows(attempts, started, wait):
+            raise ExtractError(
+                f"registry {entity.registry}, entity {entity.name}: GET {url} gave up after {attempts} attempt(s) "
+                f"in {policy.clock() - started:.1f} s; last error: {reason}. Is the registry up? A later run "
+                "resumes from the last committed watermark."
+            )
+        logger.warning("registry %s, entity %s: GET %s failed (%s); retry %d/%d in %.2f s", entity.registry,
+                       entity.name, url, reason, attempts, policy.max_attempts - 1, wait)
+        policy.sleep(wait)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("message", response.text[:200])) if isinstance(body, dict) else response.text[:200]
 
 
 def records_to_table(records: list[dict]) -> pa.Table:

@@ -100,25 +100,30 @@ def test_a_rate_limit_is_waited_out_as_retry_after_says(world: FakeWorld, clock:
     assert waits == [1.0, 1.0, 1.0]  # 5 pages, a burst of 2: the other 3 each waited one Retry-After
 
 
-def test_a_second_429_in_a_row_fails_the_sync(world: FakeWorld, clock: ManualClock) -> None:
+NO_WAIT = RetryPolicy(max_attempts=3, sleep=lambda _: None)
+
+
+def test_a_rate_limit_that_never_lifts_fails_after_the_attempt_budget(world: FakeWorld, clock: ManualClock) -> None:
     options = ServerOptions(credentials=CLIENT, rate_per_s=1, burst=1, clock=clock)
     with serve_in_thread(world, options=options) as simulator:
-        source = ApiSource(simulator.url, page_size=40, credentials=CLIENT, retry=RetryPolicy(sleep=lambda _: None))
-        with pytest.raises(ExtractError, match="429"):
+        source = ApiSource(simulator.url, page_size=40, credentials=CLIENT, retry=NO_WAIT)
+        with pytest.raises(ExtractError, match=r"gave up after 3 attempt\(s\).*answered 429"):
             list(iter_pages(source, THINGS))
 
 
-def test_a_dropped_connection_fails_the_sync_as_a_connection_error(world: FakeWorld) -> None:
+def test_a_connection_dropped_on_every_attempt_fails_naming_registry_entity_url_and_error(world: FakeWorld) -> None:
     with serve_in_thread(world, options=ServerOptions(faults=FaultSpec(drop_rate=1.0))) as simulator, \
             pytest.raises(ExtractError, match="RemoteProtocolError") as caught:
-        list(iter_pages(ApiSource(simulator.url), CITIZENS))
-    assert "population.citizens" in str(caught.value)
+        list(iter_pages(ApiSource(simulator.url, retry=NO_WAIT), CITIZENS))
+    message = str(caught.value)
+    assert "registry population, entity citizens" in message
+    assert f"{simulator.url}/population/v1/citizens" in message
 
 
-def test_an_injected_server_error_fails_the_sync_with_its_status(world: FakeWorld) -> None:
+def test_a_server_error_on_every_attempt_fails_with_its_status(world: FakeWorld) -> None:
     with serve_in_thread(world, options=ServerOptions(faults=FaultSpec(error_rate=1.0, seed=3))) as simulator, \
             pytest.raises(ExtractError, match=r"answered 50[023]: an injected fault"):
-        list(iter_pages(ApiSource(simulator.url), CITIZENS))
+        list(iter_pages(ApiSource(simulator.url, retry=NO_WAIT), CITIZENS))
 
 
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0", 0.0), ("soon", None), ("", None),

@@ -1,0 +1,128 @@
+"""The retry policy against the simulator's real faults: 5xx, 429 and dropped connections are retried with
+capped exponential backoff and full jitter, Retry-After wins, and the attempt budget and deadline bound it all.
+Sleep, clock and jitter are injected, so nothing here waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import httpx
+import pytest
+
+from kho.errors import ExtractError
+from kho.extract.api import ApiSource, RetryPolicy, iter_pages, retry_after_seconds
+from kho.simulator.faults import FaultSpec
+from kho.simulator.server import ServerOptions, serve_in_thread
+from tests.unit.simulator.fakes import THINGS, FakeWorld, ManualClock
+
+
+class Sleeps:
+    """Records each wait and moves a manual clock by it, as a real sleep would."""
+
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        self.waits: list[float] = []
+        self.clock = clock or ManualClock()
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+
+
+def highest(lo: float, hi: float) -> float:
+    return hi
+
+
+def policy(sleeps: Sleeps, **overrides: object) -> RetryPolicy:
+    return RetryPolicy(sleep=sleeps, clock=sleeps.clock, jitter=highest, **overrides)  # type: ignore[arg-type]
+
+
+def all_rows(source: ApiSource) -> list[dict[str, str | None]]:
+    return [row for page in iter_pages(source, THINGS) for row in page.to_pylist()]
+
+
+def test_backoff_doubles_from_the_base_and_stops_at_the_cap() -> None:
+    retry = RetryPolicy(base_delay_s=0.5, max_delay_s=4.0, jitter=highest)
+    assert [retry.backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_full_jitter_draws_between_zero_and_the_cap() -> None:
+    draws: list[tuple[float, float]] = []
+
+    def jitter(lo: float, hi: float) -> float:
+        draws.append((lo, hi))
+        return (lo + hi) / 2
+
+    assert RetryPolicy(base_delay_s=1.0, jitter=jitter).backoff(2) == 2.0
+    assert draws == [(0.0, 4.0)]
+
+
+def test_retry_after_wins_over_the_backoff_and_is_capped() -> None:
+    retry = RetryPolicy(max_wait_s=10.0, jitter=highest)
+    assert retry.delay(httpx.Response(503, headers={"Retry-After": "3"}), 5) == 3.0
+    assert retry.delay(httpx.Response(429, headers={"Retry-After": "3600"}), 0) == 10.0
+    assert retry.delay(httpx.Response(502), 1) == retry.backoff(1)
+
+
+def test_a_retry_after_http_date_is_read_against_the_injected_now() -> None:
+    now = dt.datetime(2015, 10, 21, 7, 27, 50, tzinfo=dt.UTC)
+    response = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert retry_after_seconds(response, now=lambda: now) == 10.0
+    assert RetryPolicy(now=lambda: now).delay(response, 0) == 10.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_a_client_error_is_not_retried(status: int) -> None:
+    assert RetryPolicy().delay(httpx.Response(status), 0) is None
+
+
+def test_a_transport_failure_backs_off() -> None:
+    assert RetryPolicy(jitter=highest, base_delay_s=0.25).delay(None, 1) == 0.5
+
+
+def test_server_errors_at_a_fifth_of_requests_still_read_every_record() -> None:
+    world, sleeps = FakeWorld(), Sleeps()
+    with serve_in_thread(world, options=ServerOptions(faults=FaultSpec(error_rate=0.2, seed=11))) as simulator:
+        source = ApiSource(simulator.url, page_size=10, retry=policy(sleeps))
+        assert all_rows(source) == world.snapshot(THINGS)
+        injected = simulator.server.faults.counts["error"]
+    assert injected > 0 and len(sleeps.waits) == injected
+
+
+def test_a_dropped_connection_mid_paging_is_retried() -> None:
+    world, sleeps = FakeWorld(), Sleeps()
+    with serve_in_thread(world, options=ServerOptions(faults=FaultSpec(drop_rate=0.25, seed=5))) as simulator:
+        source = ApiSource(simulator.url, page_size=10, retry=policy(sleeps))
+        assert all_rows(source) == world.snapshot(THINGS)
+        dropped = simulator.server.faults.counts["drop"]
+    assert dropped > 0 and len(sleeps.waits) == dropped
+
+
+def test_every_retry_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    sleeps = Sleeps()
+    with serve_in_thread(FakeWorld(), options=ServerOptions(faults=FaultSpec(error_rate=0.5, seed=2))) as simulator:
+        caplog.set_level(logging.WARNING, logger="kho.extract.api")
+        all_rows(ApiSource(simulator.url, page_size=20, retry=policy(sleeps)))
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == len(sleeps.waits) > 0
+    assert all("answered 50" in m and "civil_status" in m for m in retries)
+
+
+def test_the_deadline_stops_retrying_before_the_attempt_budget() -> None:
+    sleeps = Sleeps()
+    with serve_in_thread(FakeWorld(), options=ServerOptions(faults=FaultSpec(error_rate=1.0))) as simulator:
+        source = ApiSource(simulator.url, retry=policy(sleeps, max_attempts=100, base_delay_s=1.0, max_delay_s=8.0,
+                                                        deadline_s=20.0))
+        with pytest.raises(ExtractError, match=r"registry civil_status, entity things: GET .* gave up after"):
+            all_rows(source)
+    assert sum(sleeps.waits) <= 20.0 and len(sleeps.waits) < 99
+
+
+def test_a_rate_limit_waits_as_retry_after_says_and_completes() -> None:
+    clock = ManualClock()
+    sleeps = Sleeps(clock)
+    world = FakeWorld()
+    with serve_in_thread(world, options=ServerOptions(rate_per_s=1, burst=1, clock=clock)) as simulator:
+        source = ApiSource(simulator.url, page_size=40, retry=policy(sleeps))
+        assert all_rows(source) == world.snapshot(THINGS)
+    assert sleeps.waits and all(w == 1.0 for w in sleeps.waits)
