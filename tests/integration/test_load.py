@@ -235,3 +235,14 @@ def test_the_cursor_covers_every_table_of_a_batch_and_its_rejects(fresh_db_confi
             entry = loader.finish()
     assert counts(entry) == (3, 2, 0, 0, 1)
     assert entry.cursor_to is not None and entry.cursor_to.isoformat() == "2025-04-01T00:00:00+00:00"
+
+
+def test_the_row_hash_does_not_depend_on_the_session_time_zone(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(10)])
+    with connect(fresh_db_config.warehouse) as conn:
+        conn.execute("SET TimeZone = 'Asia/Ho_Chi_Minh'")
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)]))
+            entry = loader.finish()
+    assert (entry.rows_changed, entry.rows_unchanged) == (0, 10)

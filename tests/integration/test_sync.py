@@ -144,13 +144,13 @@ def test_a_rerun_with_no_new_data_changes_nothing(fresh_db_config: KhoConfig) ->
     world = build(days=0)
     with serving(world, fresh_db_config) as config:
         sync_api(config, CITIZENS, SMALL)
-        before = rows(config, "SELECT md5(string_agg(_row_hash || _batch_id, ',' ORDER BY cccd)) "
+        before = rows(config, "SELECT md5(string_agg(_row_hash::text || ':' || _batch_id, ',' ORDER BY cccd)) "
                               "FROM raw.population__citizens")
         mark = watermark(config, CITIZENS)
         again = sync_api(config, CITIZENS, SMALL)
     assert sum(e.rows_new + e.rows_changed for e in again) == 0
     assert all(e.rows_read == e.rows_unchanged + e.rows_rejected for e in again)
-    assert rows(config, "SELECT md5(string_agg(_row_hash || _batch_id, ',' ORDER BY cccd)) "
+    assert rows(config, "SELECT md5(string_agg(_row_hash::text || ':' || _batch_id, ',' ORDER BY cccd)) "
                         "FROM raw.population__citizens") == before
     assert watermark(config, CITIZENS) == mark
 

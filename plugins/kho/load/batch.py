@@ -304,9 +304,13 @@ def _prepare(entity: Entity, table: pa.Table, dialect: Dialect) -> _Prepared:
 
 
 def _row_hash(entity: Entity) -> sql.Composed:
-    """The row hash over the stage row `s`: one definition for the merge and the first load."""
+    """The row hash over the stage row `s`: one definition for the merge and the first load.
+
+    PostgreSQL's 64-bit record hash works on the typed values (timestamptz as its instant), so unlike
+    md5(ROW(...)::text) it does not change with the session's TimeZone, and it costs a third of the time.
+    """
     values = [sql.SQL("s.{}").format(sql.Identifier(f.name)) for f in entity.fields] + [sql.SQL("s._extra")]
-    return sql.SQL("md5(ROW({})::text)").format(sql.SQL(", ").join(values))
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(values))
 
 
 def _copy_csv(conn: psycopg.Connection, table: sql.Identifier, columns: list[str], chunks: list[memoryview]) -> None:

@@ -11,7 +11,7 @@ from kho.sources.contract import RAW_META_COLUMNS, Entity
 RAW_SCHEMA = "raw"
 _META_TYPES = {
     "_extra": "jsonb",
-    "_row_hash": "text NOT NULL",
+    "_row_hash": "bigint NOT NULL",
     "_batch_id": "bigint NOT NULL",
     "_first_batch_id": "bigint NOT NULL",
     "_loaded_at": "timestamptz NOT NULL DEFAULT now()",
