@@ -3,8 +3,6 @@ caller noticing, rate limits waited out once, failures raised as ExtractError th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pyarrow as pa
 import pytest
@@ -15,25 +13,7 @@ from kho.extract.api import ApiSource, ClientCredentialsAuth, RetryPolicy, iter_
 from kho.simulator.faults import FaultSpec
 from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
 from kho.sources.population import CITIZENS
-from tests.unit.simulator.fakes import THINGS, FakeWorld, ManualClock
-
-CLIENT = RegistryCredentials("kho-test", "s3cret+/=")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def world() -> FakeWorld:
-    return FakeWorld()
-
-
-@pytest.fixture
-def running(world: FakeWorld, clock: ManualClock) -> Iterator[RunningSimulator]:
-    with serve_in_thread(world, options=ServerOptions(credentials=CLIENT, clock=clock)) as simulator:
-        yield simulator
+from tests.unit.simulator.fakes import CLIENT, THINGS, FakeWorld, ManualClock
 
 
 def rows(tables: list[pa.Table]) -> list[dict[str, str | None]]:

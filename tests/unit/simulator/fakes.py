@@ -7,8 +7,12 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from kho.config import RegistryCredentials
 from kho.sources.contract import Entity, Field
 from kho.sources.population import CITIZENS
+
+CLIENT = RegistryCredentials("kho-test", "s3cret+/=")
+"""The one client the fake registries accept."""
 
 THINGS = Entity(
     registry="civil_status",

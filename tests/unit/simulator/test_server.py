@@ -25,27 +25,10 @@ from kho.simulator.server import (
     serve_in_thread,
 )
 from kho.sources.population import CITIZENS
-from tests.unit.simulator.fakes import THINGS, FakeWorld, ManualClock
+from tests.unit.simulator.fakes import CLIENT, THINGS, FakeWorld, ManualClock
 
-CLIENT = RegistryCredentials("kho-test", "s3cret+/=")
 Json = dict[str, Any]
 
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def world() -> FakeWorld:
-    return FakeWorld()
-
-
-@pytest.fixture
-def running(world: FakeWorld, clock: ManualClock) -> Iterator[RunningSimulator]:
-    """A registry that needs a token (TTL 300 s on the test's clock), without rate limit or faults."""
-    with serve_in_thread(world, options=ServerOptions(credentials=CLIENT, clock=clock)) as simulator:
-        yield simulator
 
 
 @pytest.fixture
