@@ -109,6 +109,6 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
     p(f"  Data Docs:   file://{docs}")
-    p(f"  Airflow UI:  AIRFLOW_HOME={config.airflow_home} uv run airflow standalone   (then http://localhost:8080)")
+    p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
     p(f"  Warehouse:   uv run kho warehouse status    |  psql -h 127.0.0.1 -p {config.warehouse.primary_port} "
       f"-U {config.warehouse.user} {config.warehouse.dbname}  (password in {config.warehouse.password_file})")

@@ -71,3 +71,21 @@ def test_the_sync_dag_emits_the_asset_the_build_dag_waits_for(dagbag: Any) -> No
     awaited = asset_uris(dagbag.get_dag("build_warehouse").timetable.asset_condition)
     assert awaited == {"postgres://kho-warehouse:5432/kho/raw/population__citizens"}
     assert awaited <= emitted
+
+
+def test_the_env_file_points_airflow_standalone_at_kho_dags(kho_config: Any, dagbag: Any) -> None:
+    """What `kho demo` tells users to source before opening the UI points Airflow at kho's DAGs and DB."""
+    import subprocess
+
+    from kho.airflow_env import env_file
+
+    path = env_file(kho_config)
+    assert 'KHO_PG_PASSWORD="$(cat' in path.read_text(encoding="utf-8")
+
+    def airflow_config(section: str, key: str) -> str:
+        return subprocess.run(
+            ["bash", "-c", f". {path} && airflow config get-value {section} {key}"], capture_output=True, text=True,
+            check=True, env={"HOME": str(kho_config.home), "PATH": "/usr/bin:/bin"}).stdout.strip().splitlines()[-1]
+
+    assert airflow_config("core", "dags_folder") == str(PROJECT_ROOT / "dags")
+    assert airflow_config("database", "sql_alchemy_conn") == f"sqlite:///{kho_config.airflow_home / 'airflow.db'}"
