@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +39,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def kho_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kho-home")
+def kho_home() -> Iterator[Path]:
+    """Outside pytest's basetemp: pytest resets that tree to 0700 when another session starts, which would cut
+    the servers (running as an unprivileged user) off from their own files mid-run."""
+    home = Path(tempfile.mkdtemp(prefix="kho-test-home-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
