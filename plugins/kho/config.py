@@ -178,10 +178,6 @@ class KhoConfig:
         return self.home / "gx"
 
     @property
-    def dbt_project_dir(self) -> Path:
-        return self.project_root / "dbt_project"
-
-    @property
     def expectations_dir(self) -> Path:
         return self.project_root / "expectations"
 

@@ -31,13 +31,9 @@ def sync(registry: str, entity: str, options: SyncOptions | None = None) -> dict
     """Extract → check → load one entity from its registry API; returns its ledger rows and batch ids."""
     config = KhoConfig.from_env()
     entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
-    batches = [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in _as_list(entries)]
+    batches = [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in entries]
     return {"registry": registry, "entity": entity, "batch_ids": [b["batch_id"] for b in batches],
             "batches": batches}
-
-
-def _as_list(entries: Any) -> list[Any]:
-    return list(entries) if isinstance(entries, list | tuple) else [entries]
 
 
 def sync_options_for_run(context: Mapping[str, Any]) -> SyncOptions:
