@@ -246,3 +246,58 @@ def test_the_row_hash_does_not_depend_on_the_session_time_zone(fresh_db_config: 
             loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)]))
             entry = loader.finish()
     assert (entry.rows_changed, entry.rows_unchanged) == (0, 10)
+
+
+AWKWARD_NAMES = ['Nguyễn "Tí" Văn', "Lê, Thị Hoa", "Trần\nVăn Nam", "Phạm \\ Văn", "Đỗ Văn;Hùng", "Ngô 'Bé' Na"]
+
+
+@pytest.mark.parametrize("first_load", [True, False], ids=["copy-into-raw", "copy-into-stage"])
+def test_text_that_needs_csv_quoting_is_stored_exactly(fresh_db_config: KhoConfig, first_load: bool) -> None:
+    if not first_load:
+        load(fresh_db_config, [citizen(100)])
+    awkward = [citizen(i, full_name=name, note=f"ghi chú, số {i}") for i, name in enumerate(AWKWARD_NAMES)]
+    plain = [citizen(50 + i) for i in range(3)]  # a table with nothing to quote is sent unquoted
+    with connect(fresh_db_config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            loader.add(pa.Table.from_pylist(awkward))
+            loader.add(pa.Table.from_pylist(plain))
+            entry = loader.finish()
+    assert (entry.rows_new, entry.rows_rejected, loader.direct) == (len(awkward) + len(plain), 0, first_load)
+    stored = scalar(fresh_db_config, "SELECT jsonb_object_agg(cccd, jsonb_build_array(full_name, _extra))"
+                                     " FROM raw.population__citizens")
+    expected = {r["cccd"]: [r["full_name"], {"note": r["note"]}] for r in awkward}
+    expected.update({r["cccd"]: [r["full_name"], None] for r in plain})
+    assert {k: v for k, v in stored.items() if k in expected} == expected  # type: ignore[union-attr]
+
+
+def test_a_first_load_copies_into_the_raw_table_and_later_loads_into_a_stage(fresh_db_config: KhoConfig) -> None:
+    with connect(fresh_db_config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            first = BatchLoader(conn, CITIZENS, "api")
+            first.add(pa.Table.from_pylist([citizen(i) for i in range(5)]))
+            first.finish()
+        with conn.transaction():
+            second = BatchLoader(conn, CITIZENS, "api")
+            second.add(pa.Table.from_pylist([citizen(i) for i in range(5, 8)]))
+            entry = second.finish()
+    assert (first.direct, second.direct) == (True, False)
+    assert counts(entry) == (3, 3, 0, 0, 0)
+    defaults = scalar(fresh_db_config, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'raw'"
+                                       " AND table_name = 'population__citizens' AND column_name LIKE '%batch_id'"
+                                       " AND column_default IS NOT NULL")
+    assert defaults == 0, "the first load's batch id defaults outlived it"
+
+
+def test_a_raw_table_from_before_the_generated_row_hash_is_upgraded(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(4)])
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:  # rebuild the old shape: a plain column
+        conn.execute("ALTER TABLE raw.population__citizens DROP COLUMN _row_hash")
+        conn.execute("ALTER TABLE raw.population__citizens ADD COLUMN _row_hash bigint")
+        conn.execute("UPDATE raw.population__citizens SET _row_hash = 42")
+    entry = load(fresh_db_config, [citizen(i) for i in range(4)] + [citizen(1, full_name="Trần Văn Đổi")])
+    assert counts(entry) == (5, 0, 1, 4, 0)
+    assert scalar(fresh_db_config, "SELECT attgenerated FROM pg_attribute WHERE attname = '_row_hash'"
+                                   " AND attrelid = 'raw.population__citizens'::regclass") == "s"

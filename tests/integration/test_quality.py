@@ -108,10 +108,9 @@ def warehouse(server: Server) -> Server:
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, birth_province_code, "
-                "permanent_commune_code, status, updated_at, _row_hash, _batch_id, _first_batch_id, ethnicity, "
-                "hometown_province_code) VALUES (%s, %s, %s, %s, %s, %s, %s, now(), hashtextextended(%s, 0), %s, %s, "
-                "'Kinh', '74')",
-                [(*row[:7], row[0], row[7], row[7]) for row in CITIZEN_ROWS],
+                "permanent_commune_code, status, updated_at, _batch_id, _first_batch_id, ethnicity, "
+                "hometown_province_code) VALUES (%s, %s, %s, %s, %s, %s, %s, now(), %s, %s, 'Kinh', '74')",
+                [(*row[:7], row[7], row[7]) for row in CITIZEN_ROWS],
             )
     return server
 

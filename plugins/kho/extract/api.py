@@ -288,7 +288,7 @@ def records_to_table(records: list[dict]) -> pa.Table:
     for name in names:
         values = [r.get(name) for r in records]
         columns[name] = pa.array([_as_text(v) for v in values], pa.string())
-    return pa.table(columns)
+    return pa.Table.from_pydict(columns)
 
 
 def _as_text(value: object) -> str | None:

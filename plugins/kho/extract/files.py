@@ -11,10 +11,12 @@ import csv
 import gzip
 import io
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -23,6 +25,7 @@ import pyarrow.json as pajson
 from kho.errors import ExtractError
 
 FileFormat = Literal["csv", "jsonl"]
+T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
 """Arrow parses this much text at a time: big enough to amortise per-batch work, small enough to bound memory."""
 
@@ -149,9 +152,66 @@ def _jsonl_block(block: bytes, options: pajson.ParseOptions) -> pa.Table:
             col = col.cast(pa.string()) if _castable(col.type) else pa.chunked_array(
                 [pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())])
         columns[name] = col
-    return pa.table(columns)
+    return pa.Table.from_pydict(columns)
 
 
 def _castable(type_: pa.DataType) -> bool:
     return bool(pa.types.is_null(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_)
                 or pa.types.is_boolean(type_) or pa.types.is_timestamp(type_) or pa.types.is_date(type_))
+
+
+_DONE = object()
+
+
+class _Producer:
+    """The background half of `prefetch`: runs `items` into a bounded queue until done or told to stop."""
+
+    def __init__(self, items: Iterator[object], depth: int) -> None:
+        self.items = items
+        self.slots: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="kho-prefetch", daemon=True)
+
+    def offer(self, entry: tuple[object, BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for item in self.items:
+                if not self.offer((item, None)):
+                    return
+            self.offer((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.offer((_DONE, exc))
+        finally:
+            close = getattr(self.items, "close", None)
+            if close is not None:
+                close()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate `items` on a background thread, up to `depth` items ahead of the consumer.
+
+    Reading and parsing the next block of a file (Arrow releases the GIL) then overlaps with loading the current
+    one. An exception in the producer is raised in the consumer, at the item where it happened; a consumer that
+    stops early (an error, a `close()`) stops the producer and closes `items`.
+    """
+    producer = _Producer(items, depth)
+    producer.thread.start()
+    try:
+        while True:
+            item, error = producer.slots.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        producer.stop.set()
+        producer.thread.join()

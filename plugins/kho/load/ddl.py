@@ -9,14 +9,16 @@ from psycopg import sql
 from kho.sources.contract import RAW_META_COLUMNS, Entity
 
 RAW_SCHEMA = "raw"
+ROW_HASH = "_row_hash"
 _META_TYPES = {
     "_extra": "jsonb",
-    "_row_hash": "bigint NOT NULL",
+    ROW_HASH: "bigint NOT NULL GENERATED ALWAYS AS (row_hash) STORED",
     "_batch_id": "bigint NOT NULL",
     "_first_batch_id": "bigint NOT NULL",
     "_loaded_at": "timestamptz NOT NULL DEFAULT now()",
 }
 META_COLUMNS = tuple((name, _META_TYPES[name]) for name in RAW_META_COLUMNS)
+"""(name, type) of the load metadata columns; `row_hash` in the row hash's type stands for `row_hash(entity)`."""
 
 
 def raw_table(entity: Entity) -> sql.Identifier:
@@ -36,6 +38,25 @@ def batch_index(entity: Entity) -> Index:
         sql.Identifier(name), raw_table(entity)))
 
 
+def row_hash(entity: Entity) -> sql.Composed:
+    """The row hash: PostgreSQL's 64-bit record hash over the contract's typed values and `_extra`.
+
+    It is the raw table's stored generated column, so every path that writes a row (COPY straight into the table
+    on a first load, INSERT ... ON CONFLICT in a merge, where `EXCLUDED._row_hash` is the incoming row's) computes
+    it from the one definition here. It works on typed values (a timestamptz as its instant), so unlike
+    md5(ROW(...)::text) it does not change with the session's TimeZone, and it costs a third of md5's time.
+    """
+    values = [sql.Identifier(f.name) for f in entity.fields] + [sql.Identifier("_extra")]
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(values))
+
+
+def _meta_column(entity: Entity, name: str, spec: str) -> sql.Composed:
+    if name == ROW_HASH:
+        before, after = spec.split("row_hash")
+        return sql.SQL("{} {}{}{}").format(sql.Identifier(name), sql.SQL(before), row_hash(entity), sql.SQL(after))
+    return sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(spec))
+
+
 def create_raw_table(entity: Entity) -> list[sql.Composed]:
     """CREATE statements for `raw.<registry>__<entity>` (idempotent)."""
     columns = [
@@ -46,7 +67,7 @@ def create_raw_table(entity: Entity) -> list[sql.Composed]:
         )
         for f in entity.fields
     ]
-    columns += [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(spec)) for name, spec in META_COLUMNS]
+    columns += [_meta_column(entity, name, spec) for name, spec in META_COLUMNS]
     columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, entity.key))))
     table = raw_table(entity)
     return [
@@ -54,6 +75,26 @@ def create_raw_table(entity: Entity) -> list[sql.Composed]:
         batch_index(entity).create,
         sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(entity.description)),
     ]
+
+
+def upgrade_raw_table(entity: Entity) -> sql.Composed:
+    """Bring a raw table created before the row hash was a generated column up to date (idempotent).
+
+    Older tables carried `_row_hash` as a plain column the loader filled; the value is the same expression, so the
+    upgrade recomputes it in place of the old column (one rewrite of the table, once).
+    """
+    table = raw_table(entity)
+    return sql.SQL(
+        """
+        DO $upgrade$ BEGIN
+            IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = {name}::regclass AND attname = {column}
+                       AND attgenerated = '') THEN
+                ALTER TABLE {table} DROP COLUMN {hash}, ADD COLUMN {definition};
+            END IF;
+        END $upgrade$
+        """
+    ).format(name=sql.Literal(table.as_string()), column=sql.Literal(ROW_HASH), table=table,
+             hash=sql.Identifier(ROW_HASH), definition=_meta_column(entity, ROW_HASH, _META_TYPES[ROW_HASH]))
 
 
 def create_stage_table(entity: Entity, name: str) -> sql.Composed:

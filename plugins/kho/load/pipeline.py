@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from kho.config import KhoConfig
 from kho.errors import ConfigError
 from kho.extract.api import ApiSource, RetryPolicy, iter_pages
-from kho.extract.files import ExportFile, FileFormat, iter_file_progress
+from kho.extract.files import ExportFile, FileFormat, iter_file_progress, prefetch
 from kho.load.batch import BatchLoader, LedgerEntry
 from kho.load.state import bootstrap, read_watermark, read_watermark_row, restore_watermark
 from kho.sources.contract import Dialect, Entity, parse_field
@@ -174,7 +174,7 @@ def load_file(config: KhoConfig, entity: Entity, path: Path | str, *, fmt: FileF
         bootstrap(conn)
         with conn.transaction():
             loader = BatchLoader(conn, entity, "file", run_id=run_id, dialect=dialect)
-            for table, bytes_done in iter_file_progress(export):
+            for table, bytes_done in prefetch(iter_file_progress(export)):
                 loader.add(table)
                 if on_progress is not None:
                     on_progress(loader.rows_read, bytes_done)

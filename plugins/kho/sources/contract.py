@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kho.errors import ConfigError
+from kho.sources.nfc import normalize_nfc
 
 Column: TypeAlias = pa.Array | pa.ChunkedArray
 """A column as pyarrow.compute takes and returns it."""
@@ -226,18 +227,15 @@ def parse_field(field_: Field, col: pa.ChunkedArray, *, date_format: str | None 
 
 def _parse_trimmed(field_: Field, col: pa.ChunkedArray, *, date_format: str | None = None) -> pa.ChunkedArray:
     if field_.type == "text":
-        return pc.utf8_normalize(col, form="NFC") if field_.normalise_nfc else col
+        return normalize_nfc(col) if field_.normalise_nfc else col
     if field_.type == "date":
         fmt = date_format or field_.format or API_DATE_FORMAT
         ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
         ts = _reject_rolled_over(ts, col, fmt)
+        ts = pc.if_else(pc.greater_equal(pc.year(ts), 1), ts, pa.scalar(None, ts.type))  # no year 0 in PostgreSQL
         return pc.cast(ts, pa.date32())
     if field_.type == "timestamptz":
-        parsed = _parse_timestamp(col)
-        day = pc.utf8_slice_codeunits(col, 0, 10)
-        calendar_ok = pc.is_valid(_reject_rolled_over(pc.strptime(day, format="%Y-%m-%d", unit="s",
-                                                                  error_is_null=True), day, "%Y-%m-%d"))
-        return pc.if_else(calendar_ok, parsed, pa.scalar(None, parsed.type))
+        return _parse_timestamp(col)
     if field_.type == "boolean":
         lowered = pc.utf8_lower(col)
         truthy = pc.is_in(lowered, value_set=pa.array(["true", "1", "t", "yes"]))
@@ -296,15 +294,70 @@ def _fixed_date_layout(fmt: str) -> tuple[str, int, int] | None:
     return pattern + "$", offsets["%d"], offsets["%m"]
 
 
+_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)?$"
+_ZONE_SUFFIX = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+
+
 def _parse_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """ISO-8601 with a UTC offset (`Z` or `+07:00`) or a naive time taken as UTC."""
-    unit = "us"
-    with_offset = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S%z", unit=unit, error_is_null=True)
-    naive = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit=unit, error_is_null=True)
-    naive = pc.assume_timezone(naive, timezone="UTC")
-    trimmed = pc.replace_substring_regex(col, pattern=r"\.\d+", replacement="")
-    fractional = pc.strptime(trimmed, format="%Y-%m-%dT%H:%M:%S%z", unit=unit, error_is_null=True)
-    return pc.coalesce(with_offset, pc.cast(naive, with_offset.type), fractional)
+    """ISO 8601 / RFC 3339 instants: `YYYY-MM-DDTHH:MM:SS`, an optional fraction (to the microsecond), and a UTC
+    offset (`Z`, `+07:00`, `+0700`, `+07`) or none (taken as UTC). Any other shape, and impossible dates or times
+    (2001-02-30, 24:00:00, minute 60, year 0), become null.
+
+    Arrow's ISO 8601 cast does the parsing in one pass, but it fails a whole array on one impossible value; only
+    then are the date and time fields checked one by one to null the impossible values (the slow path, taken by
+    blocks that hold such a defect).
+    """
+    shaped = pc.and_(pc.fill_null(pc.match_substring_regex(col, _TIMESTAMP_SHAPE), False),
+                     pc.invert(pc.fill_null(pc.starts_with(col, "0000"), False)))  # Arrow takes year 0; PostgreSQL not
+    text = pc.if_else(shaped, col, pa.scalar(None, pa.string()))
+    naive = pc.and_(shaped, pc.invert(pc.fill_null(pc.match_substring_regex(col, _ZONE_SUFFIX), False)))
+    if pc.any(naive).as_py():
+        text = pc.if_else(naive, pc.binary_join_element_wise(text, "Z", ""), text)
+    try:
+        return pc.cast(text, _TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    text = pc.if_else(_possible_instant(text), text, pa.scalar(None, pa.string()))
+    try:
+        return pc.cast(text, _TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a case the field checks missed: value by value
+        return pa.chunked_array([pa.array([_cast_one(v) for v in text.to_pylist()], _TIMESTAMP)])
+
+
+def _cast_one(value: str | None) -> object:
+    if value is None:
+        return None
+    try:
+        return pc.cast(pa.array([value]), _TIMESTAMP)[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _possible_instant(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a well-shaped timestamp names a real calendar day, a real time and a real UTC offset."""
+    def number(start: int, stop: int, of: pa.ChunkedArray = text) -> pa.ChunkedArray:
+        return pc.cast(pc.utf8_slice_codeunits(of, start, stop), pa.int64())
+
+    year, month, day = number(0, 4), number(5, 7), number(8, 10)
+    def divisible(by: int) -> pc.Expression:
+        return pc.equal(pc.subtract(year, pc.multiply(pc.divide(year, by), by)), 0)  # integer division
+
+    leap = pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
+    month_ok = pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
+    days = pc.add(pc.take(_DAYS_IN_MONTH, pc.if_else(month_ok, month, 0)),
+                  pc.if_else(pc.and_(pc.equal(month, 2), leap), 1, 0))
+    ok = pc.and_(pc.and_(pc.greater_equal(year, 1), month_ok),
+                 pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, days)))
+    ok = pc.and_(ok, pc.and_(pc.less_equal(number(11, 13), 23),
+                             pc.and_(pc.less_equal(number(14, 16), 59), pc.less_equal(number(17, 19), 59))))
+    zone = pc.extract_regex(text, r"(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2})?$")
+    hours = pc.cast(pc.struct_field(zone, "hours"), pa.int64())
+    minutes = pc.cast(pc.if_else(pc.equal(pc.struct_field(zone, "minutes"), ""), "0",
+                                 pc.struct_field(zone, "minutes")), pa.int64())
+    zone_ok = pc.fill_null(pc.and_(pc.less_equal(hours, 23), pc.less_equal(minutes, 59)), True)
+    return pc.fill_null(pc.and_(ok, zone_ok), False)
 
 
 def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.API) -> CheckedBatch:
@@ -314,15 +367,17 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
     form the table is in: `Dialect.EXPORT` reads dates as the entity's `export_date_format` (dd/mm/yyyy).
     """
     n = table.num_rows
-    reason: pa.ChunkedArray = pa.chunked_array([pa.nulls(n, pa.string())])
-    code: pa.ChunkedArray = pa.chunked_array([pa.nulls(n, pa.string())])
+    broken: pa.ChunkedArray = pa.chunked_array([pa.nulls(n, pa.int16())])
+    """Per row, the index in `rules` of the first rule it breaks (null while it breaks none)."""
+    rules: list[tuple[str, str]] = []
 
     def flag(bad: pa.ChunkedArray | pa.Array, reason_code: str, message: str) -> None:
-        nonlocal reason, code
+        nonlocal broken
+        rules.append((reason_code, message))
         bad = pc.fill_null(bad, False)
-        fresh = pc.and_(bad, pc.is_null(reason))
-        reason = pc.if_else(fresh, pa.scalar(message), reason)
-        code = pc.if_else(fresh, pa.scalar(reason_code), code)
+        if not pc.any(bad).as_py():  # the common case: a clean column costs one scan, not a rewrite
+            return
+        broken = pc.if_else(pc.and_(bad, pc.is_null(broken)), pa.scalar(len(rules) - 1, pa.int16()), broken)
 
     date_format = entity.export_date_format if dialect is Dialect.EXPORT else None
     typed: dict[str, pa.ChunkedArray] = {}
@@ -335,19 +390,24 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
             flag(bad, reason_code, message)
         typed[f.name] = pc.if_else(blank, pa.scalar(None, f.arrow_type), value)
 
-    typed_table = pa.table(typed, schema=_nullable(entity.arrow_schema()))
+    # Table.from_arrays, not pa.table(dict): pa.table asks whether its input is a pandas DataFrame, which
+    # imports pandas (~1 s, once per process) on the hot path of every load.
+    typed_table = pa.Table.from_arrays(list(typed.values()), schema=_nullable(entity.arrow_schema()))
     for check in entity.checks:
         flag(check.violates(typed_table), check.code, check.message)
 
     known = set(entity.field_names)
     unknown = tuple(c for c in table.column_names if c not in known and not c.startswith("_"))
-    rejected_mask = pc.is_valid(reason)
-    accepted = typed_table.filter(pc.invert(rejected_mask))
-    extra = _extra_json(table.filter(pc.invert(rejected_mask)), unknown, entity.drift)
-    accepted = accepted.append_column("_extra", extra)
+    rejected_mask = pc.is_valid(broken)
+    if broken.null_count == n:  # nothing rejected: no filtering copies
+        accepted, clean = typed_table, table
+    else:
+        accepted, clean = typed_table.filter(pc.invert(rejected_mask)), table.filter(pc.invert(rejected_mask))
+    accepted = accepted.append_column("_extra", _extra_json(clean, unknown, entity.drift))
+    which = pc.filter(broken, rejected_mask)
     rejected = table.filter(rejected_mask)
-    rejected = rejected.append_column("_reason_code", pc.filter(code, rejected_mask))
-    rejected = rejected.append_column("_reason", pc.filter(reason, rejected_mask))
+    rejected = rejected.append_column("_reason_code", pc.take(pa.array([c for c, _ in rules], pa.string()), which))
+    rejected = rejected.append_column("_reason", pc.take(pa.array([m for _, m in rules], pa.string()), which))
     return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=unknown)
 
 

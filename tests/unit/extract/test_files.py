@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from kho.errors import ExtractError
-from kho.extract.files import ExportFile, iter_file
+from kho.extract.files import ExportFile, iter_file, prefetch
 
 ROWS = [
     {"cccd": "074090001234", "full_name": "Nguyễn Thị Hương", "date_of_birth": "17/05/1990", "note": "a, \"b\""},
@@ -76,3 +78,39 @@ def test_a_ragged_csv_row_is_reported_as_invalid_csv(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
     with pytest.raises(ExtractError, match="not valid CSV"):
         read_all(path)
+
+
+def test_prefetch_yields_every_item_in_order() -> None:
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+
+def test_prefetch_raises_the_producers_error_where_it_happened() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ExtractError("block 3 is not valid CSV")
+
+    seen = []
+    with pytest.raises(ExtractError, match="block 3"):
+        for item in prefetch(items()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_a_consumer_that_stops_early_stops_and_closes_the_producer() -> None:
+    closed = threading.Event()
+    produced = []
+
+    def items() -> Iterator[int]:
+        try:
+            for i in range(1_000):
+                produced.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    stream = prefetch(items(), depth=2)
+    assert next(stream) == 0
+    stream.close()  # what a failed load does to its block iterator
+    assert closed.wait(5)
+    assert len(produced) < 10, "the producer ran on past the consumer"
