@@ -4,7 +4,8 @@
 
 1. The simulator exports N citizens as CSV (dd/mm/yyyy dates), as a registry would deliver a bulk load.
 2. A fresh embedded warehouse (primary + streaming standby) is started in a temporary KHO_HOME.
-3. Timed, in this order, each into its own empty table on the primary:
+3. Timed, in this order, each into its own empty table on the primary, each after a CHECKPOINT and with the
+   standby caught up (so no step pays for flushing the previous one's pages):
    - `psql \\copy` of the file into an unindexed all-text table (what the disk and WAL can do),
    - `kho load` of the file into `raw.population__citizens` (checked, typed, merged, ledger row),
    - dlt (`dlt[postgres]`, pyarrow batches, its COPY-based csv loader) into its own dataset,
@@ -40,7 +41,7 @@ from kho.extract.files import ExportFile
 from kho.load.pipeline import load_file
 from kho.sources.population import CITIZENS
 from kho.warehouse import cluster
-from kho.warehouse.connection import connect, primary_address
+from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -79,6 +80,14 @@ def change_feed(full: Path, out: Path, share: float = 0.01) -> int:
     picked = picked.set_column(names.index("updated_at"), "updated_at", stamp)
     pacsv.write_csv(picked, out)
     return picked.num_rows
+
+
+def checkpoint(config: KhoConfig) -> None:
+    """Start each timed step from a clean slate: the previous step's dirty pages flushed (CHECKPOINT) and its
+    WAL replayed by the standby, so no step pays for the one before it."""
+    with connect(config.warehouse, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    wait_for_standby(config.warehouse)
 
 
 def psql_copy(config: KhoConfig, path: Path, columns: list[str]) -> float:
@@ -168,12 +177,17 @@ def main() -> int:
         print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
         cluster.up(config)
         try:
+            checkpoint(config)
             copy_s = psql_copy(config, path, ExportFile.of(path).header())
+            checkpoint(config)
             kho_s, entry = timed(lambda: load_file(config, CITIZENS, path))
+            checkpoint(config)
             dlt_s = dlt_load(config, path, work)
+            checkpoint(config)
             typed_s = psql_copy_typed(config, path, ExportFile.of(path).header())
             changes = work / "changes.csv"
             changed = change_feed(path, changes)
+            checkpoint(config)
             merge_s, merge_entry = timed(lambda: load_file(config, CITIZENS, changes))
             rss = peak_rss_of_load(config, export_citizens(args.memory_citizens, args.seed + 1, work / "big")
                                    ) if args.memory_citizens else None
