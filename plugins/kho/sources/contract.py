@@ -341,7 +341,8 @@ def _possible_instant(text: pa.ChunkedArray) -> pa.ChunkedArray:
         return pc.cast(pc.utf8_slice_codeunits(of, start, stop), pa.int64())
 
     year, month, day = number(0, 4), number(5, 7), number(8, 10)
-    def divisible(by: int) -> pc.Expression:
+
+    def divisible(by: int) -> pa.ChunkedArray:
         return pc.equal(pc.subtract(year, pc.multiply(pc.divide(year, by), by)), 0)  # integer division
 
     leap = pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
