@@ -29,10 +29,14 @@ def copy_in_progress(config: KhoConfig) -> bool:
     return bool(row and row[0])
 
 
+@pytest.mark.parametrize("loaded_before", [0, 10], ids=["first-load-into-raw", "merge-through-stage"])
 def test_sigkill_during_copy_leaves_nothing_and_the_retry_loads_everything(
-    fresh_db_config: KhoConfig, tmp_path: Path
+    fresh_db_config: KhoConfig, tmp_path: Path, loaded_before: int
 ) -> None:
-    path = write_export_csv(tmp_path / "citizens.csv", [citizen(i) for i in range(ROWS)])
+    records = [citizen(i) for i in range(ROWS)]
+    if loaded_before:
+        load_file(fresh_db_config, CITIZENS, write_export_csv(tmp_path / "before.csv", records[:loaded_before]))
+    path = write_export_csv(tmp_path / "citizens.csv", records)
     env = {**os.environ, **fresh_db_config.child_env(), "KHO_PG_PASSWORD": fresh_db_config.warehouse.password()}
     worker = subprocess.Popen(
         [sys.executable, "-m", "kho.cli", "load", "population", "citizens", str(path), "--no-progress"],
@@ -48,11 +52,13 @@ def test_sigkill_during_copy_leaves_nothing_and_the_retry_loads_everything(
         worker.wait(timeout=30)
     assert worker.returncode == -signal.SIGKILL
 
-    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == 0
+    ledger_before = 1 if loaded_before else 0
+    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == ledger_before
     assert scalar(fresh_db_config, "SELECT count(*) FROM kho.quarantine") == 0
-    assert raw_rows(fresh_db_config) == 0
+    assert raw_rows(fresh_db_config) == loaded_before
 
     entry = load_file(fresh_db_config, CITIZENS, path)
-    assert (entry.rows_read, entry.rows_new, entry.rows_rejected) == (ROWS, ROWS, 0)
+    assert (entry.rows_read, entry.rows_new, entry.rows_unchanged, entry.rows_rejected) == (
+        ROWS, ROWS - loaded_before, loaded_before, 0)
     assert raw_rows(fresh_db_config) == ROWS
-    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == 1
+    assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == ledger_before + 1

@@ -301,3 +301,21 @@ def test_a_raw_table_from_before_the_generated_row_hash_is_upgraded(fresh_db_con
     assert counts(entry) == (5, 0, 1, 4, 0)
     assert scalar(fresh_db_config, "SELECT attgenerated FROM pg_attribute WHERE attname = '_row_hash'"
                                    " AND attrelid = 'raw.population__citizens'::regclass") == "s"
+
+
+def test_a_failed_first_load_leaves_the_empty_table_whole(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [])  # the raw table exists, empty, with its key and batch index
+    shape = ("SELECT (SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'raw'"
+             " AND tablename = 'population__citizens'), (SELECT count(*) FROM information_schema.columns"
+             " WHERE table_schema = 'raw' AND table_name = 'population__citizens' AND column_default IS NOT NULL)")
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+        before = conn.execute(shape).fetchone()
+    with connect(fresh_db_config.warehouse) as conn, pytest.raises(ContractError), conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        assert loader.direct
+        loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)]))
+        loader.add(pa.Table.from_pylist([{k: v for k, v in citizen(20).items() if k != "sex"}]))
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+        assert conn.execute(shape).fetchone() == before
+    assert raw_rows(fresh_db_config) == 0
+    assert counts(load(fresh_db_config, [citizen(i) for i in range(10)])) == (10, 10, 0, 0, 0)
