@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from kho.config import KhoConfig
-from kho.errors import ContractError
+from kho.errors import ContractError, WarehouseError
 from kho.load.batch import BatchLoader, LedgerEntry
 from kho.load.pipeline import load_file
 from kho.load.state import bootstrap
@@ -319,3 +319,14 @@ def test_a_failed_first_load_leaves_the_empty_table_whole(fresh_db_config: KhoCo
         assert conn.execute(shape).fetchone() == before
     assert raw_rows(fresh_db_config) == 0
     assert counts(load(fresh_db_config, [citizen(i) for i in range(10)])) == (10, 10, 0, 0, 0)
+
+
+def test_an_old_raw_table_with_dependent_views_says_what_to_drop(fresh_db_config: KhoConfig) -> None:
+    load(fresh_db_config, [citizen(i) for i in range(2)])
+    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+        conn.execute("ALTER TABLE raw.population__citizens DROP COLUMN _row_hash")
+        conn.execute("ALTER TABLE raw.population__citizens ADD COLUMN _row_hash bigint")
+        conn.execute("CREATE VIEW public.stg_citizens AS SELECT * FROM raw.population__citizens")
+    with pytest.raises(WarehouseError, match=r"older kho.*view stg_citizens depends on column _row_hash"):
+        load(fresh_db_config, [citizen(3)])
+    assert raw_rows(fresh_db_config) == 2

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from kho.errors import ContractError, LedgerMismatch
+from kho.errors import ContractError, LedgerMismatch, WarehouseError
 from kho.load.ddl import (
     RAW_SCHEMA,
     batch_index,
@@ -99,13 +99,25 @@ class BatchLoader:
             raise ValueError("BatchLoader needs a connection in a transaction (autocommit=False)")
         for statement in create_raw_table(self.entity):
             self.conn.execute(statement)
-        self.conn.execute(upgrade_raw_table(self.entity))
+        self._upgrade_raw_table()
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kho.load:{self.entity.qualified_name}",))
         row = self.conn.execute("SELECT nextval('kho.batch_id_seq')").fetchone()
         assert row is not None
         self.batch_id = int(row[0])
         if not (self.fast_first_load and self._claim_empty_target()):
             self.conn.execute(create_stage_table(self.entity, STAGE))
+
+    def _upgrade_raw_table(self) -> None:
+        try:
+            with self.conn.transaction():
+                self.conn.execute(upgrade_raw_table(self.entity))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            detail = (exc.diag.message_detail or "").replace("\n", "; ")
+            raise WarehouseError(
+                f"raw.{self.entity.raw_table} was created by an older kho (row hash not yet a generated column) and "
+                f"must be upgraded once, but other objects depend on its _row_hash column: {detail}. Drop them "
+                "(dbt's staging views are rebuilt by the next dbt build) and load again."
+            ) from exc
 
     @property
     def direct(self) -> bool:
