@@ -1,18 +1,19 @@
 """Ingest benchmark: kho load vs `psql \\copy` (the physical baseline) vs dlt, measured in one run.
 
-    uv run --group bench python bench/ingest.py [--citizens 1000000] [--memory-citizens 0]
+    uv run --group bench python bench/ingest.py [--citizens 1000000] [--repeat 3] [--memory-citizens 0]
 
 1. The simulator exports N citizens as CSV (dd/mm/yyyy dates), as a registry would deliver a bulk load.
 2. A fresh embedded warehouse (primary + streaming standby) is started in a temporary KHO_HOME.
-3. Timed, in this order, each into its own empty table on the primary, each after a CHECKPOINT and with the
-   standby caught up (so no step pays for flushing the previous one's pages):
+3. `--repeat` rounds, each timing in this order, each step after a CHECKPOINT with the standby caught up (so no
+   step pays for flushing the previous one's pages); medians are reported, with every sample:
    - `psql \\copy` of the file into an unindexed all-text table (what the disk and WAL can do),
-   - `kho load` of the file into `raw.population__citizens` (checked, typed, merged, ledger row),
-   - dlt (`dlt[postgres]`, pyarrow batches, its COPY-based csv loader) into its own dataset,
+   - `kho load` of the file into the emptied `raw.population__citizens` (checked, typed, keyed, ledger row),
+   - dlt (`dlt[postgres]`, pyarrow batches, its COPY-based csv loader) into a dataset of its own,
    - `psql \\copy` of the file into a table shaped exactly like kho's raw table (typed columns, generated row
      hash, lineage defaults), then building its primary key and batch index: what PostgreSQL itself needs to
      make the same queryable table, with no checking at all (the floor for kho's path, for reference),
-   - `kho load` of a change feed touching 1% of the records (merge on top of the full load).
+   - `kho load` of a change feed touching 1% of the records (merge on top of that round's full load; last, so
+     the raw table's pages are no longer the freshest in the cache, as on a real next night).
 4. Optionally, peak RSS of `kho load` on a file of `--memory-citizens` rows (a separate process, into the
    emptied raw table: an initial bulk load).
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,7 @@ from kho.warehouse import cluster
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 RESULTS = Path(__file__).parent / "results"
+PATHS = ("psql_copy", "kho_load", "dlt", "psql_copy_typed_raw", "kho_merge_1pct")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -131,7 +134,7 @@ def psql_copy_typed(config: KhoConfig, path: Path, columns: list[str]) -> float 
     return elapsed
 
 
-def dlt_load(config: KhoConfig, path: Path, work: Path) -> float:
+def dlt_load(config: KhoConfig, path: Path, work: Path, dataset: str = "dlt_bench") -> float:
     import dlt
     from dlt.destinations import postgres
 
@@ -147,7 +150,7 @@ def dlt_load(config: KhoConfig, path: Path, work: Path) -> float:
         yield from reader
 
     pipeline = dlt.pipeline(pipeline_name="kho_bench", destination=postgres(credentials=credentials),
-                            dataset_name="dlt_bench", pipelines_dir=str(work / "dlt"))
+                            dataset_name=dataset, pipelines_dir=str(work / "dlt" / dataset))
     seconds, _ = timed(lambda: pipeline.run(batches(), loader_file_format="csv"))
     return seconds
 
@@ -171,6 +174,7 @@ def main() -> int:
     parser.add_argument("--citizens", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20250701)
     parser.add_argument("--memory-citizens", type=int, default=0, help="also measure peak RSS at this size")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every timed path; medians are reported")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kho-bench-") as tmp:
@@ -182,18 +186,29 @@ def main() -> int:
         print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
         cluster.up(config)
         try:
-            checkpoint(config)
-            copy_s = psql_copy(config, path, ExportFile.of(path).header())
-            checkpoint(config)
-            kho_s, entry = timed(lambda: load_file(config, CITIZENS, path))
-            checkpoint(config)
-            dlt_s = dlt_load(config, path, work)
-            checkpoint(config)
-            typed_s = psql_copy_typed(config, path, ExportFile.of(path).header())
+            header = ExportFile.of(path).header()
             changes = work / "changes.csv"
             changed = change_feed(path, changes)
-            checkpoint(config)
-            merge_s, merge_entry = timed(lambda: load_file(config, CITIZENS, changes))
+            samples: dict[str, list[float]] = {name: [] for name in PATHS}
+            for round_ in range(args.repeat):  # interleaved rounds, so drift in the machine hits every path alike
+                checkpoint(config)
+                samples["psql_copy"].append(psql_copy(config, path, header))
+                with connect(config.warehouse, autocommit=True) as conn:
+                    conn.execute("DROP TABLE IF EXISTS raw.population__citizens")
+                checkpoint(config)
+                kho_run, entry = timed(lambda: load_file(config, CITIZENS, path))
+                samples["kho_load"].append(kho_run)
+                checkpoint(config)
+                samples["dlt"].append(dlt_load(config, path, work, f"dlt_bench_{round_}"))
+                checkpoint(config)
+                typed_run = psql_copy_typed(config, path, header)
+                if typed_run is not None:
+                    samples["psql_copy_typed_raw"].append(typed_run)
+                checkpoint(config)  # the merge comes last: the raw table is no longer the hot one in the cache
+                merge_run, merge_entry = timed(lambda: load_file(config, CITIZENS, changes))
+                samples["kho_merge_1pct"].append(merge_run)
+                print(f"round {round_ + 1}/{args.repeat}: " + ", ".join(
+                    f"{name} {values[-1]:.2f} s" for name, values in samples.items() if len(values) > round_))
             with connect(config.warehouse, autocommit=True) as conn:
                 raw_rows = conn.execute("SELECT count(*) FROM raw.population__citizens").fetchone()[0]  # type: ignore[index]
             rss = big_s = None
@@ -206,10 +221,13 @@ def main() -> int:
         finally:
             cluster.destroy(config)
 
+    seconds = {name: statistics.median(values) if values else None for name, values in samples.items()}
+    copy_s, kho_s, dlt_s = seconds["psql_copy"], seconds["kho_load"], seconds["dlt"]
+    merge_s, typed_s = seconds["kho_merge_1pct"], seconds["psql_copy_typed_raw"]
+    assert copy_s and kho_s and dlt_s and merge_s
     results = {
-        "citizens": args.citizens, "file_bytes": size,
-        "seconds": {"psql_copy": copy_s, "kho_load": kho_s, "dlt": dlt_s, "psql_copy_typed_raw": typed_s,
-                    "kho_merge_1pct": merge_s},
+        "citizens": args.citizens, "file_bytes": size, "rounds": args.repeat,
+        "seconds": seconds, "samples": samples,
         "rows_per_second": {"psql_copy": args.citizens / copy_s, "kho_load": args.citizens / kho_s,
                             "dlt": args.citizens / dlt_s},
         "ratios": {"kho_vs_copy": copy_s / kho_s, "kho_vs_dlt": dlt_s / kho_s, "merge_vs_full": merge_s / kho_s,
@@ -223,10 +241,11 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     r = results["ratios"]
-    print(f"\n{'path':<22}{'seconds':>10}{'rows/s':>14}")
-    for name, secs in results["seconds"].items():
+    print(f"\n{'path (median of ' + str(args.repeat) + ')':<26}{'seconds':>10}{'rows/s':>14}   samples")
+    for name, secs in seconds.items():
         if secs is not None:
-            print(f"{name:<22}{secs:>10.2f}{(changed if 'merge' in name else args.citizens) / secs:>14,.0f}")
+            rows = changed if "merge" in name else args.citizens
+            print(f"{name:<26}{secs:>10.2f}{rows / secs:>14,.0f}   {' '.join(f'{v:.2f}' for v in samples[name])}")
     print(f"\nkho vs \\copy rate : {r['kho_vs_copy']:.2f}x  (target >= 0.7)")
     print(f"kho vs dlt rate    : {r['kho_vs_dlt']:.2f}x  (target >= 3)")
     print(f"1% merge / full    : {r['merge_vs_full']:.1%}  (target <= 10%)")
