@@ -12,6 +12,8 @@ import pyarrow.compute as pc
 import pytest
 
 from kho.sources import nfc
+from kho.sources._nfc_gen import unstable_ranges
+from kho.sources._nfc_table import NFC_UNSTABLE_RANGES, UNICODE_VERSION
 from kho.sources.contract import Field, parse_field
 
 UPDATED_AT = Field("updated_at", "timestamptz")
@@ -86,8 +88,8 @@ def test_random_timestamps_match_the_reference() -> None:
 
 
 def test_the_nfc_table_matches_the_running_pythons_unicode_data() -> None:
-    assert unicodedata.unidata_version == nfc.UNICODE_VERSION, "regenerate: python -m kho.sources.nfc"
-    assert nfc.unstable_ranges() == nfc.NFC_UNSTABLE_RANGES, "regenerate: python -m kho.sources.nfc"
+    assert unicodedata.unidata_version == UNICODE_VERSION, "regenerate: python -m kho.sources._nfc_gen"
+    assert unstable_ranges() == NFC_UNSTABLE_RANGES, "regenerate: python -m kho.sources._nfc_gen"
 
 
 def test_nfc_normalisation_equals_normalising_everything() -> None:
