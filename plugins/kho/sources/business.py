@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift, endpoint_path
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import BRANCH_CODE_PATTERN, TAX_CODE_PATTERN, cccd_field, valid_tax_codes
 from kho.sources.reference import reference_sets
 
@@ -58,7 +58,6 @@ def _branch_of_other_parent(t: pa.Table) -> pa.ChunkedArray:
 ENTERPRISES = Entity(
     registry=REGISTRY,
     name="enterprises",
-    endpoint=endpoint_path(REGISTRY, "enterprises"),
     description="One row per registered enterprise, keyed by its 10-digit enterprise (tax) code.",
     key=("enterprise_code",),
     cursor="updated_at",
@@ -85,7 +84,6 @@ ENTERPRISES = Entity(
 BRANCHES = Entity(
     registry=REGISTRY,
     name="branches",
-    endpoint=endpoint_path(REGISTRY, "branches"),
     description="Branches and dependent units: 13-digit code = the parent's 10 digits + 001..999.",
     key=("branch_code",),
     cursor="updated_at",
@@ -122,7 +120,6 @@ BRANCHES = Entity(
 ENTERPRISE_STATUS_CHANGES = Entity(
     registry=REGISTRY,
     name="enterprise_status_changes",
-    endpoint=endpoint_path(REGISTRY, "enterprise_status_changes"),
     description="History of enterprise status: one row per change (opening, suspension, dissolution).",
     key=("enterprise_code", "effective_on"),
     cursor="updated_at",

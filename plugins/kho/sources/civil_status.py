@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift, endpoint_path
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import cccd_contradicts_sex_and_year, cccd_field
 from kho.sources.reference import reference_sets
 from kho.sources.rules import date_order_check, younger_than
@@ -47,7 +47,6 @@ def _under_age(party: str) -> RowCheck:
 BIRTHS = Entity(
     registry=REGISTRY,
     name="births",
-    endpoint=endpoint_path(REGISTRY, "births"),
     description="Birth registrations (khai sinh): the child, the parents' CCCDs and the place.",
     key=("registration_id",),
     cursor="updated_at",
@@ -83,7 +82,6 @@ BIRTHS = Entity(
 MARRIAGES = Entity(
     registry=REGISTRY,
     name="marriages",
-    endpoint=endpoint_path(REGISTRY, "marriages"),
     description="Marriage registrations (kết hôn): both parties, their dates of birth, date and place.",
     key=("registration_id",),
     cursor="updated_at",
@@ -105,7 +103,6 @@ MARRIAGES = Entity(
 DEATHS = Entity(
     registry=REGISTRY,
     name="deaths",
-    endpoint=endpoint_path(REGISTRY, "deaths"),
     description="Death registrations (khai tử); the population registry then marks the citizen deceased.",
     key=("registration_id",),
     cursor="updated_at",

@@ -129,7 +129,6 @@ class Entity:
     fields: tuple[Field, ...]
     key: tuple[str, ...]
     cursor: str
-    endpoint: str
     description: str = ""
     checks: tuple[RowCheck, ...] = ()
     drift: SchemaDrift = SchemaDrift.KEEP_EXTRA
@@ -160,6 +159,11 @@ class Entity:
     def raw_table(self) -> str:
         """`<registry>__<entity>` in the `raw` schema."""
         return f"{self.registry}__{self.name}"
+
+    @property
+    def endpoint(self) -> str:
+        """The registry API path that serves this entity (`endpoint_path`)."""
+        return endpoint_path(self.registry, self.name)
 
     @property
     def qualified_name(self) -> str:

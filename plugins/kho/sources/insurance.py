@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift, endpoint_path
+from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift
 from kho.sources.identity import SOCIAL_INSURANCE_CODE_PATTERN, cccd_field
 from kho.sources.rules import date_order_check
 
@@ -23,7 +23,6 @@ def _social_insurance_code(name: str, description: str) -> Field:
 PARTICIPANTS = Entity(
     registry=REGISTRY,
     name="participants",
-    endpoint=endpoint_path(REGISTRY, "participants"),
     description="One row per insured person, keyed by the 10-digit social insurance code (mã số BHXH).",
     key=("social_insurance_code",),
     cursor="updated_at",
@@ -49,7 +48,6 @@ PARTICIPANTS = Entity(
 COVERAGE_PERIODS = Entity(
     registry=REGISTRY,
     name="coverage_periods",
-    endpoint=endpoint_path(REGISTRY, "coverage_periods"),
     description="Periods of health, social or unemployment insurance cover, one row per period.",
     key=("coverage_id",),
     cursor="updated_at",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift, endpoint_path
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import cccd_contradicts_birth, cccd_field
 from kho.sources.reference import reference_sets
 from kho.sources.rules import before, date_order_check
@@ -29,7 +29,6 @@ def _alive_with_date(t: pa.Table) -> pa.ChunkedArray:
 CITIZENS = Entity(
     registry=REGISTRY,
     name="citizens",
-    endpoint=endpoint_path(REGISTRY, "citizens"),
     description="One row per citizen known to the population registry, keyed by the 12-digit CCCD.",
     key=("cccd",),
     cursor="updated_at",
@@ -94,7 +93,6 @@ CITIZENS = Entity(
 HOUSEHOLDS = Entity(
     registry=REGISTRY,
     name="households",
-    endpoint=endpoint_path(REGISTRY, "households"),
     description="One row per registered household (hộ khẩu): its head, commune, address and size.",
     key=("household_id",),
     cursor="updated_at",
@@ -117,7 +115,6 @@ HOUSEHOLDS = Entity(
 HOUSEHOLD_MEMBERS = Entity(
     registry=REGISTRY,
     name="household_members",
-    endpoint=endpoint_path(REGISTRY, "household_members"),
     description="Membership of citizens in households over time: one row per (household, citizen).",
     key=("household_id", "cccd"),
     cursor="updated_at",
@@ -138,7 +135,6 @@ HOUSEHOLD_MEMBERS = Entity(
 RESIDENCE_CHANGES = Entity(
     registry=REGISTRY,
     name="residence_changes",
-    endpoint=endpoint_path(REGISTRY, "residence_changes"),
     description="Registrations of permanent or temporary residence moves, one row per registration.",
     key=("change_id",),
     cursor="updated_at",

@@ -17,7 +17,6 @@ CLIENT = RegistryCredentials("kho-test", "s3cret+/=")
 THINGS = Entity(
     registry="civil_status",
     name="things",
-    endpoint="/civil-status/v1/things",
     key=("book", "line"),
     cursor="updated_at",
     fields=(

@@ -134,7 +134,7 @@ def test_parse_field_takes_an_explicit_date_format() -> None:
 
 def _entity(**changes: object) -> Entity:
     base: dict[str, object] = {
-        "registry": "test", "name": "things", "endpoint": "/test/v1/things", "key": ("id",), "cursor": "updated_at",
+        "registry": "test", "name": "things", "key": ("id",), "cursor": "updated_at",
         "fields": (Field("id", required=True), Field("n", "integer", minimum=1), Field("updated_at", "timestamptz")),
     }
     return Entity(**{**base, **changes})  # type: ignore[arg-type]
