@@ -94,12 +94,17 @@ def checkpoint(config: KhoConfig) -> None:
     wait_for_standby(config.warehouse)
 
 
-def psql_copy(config: KhoConfig, path: Path, columns: list[str]) -> float:
+def psql(config: KhoConfig, options: str = "") -> tuple[list[str], dict[str, str]]:
+    """The psql command line (up to its -c arguments) for the primary, and its environment."""
     wh = config.warehouse
     host, port = primary_address(wh)
-    psql = str(cluster.find_binaries().bindir / "psql")
-    env = dict(os.environ, PGPASSWORD=wh.password())
-    base = [psql, "-h", host, "-p", str(port), "-U", wh.user, "-d", wh.dbname, "-v", "ON_ERROR_STOP=1", "-q"]
+    binary = str(cluster.find_binaries().bindir / "psql")
+    env = dict(os.environ, PGPASSWORD=wh.password(), PGOPTIONS=options)
+    return [binary, "-h", host, "-p", str(port), "-U", wh.user, "-d", wh.dbname, "-v", "ON_ERROR_STOP=1", "-q"], env
+
+
+def psql_copy(config: KhoConfig, path: Path, columns: list[str]) -> float:
+    base, env = psql(config)
     cols = ", ".join(f'"{c}" text' for c in columns)
     subprocess.run([*base, "-c", f"DROP TABLE IF EXISTS public.bench_copy; CREATE TABLE public.bench_copy ({cols})"],
                    env=env, check=True)
@@ -111,11 +116,7 @@ def psql_copy(config: KhoConfig, path: Path, columns: list[str]) -> float:
 def psql_copy_typed(config: KhoConfig, path: Path, columns: list[str]) -> float | None:
     """\\copy into a copy of the raw table's shape, then its key and batch index; None if PostgreSQL refuses a row
     (the file holds a defect that kho would have quarantined)."""
-    wh = config.warehouse
-    host, port = primary_address(wh)
-    psql = str(cluster.find_binaries().bindir / "psql")
-    env = dict(os.environ, PGPASSWORD=wh.password(), PGOPTIONS="-c datestyle=ISO,DMY -c maintenance_work_mem=256MB")
-    base = [psql, "-h", host, "-p", str(port), "-U", wh.user, "-d", wh.dbname, "-v", "ON_ERROR_STOP=1", "-q"]
+    base, env = psql(config, "-c datestyle=ISO,DMY -c maintenance_work_mem=256MB")
     subprocess.run([*base, "-c", "DROP TABLE IF EXISTS public.bench_typed", "-c",
                     "CREATE TABLE public.bench_typed (LIKE raw.population__citizens INCLUDING DEFAULTS"
                     " INCLUDING GENERATED)", "-c",

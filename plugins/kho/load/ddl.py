@@ -12,13 +12,13 @@ RAW_SCHEMA = "raw"
 ROW_HASH = "_row_hash"
 _META_TYPES = {
     "_extra": "jsonb",
-    ROW_HASH: "bigint NOT NULL GENERATED ALWAYS AS (row_hash) STORED",
+    ROW_HASH: "bigint NOT NULL GENERATED ALWAYS AS ({row_hash}) STORED",
     "_batch_id": "bigint NOT NULL",
     "_first_batch_id": "bigint NOT NULL",
     "_loaded_at": "timestamptz NOT NULL DEFAULT now()",
 }
 META_COLUMNS = tuple((name, _META_TYPES[name]) for name in RAW_META_COLUMNS)
-"""(name, type) of the load metadata columns; `row_hash` in the row hash's type stands for `row_hash(entity)`."""
+"""(name, type) of the load metadata columns; `{row_hash}` in a type stands for `row_hash(entity)`."""
 
 
 def raw_table(entity: Entity) -> sql.Identifier:
@@ -51,10 +51,7 @@ def row_hash(entity: Entity) -> sql.Composed:
 
 
 def _meta_column(entity: Entity, name: str, spec: str) -> sql.Composed:
-    if name == ROW_HASH:
-        before, after = spec.split("row_hash")
-        return sql.SQL("{} {}{}{}").format(sql.Identifier(name), sql.SQL(before), row_hash(entity), sql.SQL(after))
-    return sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(spec))
+    return sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(spec).format(row_hash=row_hash(entity)))
 
 
 def create_raw_table(entity: Entity) -> list[sql.Composed]:

@@ -116,3 +116,15 @@ def test_dates_postgresql_cannot_store_are_malformed(text: str, fmt: str | None,
     """A value the check accepts but PostgreSQL refuses would fail the whole COPY instead of one row."""
     parsed = parse_field(Field("d", "date"), pa.chunked_array([pa.array([text])]), date_format=fmt)
     assert parsed.is_valid().to_pylist() == [valid]
+
+
+def test_if_the_field_checks_ever_miss_an_impossible_timestamp_only_that_value_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last resort: a value Arrow refuses that the field checks let through nulls alone, not the block."""
+    from kho.sources import contract
+
+    monkeypatch.setattr(contract, "_possible_instant", lambda text: pc.is_valid(text))
+    values = ["2024-01-27T23:25:41Z", "2001-02-30T00:00:00Z", None]
+    assert parse(values) == [reference_instant(v) for v in values]
+    assert parse(values)[1] is None and parse(values)[0] is not None
