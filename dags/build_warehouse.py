@@ -1,36 +1,50 @@
 """
 ### build_warehouse
 
-Runs when the population raw table has been refreshed (Asset-scheduled on `raw.population__citizens`).
+Builds the shared datasets once every registry's raw tables have been refreshed for the night (Asset-scheduled on
+all twelve raw tables), and publishes them only when they pass their gates: write → audit → publish.
 
-1. `resolve_primary` finds the node that accepts writes now (libpq `target_session_attrs=read-write`), so dbt
-   follows a failover without configuration changes.
-2. `dbt` is the dbt project in `dbt_project/`, rendered by astronomer-cosmos: one task per model, its tests
-   right after it (staging → marts).
-3. `validate_marts` runs the GX suites of the published marts and refreshes Data Docs.
-4. `wait_for_backup` holds the run until the standby has replayed everything it wrote.
+1. `plan` fixes the run's as-of date (param `as_of`, else the run's date in Asia/Ho_Chi_Minh) and finds the node
+   that accepts writes now (libpq `target_session_attrs=read-write`), so dbt follows a failover.
+2. `dbt` is the dbt project in `dbt_project/`, rendered by astronomer-cosmos: one task per seed, model and
+   snapshot, its tests right after it. Marts are built into private `build_mart_<domain>` schemas.
+3. `audit_marts` runs every mart's GX suite on its build table; a blocking failure stops the run here.
+4. `publish` makes the audited marts visible in `mart_<domain>` in one transaction and records it in
+   `kho.publications`; it completes once the standby has replayed the publication.
+5. `docs` regenerates the dbt docs under KHO_HOME.
+
+A failing dbt test or GX suite leaves yesterday's published marts exactly as they were. Param `full_refresh`
+rebuilds the incremental models from scratch (same result, more time).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode
 
 from kho import pipelines
 from kho.assets import raw_uri
 from kho.config import PROJECT_ROOT
-from kho.sources.population import CITIZENS
+from kho.sources import ENTITIES
 
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+ALL_RAW_TABLES = functools.reduce(operator.and_, (Asset(raw_uri(entity)) for entity in ENTITIES))
+"""Every registry's raw tables refreshed: the four sync DAGs emit these after their raw suites pass."""
+
+
+def _from_plan(field: str) -> str:
+    return "{{ ti.xcom_pull(task_ids='plan')['" + field + "'] }}"
 
 
 @dag(
     dag_id="build_warehouse",
-    schedule=[Asset(raw_uri(CITIZENS))],
+    schedule=ALL_RAW_TABLES,
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,
@@ -38,21 +52,23 @@ DBT_PROJECT = PROJECT_ROOT / "dbt_project"
     tags=["kho", "dbt", "marts"],
     doc_md=__doc__,
     default_args={"owner": "kho-data-engineering", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="The date the marts describe (YYYY-MM-DD); the run's date by default"),
+        "full_refresh": Param(False, type="boolean", description="Rebuild incremental models from scratch"),
+    },
 )
 def build_warehouse() -> None:
     @task
-    def resolve_primary() -> dict:
-        return pipelines.resolve_primary()
+    def plan(**context: object) -> dict:
+        return pipelines.plan_build(context)
 
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
             dbt_project_path=DBT_PROJECT,
             install_dbt_deps=False,
-            env_vars={
-                "KHO_DBT_HOST": "{{ ti.xcom_pull(task_ids='resolve_primary')['host'] }}",
-                "KHO_DBT_PORT": "{{ ti.xcom_pull(task_ids='resolve_primary')['port'] }}",
-            },
+            env_vars={"KHO_DBT_HOST": _from_plan("host"), "KHO_DBT_PORT": _from_plan("port")},
         ),
         profile_config=ProfileConfig(
             profile_name="kho", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
@@ -60,20 +76,27 @@ def build_warehouse() -> None:
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, invocation_mode=InvocationMode.DBT_RUNNER,
                                    emit_datasets=False, should_detach_multiple_parents_tests=True),
-        operator_args={"install_deps": False},
+        operator_args={
+            "install_deps": False,
+            "vars": {"as_of": _from_plan("as_of"), "kho_run_id": _from_plan("run_id")},
+            "full_refresh": _from_plan("full_refresh"),
+        },
     )
 
     @task
-    def validate_marts() -> list:
-        return pipelines.validate_marts()
+    def audit_marts() -> list:
+        return pipelines.audit_marts()
 
     @task
-    def wait_for_backup() -> dict:
-        return pipelines.wait_for_backup()
+    def publish(summary: dict) -> dict:
+        return pipelines.publish_marts(summary)
 
-    primary = resolve_primary()
-    primary >> dbt
-    dbt >> validate_marts() >> wait_for_backup()
+    @task
+    def docs(summary: dict) -> str:
+        return pipelines.generate_docs(summary)
+
+    planned = plan()
+    planned >> dbt >> audit_marts() >> publish(planned) >> docs(planned)
 
 
 build_warehouse()

@@ -139,6 +139,24 @@ def _load(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace, config: KhoConfig) -> int:
+    import datetime as dt
+
+    from kho.build.run import BuildPlan, build, local_today, parse_as_of
+
+    run_id = args.run_id or f"manual__{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
+    plan = BuildPlan(run_id, parse_as_of(args.as_of, default=local_today()), args.full_refresh)
+    report = build(config, plan)
+    publication = report.publication
+    print(f"published #{publication.publication_id} (run {plan.run_id}, as of {plan.as_of}) at "
+          f"{publication.published_at.isoformat(timespec='seconds')}:")
+    for change in publication.changes:
+        how = "created" if change.recreated else f"+{change.inserted} ~{change.updated} -{change.deleted}"
+        print(f"  {change.mart:<56} {change.rows:>9} rows  {how}")
+    print(f"dbt docs: {report.docs}")
+    return 0
+
+
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
     from kho.simulator import World
@@ -211,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from the file name")
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.set_defaults(handler=_load)
+
+    build = sub.add_parser("build", help="build, audit and publish the shared datasets (dbt, GX) outside Airflow")
+    build.add_argument("--as-of", default=None, help="the date the marts describe, YYYY-MM-DD (default: today in "
+                                                      "Asia/Ho_Chi_Minh)")
+    build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    build.add_argument("--run-id", default=None, help="name of this build in kho.publications (default manual__<now>)")
+    build.set_defaults(handler=_build)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true", help="re-read the registry from the beginning")

@@ -11,16 +11,15 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from kho.build import run as build_run
+from kho.build.run import BuildPlan, local_today, parse_as_of
 from kho.config import KhoConfig
-from kho.errors import QualityError
 from kho.load.pipeline import SyncOptions, sync_api
-from kho.load.state import bootstrap
 from kho.sources import get_entity
-from kho.warehouse.connection import connect, primary_address, wait_for_standby
+from kho.warehouse.connection import primary_address
 
 LATE_ARRIVAL_LOOKBACK = dt.timedelta(days=1)
 """Registries publish some updates a day late with their original updated_at: re-read a day (counted unchanged)."""
-MART_SUITES: tuple[tuple[str, str], ...] = (("mart_population", "citizens_per_commune"),)
 
 
 def _jsonable(value: Any) -> Any:
@@ -61,51 +60,55 @@ def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> dict
     return sync(registry, entity, sync_options_for_run(context))
 
 
-def _validate(config: KhoConfig, schema: str, table: str, batch_id: int | None) -> dict[str, Any]:
-    from kho.quality import raise_for_blocking, record_result, run_suite, warehouse_url
-
-    suite_file = config.expectations_dir / f"{schema}.{table}.json"
-    result = run_suite(config.gx_home, warehouse_url(config.warehouse), suite_file, schema, table, batch_id=batch_id)
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)
-        record_result(conn, result)
-    summary = {
-        "suite": result.suite, "table": f"{schema}.{table}", "batch_id": batch_id, "success": result.success,
-        "evaluated": result.evaluated, "failed": result.failed, "data_docs": str(result.data_docs_path or ""),
-    }
-    raise_for_blocking(result)
-    return summary
-
-
 def validate_raw_batches(registry: str, entity: str, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run the raw table's GX suite on each batch the sync committed; a blocking failure fails the task."""
+    from kho.quality import validate
+
     config = KhoConfig.from_env()
     table = get_entity(registry, entity).raw_table
-    return [_validate(config, "raw", table, int(batch_id)) for batch_id in summary["batch_ids"]]
+    suite = config.expectations_dir / f"raw.{table}.json"
+    return [validate(config, suite, "raw", table, batch_id=int(batch_id)) for batch_id in summary["batch_ids"]]
 
 
-def validate_marts() -> list[dict[str, Any]]:
-    """Run every published mart's GX suite; a blocking failure fails the task after all suites ran."""
+def plan_build(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What a build_warehouse run builds: its run id, the as-of date (the `as_of` param, else the run's date in
+    Asia/Ho_Chi_Minh) and whether to rebuild incremental models from scratch (`full_refresh`)."""
+    params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    at = getattr(dag_run, "run_after", None) or context.get("logical_date")
+    default = local_today(at if isinstance(at, dt.datetime) else None)
+    plan = BuildPlan(run_id=str(context.get("run_id") or "manual"), as_of=parse_as_of(params.get("as_of"),
+                     default=default), full_refresh=bool(params.get("full_refresh", False)))
+    return {"run_id": plan.run_id, "as_of": plan.as_of.isoformat(), "full_refresh": plan.full_refresh,
+            **primary()}
+
+
+def _plan(summary: Mapping[str, Any]) -> BuildPlan:
+    return BuildPlan(str(summary["run_id"]), dt.date.fromisoformat(str(summary["as_of"])),
+                     bool(summary["full_refresh"]))
+
+
+def audit_marts() -> list[dict[str, Any]]:
+    """Every built mart's GX suite, in its build schema; a blocking failure fails the task after all ran."""
     config = KhoConfig.from_env()
-    summaries, failures = [], []
-    for schema, table in MART_SUITES:
-        try:
-            summaries.append(_validate(config, schema, table, None))
-        except QualityError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise QualityError("; ".join(failures))
-    return summaries
+    return build_run.audit_marts(config, build_run.marts_to_publish(config))
 
 
-def resolve_primary() -> dict[str, str]:
+def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Publish the audited marts in one transaction; done once the standby has replayed the publication."""
+    config = KhoConfig.from_env()
+    publication = build_run.publish_marts(config, _plan(summary), build_run.marts_to_publish(config))
+    return {"publication_id": publication.publication_id, "as_of": publication.as_of.isoformat(),
+            "published_at": publication.published_at.isoformat(),
+            "tables": {c.mart: dataclasses.asdict(c) for c in publication.changes}}
+
+
+def generate_docs(summary: Mapping[str, Any]) -> str:
+    """dbt docs for the UI, kept under KHO_HOME."""
+    return str(build_run.generate_docs(KhoConfig.from_env(), _plan(summary)))
+
+
+def primary() -> dict[str, str]:
     """Where dbt should connect for this run: the node that accepts writes right now."""
     host, port = primary_address(KhoConfig.from_env().warehouse)
     return {"host": host, "port": str(port)}
-
-
-def wait_for_backup() -> dict[str, Any]:
-    """Publishing waits until the standby has replayed everything the run wrote."""
-    config = KhoConfig.from_env()
-    lag = wait_for_standby(config.warehouse)
-    return {"standby_lag_bytes": lag}

@@ -65,12 +65,24 @@ def asset_uris(condition: Any) -> set[str]:
     return {condition.uri} if hasattr(condition, "uri") else set()
 
 
-def test_the_sync_dag_emits_the_asset_the_build_dag_waits_for(dagbag: Any) -> None:
-    sync = dagbag.get_dag("sync_population")
-    emitted = {outlet.uri for task in sync.tasks for outlet in task.outlets}
-    awaited = asset_uris(dagbag.get_dag("build_warehouse").timetable.asset_condition)
-    assert awaited == {"postgres://kho-warehouse:5432/kho/raw/population__citizens"}
-    assert awaited <= emitted
+def test_the_build_dag_waits_for_every_raw_table_the_sync_dags_emit(dagbag: Any) -> None:
+    from airflow.sdk.definitions.asset import AssetAll
+
+    emitted = {outlet.uri for registry in REGISTRIES for task in dagbag.get_dag(f"sync_{registry}").tasks
+               for outlet in task.outlets}
+    condition = dagbag.get_dag("build_warehouse").timetable.asset_condition
+    assert isinstance(condition, AssetAll), "the build must wait for all raw tables, not any one of them"
+    assert asset_uris(condition) == emitted
+    assert len(emitted) == len([e for r in REGISTRIES for e in entities_of(r)])
+
+
+def test_the_build_dag_publishes_only_after_dbt_and_the_audit(dagbag: Any) -> None:
+    dag = dagbag.get_dag("build_warehouse")
+    publish = dag.get_task("publish")
+    upstream = publish.get_flat_relative_ids(upstream=True)
+    assert "audit_marts" in upstream
+    assert {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")} <= upstream
+    assert dag.get_task("audit_marts").trigger_rule == publish.trigger_rule == "all_success"
 
 
 def test_the_env_file_points_airflow_standalone_at_kho_dags(kho_config: Any, dagbag: Any) -> None:

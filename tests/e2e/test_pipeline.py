@@ -23,12 +23,16 @@ def query(conn: Any, text: str) -> Any:
 
 @pytest.fixture(scope="module")
 def first_runs(kho_config: KhoConfig, dagbag: Any, simulator: Any) -> dict[str, str]:
-    """Both DAGs once, in order, as the demo runs them."""
-    return {dag_id: run_dag(dagbag, dag_id).state for dag_id in ("sync_population", "build_warehouse")}
+    """Every DAG once, in order, as the demo runs them."""
+    from kho.demo import DAG_ORDER
+
+    return {dag_id: run_dag(dagbag, dag_id).state for dag_id in DAG_ORDER}
 
 
-def test_both_dags_succeed(first_runs: dict[str, str]) -> None:
-    assert first_runs == {"sync_population": "success", "build_warehouse": "success"}
+def test_every_dag_succeeds(first_runs: dict[str, str]) -> None:
+    from kho.demo import DAG_ORDER
+
+    assert first_runs == dict.fromkeys(DAG_ORDER, "success")
 
 
 def test_the_mart_counts_every_simulated_citizen_on_primary_and_standby(
@@ -36,23 +40,27 @@ def test_the_mart_counts_every_simulated_citizen_on_primary_and_standby(
 ) -> None:
     expected = kho_config.simulator_citizens
     total = "SELECT sum(citizens_total) FROM mart_population.citizens_per_commune"
+    golden = "SELECT count(*) FROM mart_population.golden_citizens"
     with connect(kho_config.warehouse, autocommit=True) as primary:
         assert query(primary, total) == expected
+        assert query(primary, golden) == expected
         assert query(primary, "SELECT count(*) FROM raw.population__citizens") == expected
     wait_for_standby(kho_config.warehouse)
     with connect_standby(kho_config.warehouse) as standby:
         assert query(standby, "SELECT pg_is_in_recovery()") is True
         assert query(standby, total) == expected
+        assert query(standby, golden) == expected
 
 
 def test_quality_results_are_recorded_for_raw_and_mart(kho_config: KhoConfig, first_runs: dict[str, str]) -> None:
     with connect(kho_config.warehouse, autocommit=True) as conn:
         suites = {r[0]: r[1] for r in conn.execute(
             "SELECT suite_name, bool_and(success) FROM kho.quality_results GROUP BY suite_name")}
-    from kho.sources import entities_of
+    from kho.config import PROJECT_ROOT
+    from kho.sources import ENTITIES
 
-    expected = {f"raw.{e.raw_table}" for e in entities_of("population")} | {"mart_population.citizens_per_commune"}
-    assert set(suites) == expected
+    marts = {p.stem for p in (PROJECT_ROOT / "expectations").glob("mart_*.json")}
+    assert set(suites) == {f"raw.{e.raw_table}" for e in ENTITIES} | marts
     assert all(suites.values())
 
 

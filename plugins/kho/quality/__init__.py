@@ -10,11 +10,12 @@ from kho.quality.runner import (
     raise_for_blocking,
     record_result,
     run_suite,
+    validate,
     warehouse_url,
 )
 from kho.quality.suites import Severity, load_suite, raw_suite, write_raw_suites
 
 __all__ = [
     "QUALITY_RESULTS_DDL", "ExpectationOutcome", "QualityResult", "Severity", "load_suite", "raise_for_blocking",
-    "raw_suite", "record_result", "run_suite", "warehouse_url", "write_raw_suites",
+    "raw_suite", "record_result", "run_suite", "validate", "warehouse_url", "write_raw_suites",
 ]

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 import psycopg
 from psycopg.types.json import Jsonb
 
-from kho.config import WarehouseConfig
+from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import QualityError
 from kho.quality.suites import BATCH_COLUMN, Severity, Suite, gx_suite, load_suite, severity_of, suite_name
 
@@ -157,6 +157,26 @@ def _run(
         log.warning("%s: no rows carry %s=%s; nothing to validate", asset_name, BATCH_COLUMN, batch_id)
         return QualityResult(suite["name"], asset_name, batch_id, True, 0, 0, 0, (), None)
     return _quality_result(context, outcome, suite["name"], asset_name, batch_id, build_docs)
+
+
+def validate(config: KhoConfig, suite_file: Path, schema: str, table: str, *, batch_id: int | None = None
+             ) -> dict[str, Any]:
+    """Run a suite on `schema.table` (or one load batch of it), record the result in kho.quality_results, and
+    raise QualityError if a blocking expectation failed; returns a summary for the task log."""
+    from kho.warehouse.connection import connect
+
+    result = run_suite(config.gx_home, warehouse_url(config.warehouse), suite_file, schema, table, batch_id=batch_id)
+    with connect(config.warehouse) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('kho.bootstrap'))")  # with kho.load.state's DDL
+        conn.execute("CREATE SCHEMA IF NOT EXISTS kho")
+        conn.execute(QUALITY_RESULTS_DDL)
+        record_result(conn, result)
+    summary = {
+        "suite": result.suite, "table": f"{schema}.{table}", "batch_id": batch_id, "success": result.success,
+        "evaluated": result.evaluated, "failed": result.failed, "data_docs": str(result.data_docs_path or ""),
+    }
+    raise_for_blocking(result)
+    return summary
 
 
 def raise_for_blocking(result: QualityResult) -> None:

@@ -2,7 +2,7 @@ with
 
 citizens as (
 
-    select * from {{ ref('stg_population__citizens') }}
+    select * from {{ ref('golden_citizens') }}
 
 ),
 

@@ -1,0 +1,1 @@
+"""Independent re-computations the tests compare kho against (never imported by kho)."""
