@@ -101,6 +101,12 @@ def years_np(ordinals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return days.astype("datetime64[Y]").astype(np.int64) + 1970
 
 
+def year_starts_np(ordinals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """1 January of each ordinal's year, as an ordinal."""
+    days = (ordinals - _EPOCH_ORD).astype("datetime64[D]")
+    return days.astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64) + _EPOCH_ORD
+
+
 def add_years_np(ordinals: npt.NDArray[np.int64], years: int) -> npt.NDArray[np.int64]:
     """Vectorised `add_years` (29 February → 1 March in a non-leap target year)."""
     days = (ordinals - _EPOCH_ORD).astype("datetime64[D]")
@@ -111,3 +117,9 @@ def add_years_np(ordinals: npt.NDArray[np.int64], years: int) -> npt.NDArray[np.
     overflow = (target.astype("datetime64[M]") != target_month)  # 29 Feb in a non-leap year rolled to March
     target = np.where(overflow, (target_month + np.timedelta64(1, "M")).astype("datetime64[D]"), target)
     return target.astype(np.int64) + _EPOCH_ORD
+
+
+def completed_years(born: int, on: int) -> int:
+    """Whole years from date ordinal `born` to `on`, as law counts age (born 29 February: of age on 1 March)."""
+    b, o = date.fromordinal(born), date.fromordinal(on)
+    return o.year - b.year - (1 if (o.month, o.day) < (b.month, b.day) else 0)

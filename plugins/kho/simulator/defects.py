@@ -18,6 +18,14 @@ Schema drift is a day on which one entity's registry serialises differently: on 
 served that day (feed, snapshot, API page) carries an added field, on day 2 another entity's `full_name` arrives as
 `ho_ten`; the next day the registry is back to its contract. The ground truth lists the drifted records of that
 day's feed, which is what an incremental client receives.
+
+Cross-registry anomalies (`ANOMALY_KINDS`) are the seven rules of `mart_audit.cross_registry_contradictions`
+(docs/datasets.md), each listed once, on the day it is first served, under the record the rule reports
+(`ANOMALY_ENTITY`): `deceased_with_active_coverage` (a coverage period), `legal_rep_unknown` (an enterprise),
+`birth_without_citizen` and `cccd_contradicts_birth_record` (a birth registration), `marriage_under_legal_age`
+(a marriage registration), `household_without_one_head` (a household) and `member_after_death` (a membership).
+Every record involved passes its own contract; the world's later days never undo an anomaly, and an anomaly of
+one kind never makes a finding of another (`registries.py` injects them into day 0, `timeline.py` into events).
 """
 
 from __future__ import annotations
@@ -40,13 +48,24 @@ DefectKind = Literal[
     "malformed_id", "cccd_contradicts_birth", "bad_tax_check_digit", "exact_duplicate", "near_duplicate",
     "nfd_name", "old_tone_placement", "born_after_death", "married_under_age", "unknown_commune",
     "late_arriving_update", "conflicting_update", "schema_drift_added_field", "schema_drift_renamed_field",
-    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen",
+    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
+    "marriage_under_legal_age", "household_without_one_head", "member_after_death",
 ]
 DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
 ALL_DEFECT_KINDS: frozenset[str] = frozenset(DEFECT_KINDS)
-ANOMALY_KINDS: frozenset[str] = frozenset({"deceased_with_active_coverage", "legal_rep_unknown",
-                                           "birth_without_citizen"})
-"""Cross-registry anomalies: injected into the world's events, not into one served record."""
+ANOMALY_KINDS: frozenset[str] = frozenset({
+    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
+    "marriage_under_legal_age", "household_without_one_head", "member_after_death",
+})
+"""Cross-registry anomalies, the kinds of `mart_audit.cross_registry_contradictions` (docs/datasets.md): injected
+into the world (day-0 records and daily events), not into one served version, so they persist."""
+ANOMALY_ENTITY: dict[str, str] = {
+    "deceased_with_active_coverage": "insurance.coverage_periods", "legal_rep_unknown": "business.enterprises",
+    "birth_without_citizen": "civil_status.births", "cccd_contradicts_birth_record": "civil_status.births",
+    "marriage_under_legal_age": "civil_status.marriages", "household_without_one_head": "population.households",
+    "member_after_death": "population.household_members",
+}
+"""The record each anomaly is reported under in the ground truth ("one finding per" of the audit table)."""
 DRIFT_KINDS: frozenset[str] = frozenset({"schema_drift_added_field", "schema_drift_renamed_field"})
 
 _ENTITIES = {e.qualified_name: e for e in ENTITIES}

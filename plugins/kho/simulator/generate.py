@@ -6,9 +6,20 @@ same spec gives byte-identical records on every run and machine: every draw is a
 never `hash()` or a shared generator (see `rng.py`).
 
 Who is linked to whom: every household member, insured participant, parent in a birth registration, spouse in a
-marriage and legal representative of an enterprise is a citizen of the population registry (except the injected
-cross-registry anomalies); a birth creates the citizen (and its membership and child insurance); a death ends the
-citizen's active coverage and household membership.
+marriage and legal representative of an enterprise is a citizen of the population registry; a birth creates the
+citizen (and its membership and child insurance); a death ends the citizen's active coverage and household
+membership on the day of death, and a head's spouse or eldest member becomes head. A clean world (defect_rate 0)
+therefore breaks none of the seven rules of `mart_audit.cross_registry_contradictions` (docs/datasets.md), on any
+day; with a rate, each rule's anomaly is injected into day 0 and into the daily events, and lasts:
+
+- `deceased_with_active_coverage`: a dead participant's current coverage is never ended;
+- `legal_rep_unknown`: an enterprise's legal representative has an identity number no citizen has;
+- `birth_without_citizen`: a birth registration (a day-0 twin, a day-d newborn) whose child never became a citizen;
+- `cccd_contradicts_birth_record`: the registration states another date of birth in the child's year;
+- `marriage_under_legal_age`: a bride of 16-17 or a groom of 18-19, the registration stating them of age;
+- `household_without_one_head`: a second member recorded as head, the head recorded as `other`, or a dead
+  head's successor never named; nobody in such a household dies or marries afterwards;
+- `member_after_death`: a dead member's membership left open, or closed after the death.
 
 Daily change rates (per living citizen, or per enterprise, per day; about 20-50 times real rates, so that ten
 days show what a year would, with enough changes for tests at a few thousand citizens): births 0.05 %, deaths
@@ -31,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from kho.errors import ConfigError
+from kho.simulator.anomalies import day0_kind
 from kho.simulator.defects import (
     ALL_DEFECT_KINDS,
     DEFECT_KINDS,
@@ -93,8 +105,7 @@ class Engine:
         self.base = Base(spec.seed, spec.citizens)
         self.injector = Injector(spec.seed, spec.defect_rate, spec.defect_kinds)
         rates = self.injector.anomaly_rates()
-        self.base.anomaly_rate = rates.get("legal_rep_unknown", 0.0)
-        self.base.coverage_anomaly_rate = rates.get("deceased_with_active_coverage", 0.0)
+        self.base.anomaly_rates = rates
         self.timeline = Timeline(self.base, anomaly_rates=rates)
         self.lock = threading.RLock()
         self._defect_keys = {name: self.injector._keys[name] for name in self.base.renderers}
@@ -121,27 +132,29 @@ class Engine:
     def serve_base(self, entity: Entity, ids: np.ndarray, view_day: int) -> list[Served]:
         """Served form of day-0 rows among candidate ids (ascending), as of the end of `view_day`."""
         rendered = self.base.renderers[entity.qualified_name](ids)
-        special = self._special(entity, rendered.ids, view_day)
-        return [self._serve_one(entity, row, record, view_day, bool(special[j]))
+        special, anomalous = self._special(entity, rendered.ids, view_day)
+        return [self._serve_one(entity, row, record, view_day, bool(special[j]), bool(anomalous[j]))
                 for j, (row, record) in enumerate(zip(rendered.ids.tolist(), rendered.records, strict=True))]
 
-    def _special(self, entity: Entity, ids: np.ndarray, view_day: int) -> np.ndarray:
-        """Rows that may differ from their clean day-0 record: changed later, flagged, anomalous, or drifted."""
+    def _special(self, entity: Entity, ids: np.ndarray, view_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows that may differ from their clean day-0 record: changed later, flagged, anomalous, or drifted;
+        rows whose day-0 record carries a cross-registry anomaly)."""
         name = entity.qualified_name
         special = np.full(len(ids), self.injector.drift_on(name, view_day) is not None)
         if self.injector.rate > 0:
             special |= unit_np(self._defect_keys[name], ids, 0) < self.injector.rate
-        anomalous = self.base.anomalous(name, ids)
-        if anomalous is not None:
-            special |= anomalous
+        flags = self.base.anomalous(name, ids)
+        anomalous = np.zeros(len(ids), dtype=bool) if flags is None else flags
+        special |= anomalous
         versions = self.timeline.versions[name]
         if versions and len(ids):
             lo, hi = int(ids[0]), int(ids[-1])
             changed = [r for r in versions if lo <= r <= hi] if len(versions) < 4 * len(ids) else None
             special |= np.isin(ids, np.array(changed if changed is not None else list(versions), dtype=np.int64))
-        return special
+        return special, anomalous
 
-    def _serve_one(self, entity: Entity, row: int, record: Record, view_day: int, special: bool) -> Served:
+    def _serve_one(self, entity: Entity, row: int, record: Record, view_day: int, special: bool,
+                   anomalous: bool) -> Served:
         if not special:
             return Served(row, [record], [])
         name = entity.qualified_name
@@ -153,11 +166,8 @@ class Engine:
                 day = picked.day
         kind = self.injector.kind(name, row, day)
         copies, defects = self.injector.serve(entity, row, day, record, view_day, kind)
-        if day == 0:
-            anomalous = self.base.anomalous(name, np.array([row], dtype=np.int64))
-            if anomalous is not None and bool(anomalous[0]):
-                kind_ = "deceased_with_active_coverage" if name == "insurance.coverage_periods" else "legal_rep_unknown"
-                defects.append(self._anomaly(entity, copies[0], kind_, 0))
+        if day == 0 and anomalous:
+            defects.append(self._anomaly(entity, copies[0], day0_kind(name, row), 0))
         return Served(row, copies, defects)
 
     def snapshot_records(self, entity: Entity, day: int) -> Iterator[Record]:
@@ -167,14 +177,14 @@ class Engine:
         for ids in self.base.candidate_chunks(name):
             with self.lock:
                 rendered = self.base.renderers[name](ids)
-                special = self._special(entity, rendered.ids, day)
+                special, anomalous = self._special(entity, rendered.ids, day)
                 if not special.any():
                     chunk = rendered.records
                 else:
                     chunk = []
                     for j, (row, record) in enumerate(zip(rendered.ids.tolist(), rendered.records, strict=True)):
                         if special[j]:
-                            chunk += self._serve_one(entity, row, record, day, True).copies
+                            chunk += self._serve_one(entity, row, record, day, True, bool(anomalous[j])).copies
                         else:
                             chunk.append(record)
             yield from chunk

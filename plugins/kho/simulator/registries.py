@@ -7,33 +7,40 @@ returns the records of the rest, so the same code streams a snapshot in id order
 records in cursor order for the HTTP API.
 
 Shares used here (insured 92 %, one enterprise per 40 residents, 20 % of enterprises with branches, ...) are
-illustrative; `generate.py` documents the daily change rates.
+illustrative; `generate.py` documents the daily change rates. Day-0 cross-registry anomalies are rendered into the
+records themselves (`anomalies.py` decides which rows carry one), so a later version merges over the anomalous
+record and `Base.anomalous` flags the same rows for the ground truth.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
 
+from kho.simulator import anomalies
 from kho.simulator import calendar as cal
 from kho.simulator.people import (
     BLOCK,
     COUPLE,
     FABRICATED_BASE_RANKS,
+    FEMALE,
     GEOGRAPHY,
+    HEAD,
     HOME_PROVINCE,
     MALE,
     RELATION_NAMES,
     CccdIndex,
     Citizens,
     Model,
+    prefix_ids,
 )
 from kho.simulator.rng import I64, choose_np, cumulative, feistel_np, stream_key, unit_np
 from kho.simulator.text import (
     BRAND_WORDS,
+    GIVEN,
     HAMLETS,
     INDUSTRIES,
     INDUSTRY_CUM,
@@ -149,10 +156,8 @@ class Base:
             "business.enterprise_status_changes": _STATUS_SLOTS,
         }
         """Row ids per citizen (or enterprise); households and marriages are numbered by household instead."""
-        self.anomaly_rate = 0.0
-        """Share of day-0 enterprises whose legal representative is unknown to the population registry."""
-        self.coverage_anomaly_rate = 0.0
-        """Share of day-0 deceased participants whose current health coverage was never ended."""
+        self.anomaly_rates: dict[str, float] = {}
+        """Per cross-registry anomaly kind, the share of eligible day-0 rows that carry it (`anomalies.py`)."""
 
     # --- shared facts -------------------------------------------------------------------------------------------
 
@@ -217,15 +222,19 @@ class Base:
         ]
         return Rendered(ids, records(CITIZEN_FIELDS, columns))
 
-    def households_of(self, households: I64) -> tuple[I64, I64, I64]:
-        """(existing households, their first citizen, their size) among candidate household numbers."""
+    def household_slots(self, households: I64) -> tuple[I64, I64]:
+        """(first citizen, size) of each candidate household number; size 0 where no such household exists."""
         blocks = households // BLOCK
         unique, inverse = np.unique(blocks, return_inverse=True)
         sizes, starts = self.model.partition(unique)
         local = households % BLOCK
-        size = sizes[inverse, local]
+        return blocks * BLOCK + starts[inverse, local], sizes[inverse, local]
+
+    def households_of(self, households: I64) -> tuple[I64, I64, I64]:
+        """(existing households, their first citizen, their size) among candidate household numbers."""
+        first, size = self.household_slots(households)
         exists = size > 0
-        return households[exists], (blocks * BLOCK + starts[inverse, local])[exists], size[exists]
+        return households[exists], first[exists], size[exists]
 
     def render_households(self, ids: I64) -> Rendered:
         households, first, size = self.households_of(ids)
@@ -263,13 +272,14 @@ class Base:
     def render_members(self, ids: I64) -> Rendered:
         p = self.people(ids)
         key = self._k["members"]
-        updated = _stamp(key, ids, 0, np.maximum(p.joined_on, p.dod) + 1)
+        _, left = self.membership_ends(ids, p)
+        updated = _stamp(key, ids, 0, np.maximum(p.joined_on, np.maximum(p.dod, left)) + 1)
         columns: list[Column] = [
             self.household_codes(p.household),
             self.cccd(p),
-            [RELATION_NAMES[r] for r in p.role.tolist()],
+            [RELATION_NAMES[r] for r in self.relations(p).tolist()],
             cal.iso_dates(p.joined_on),
-            cal.optional_dates(p.dod),
+            cal.optional_dates(left),
             cal.timestamps(updated),
         ]
         return Rendered(ids, records(MEMBER_FIELDS, columns))
@@ -380,15 +390,46 @@ class Base:
     def still_active(self, ids: I64, p: Citizens) -> np.ndarray:
         """Coverage rows of the dead left active: the deceased_with_active_coverage anomaly of day 0."""
         return p.deceased & (ids % _PERIOD_KINDS == 0) & (unit_np(self._k["anomaly"], ids, 3)
-                                                          < self.coverage_anomaly_rate)
+                                                          < self._rate("deceased_with_active_coverage"))
 
     def anomalous(self, entity: str, ids: I64) -> np.ndarray | None:
         """Which existing day-0 rows carry a cross-registry anomaly, for entities that can; None otherwise."""
-        if entity == "business.enterprises" and self.anomaly_rate > 0:
-            return unit_np(self._k["anomaly"], ids, 0) < self.anomaly_rate
-        if entity == "insurance.coverage_periods" and self.coverage_anomaly_rate > 0:
+        kinds = anomalies.DAY0_KINDS.get(entity, ())
+        if not any(self._rate(kind) > 0 for kind in kinds):
+            return None
+        if entity == "business.enterprises":
+            return unit_np(self._k["anomaly"], ids, 0) < self._rate("legal_rep_unknown")
+        if entity == "insurance.coverage_periods":
             return self.still_active(ids, self.people(ids // _PERIOD_KINDS))
-        return None
+        if entity == "civil_status.births":
+            p = self.people(ids // 2)
+            return self.birth_exists(ids, p) & (self.birth_dates(ids, p)[2] | (ids % 2 == 1))
+        if entity == "civil_status.marriages":
+            exists, p, partner = self.couples(ids)
+            hit = np.zeros(len(ids), dtype=bool)
+            hit[exists] = self.marriage_dates(ids[exists], p, partner)[0]
+            return hit
+        if entity == "population.households":
+            _, size = self.household_slots(ids)
+            return self.odd_heads(ids, size)[0]
+        return self.membership_ends(ids, self.people(ids))[0]
+
+    def _rate(self, kind: str) -> float:
+        return self.anomaly_rates.get(kind, 0.0)
+
+    def odd_heads(self, households: I64, size: I64) -> tuple[np.ndarray, np.ndarray]:
+        """(anomalous, two heads) of households: the `household_without_one_head` anomaly of day 0."""
+        return anomalies.odd_heads(self._k["anomaly"], households, size, self._rate("household_without_one_head"))
+
+    def relations(self, p: Citizens) -> I64:
+        """Relation codes of citizens' day-0 memberships: their role, unless their household names no one head."""
+        hit, two = self.odd_heads(p.household, p.size)
+        return anomalies.relations(p.role, p.slot, hit, two, HEAD, RELATION_NAMES.index("other"))
+
+    def membership_ends(self, ids: I64, p: Citizens) -> tuple[np.ndarray, I64]:
+        """(anomalous, left_on, 0 = open) of day-0 memberships: the dead leave on their day of death, except where
+        `member_after_death` keeps them longer."""
+        return anomalies.left_on(self._k["anomaly"], ids, p.deceased, p.dod, self._rate("member_after_death"))
 
     def render_coverage(self, ids: I64) -> Rendered:
         p = self.people(ids // _PERIOD_KINDS)
@@ -413,20 +454,20 @@ class Base:
     # --- civil status -------------------------------------------------------------------------------------------
 
     def render_births(self, ids: I64) -> Rendered:
-        """Row 2i: citizen i's own birth registration. Row 2i+1 is never a day-0 row (see `Timeline`)."""
+        """Row 2i: citizen i's own birth registration; row 2i+1, its twin unknown to the population registry."""
         citizen = ids // 2
         p = self.people(citizen)
-        exists = (ids % 2 == 0) & (p.dob >= DIGITISED_BIRTHS_FROM) & (p.mother_index >= 0)
+        exists = self.birth_exists(ids, p)
         ids, p = ids[exists], _take(p, exists)
-        key = self._k["births"]
-        registered = np.minimum(p.dob + np.floor(61 * unit_np(key, ids, 0)).astype(np.int64), cal.DAY0_ORD)
-        updated = _stamp(key, ids, 1, registered)
+        registered, dob, _ = self.birth_dates(ids, p)
+        updated = _stamp(self._k["births"], ids, 1, registered)
+        child, cccds = self.registered_children(ids, p)
         columns: list[Column] = [
             [f"KS{i:012d}" for i in ids.tolist()],
-            self.cccd(p),
-            p.names(),
-            ["M" if s == MALE else "F" for s in p.sex.tolist()],
-            cal.iso_dates(p.dob),
+            cccds,
+            child.names(),
+            ["M" if s == MALE else "F" for s in child.sex.tolist()],
+            cal.iso_dates(dob),
             self.commune_codes(p.commune),
             self.cccd_of(p.father_index),
             self.cccd_of(p.mother_index),
@@ -435,18 +476,64 @@ class Base:
         ]
         return Rendered(ids, records(BIRTH_FIELDS, columns))
 
-    def render_marriages(self, ids: I64) -> Rendered:
-        households, first, _ = self.households_of(ids)
-        p = self.people(first)
-        couple = p.kind == COUPLE
-        households, p = households[couple], _take(p, couple)
-        partner = self.people(p.index + 1)
+    def birth_exists(self, ids: I64, p: Citizens) -> np.ndarray:
+        """Which candidate birth rows of children `p` exist: row 2i, a child born in the digitised era whose mother
+        lives with it; row 2i+1, that child's twin unknown to the population registry (`birth_without_citizen`)."""
+        twin = anomalies.unregistered_twins(self._k["anomaly"], ids, self._rate("birth_without_citizen"))
+        return ((ids % 2 == 0) | twin) & (p.dob >= DIGITISED_BIRTHS_FROM) & (p.mother_index >= 0)
+
+    def birth_dates(self, ids: I64, p: Citizens) -> tuple[I64, I64, np.ndarray]:
+        """(registered_on, date_of_birth as registered, contradicted) of existing birth rows of children `p`; twins
+        are registered with their sibling."""
+        own = ids - ids % 2
+        registered = np.minimum(p.dob + np.floor(61 * unit_np(self._k["births"], own, 0)).astype(np.int64),
+                                cal.DAY0_ORD)
+        hit, dob = anomalies.birth_dates(self._k["anomaly"], ids, p.dob, registered,
+                                         self._rate("cccd_contradicts_birth_record"))
+        hit &= ids % 2 == 0
+        return registered, np.where(hit, dob, p.dob), hit
+
+    def registered_children(self, ids: I64, p: Citizens) -> tuple[Citizens, list[str]]:
+        """The children existing birth rows name, and their CCCDs: child i itself, or on row 2i+1 its twin, with a
+        sex and given name of its own and an identity number from the range no citizen has."""
+        twin = ids % 2 == 1
+        cccds = self.cccd(p)
+        if not twin.any():
+            return p, cccds
+        sex, given = anomalies.twin_names(self._k["anomaly"], ids, p.sex, (len(GIVEN[MALE]), len(GIVEN[FEMALE])))
+        child = replace(p, sex=np.where(twin, sex, p.sex), given=np.where(twin, given, p.given))
+        lo, hi = FABRICATED_BASE_RANKS
+        prefixes = prefix_ids(child.birth_province[twin], child.dob[twin], child.sex[twin])
+        numbers = self.index.numbers(prefixes, lo + (ids[twin] // 2) % (hi - lo))
+        for pos, number in zip(np.flatnonzero(twin).tolist(), numbers.tolist(), strict=True):
+            cccds[pos] = f"{number:012d}"
+        return child, cccds
+
+    def couples(self, households: I64) -> tuple[np.ndarray, Citizens, Citizens]:
+        """(holds a married couple, head, partner) of candidate household numbers: the marriage rows that exist."""
+        first, size = self.household_slots(households)
+        exists = size > 0
+        heads = self.people(first[exists])
+        couple = np.zeros(len(households), dtype=bool)
+        couple[exists] = heads.kind == COUPLE
+        p = _take(heads, heads.kind == COUPLE)
+        return couple, p, self.people(p.index + 1)
+
+    def marriage_dates(self, households: I64, p: Citizens, partner: Citizens) -> tuple[np.ndarray, I64, I64, I64]:
+        """(under age, registered_on, husband's and wife's date of birth as registered) of couples' marriages."""
         head_male = p.sex == MALE
-        head_cccd, partner_cccd = self.cccd(p), self.cccd(partner)
-        key = self._k["marriages"]
-        updated = _stamp(key, households, 0, p.married_on + 1)
         husband_dob = np.where(head_male, p.dob, partner.dob)
         wife_dob = np.where(head_male, partner.dob, p.dob)
+        return anomalies.marriage_dates(self._k["anomaly"], households, husband_dob, wife_dob, p.married_on,
+                                        self._rate("marriage_under_legal_age"))
+
+    def render_marriages(self, ids: I64) -> Rendered:
+        couple, p, partner = self.couples(ids)
+        households = ids[couple]
+        head_male = p.sex == MALE
+        head_cccd, partner_cccd = self.cccd(p), self.cccd(partner)
+        _, registered, husband_dob, wife_dob = self.marriage_dates(households, p, partner)
+        updated = _stamp(self._k["marriages"], households, 0, np.maximum(p.married_on, registered) + 1)
         males = head_male.tolist()
         columns: list[Column] = [
             [f"KH{h:012d}" for h in households.tolist()],
@@ -454,7 +541,7 @@ class Base:
             [b if m else a for a, b, m in zip(head_cccd, partner_cccd, males, strict=True)],
             cal.iso_dates(husband_dob),
             cal.iso_dates(wife_dob),
-            cal.iso_dates(p.married_on),
+            cal.iso_dates(registered),
             self.commune_codes(p.commune),
             cal.timestamps(updated),
         ]
@@ -493,7 +580,7 @@ class Base:
         first_change = _between(key, ids, 3, established + 30, np.full(len(ids), cal.DAY0_ORD - 60))
         second_change = _between(key, ids, 4, first_change + 15, np.full(len(ids), cal.DAY0_ORD - 1))
         suspended_first = (status == 2) & (unit_np(key, ids, 5) < 0.5)
-        unknown_rep = unit_np(self._k["anomaly"], ids, 0) < self.anomaly_rate
+        unknown_rep = unit_np(self._k["anomaly"], ids, 0) < self._rate("legal_rep_unknown")
         dissolved_on = np.where(suspended_first, second_change, first_change)
         last_change = np.select([status == 1, status == 2], [first_change, dissolved_on], established)
         return EnterpriseFacts(ids=ids, rep=rep, established=established, status=status,

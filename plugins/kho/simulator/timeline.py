@@ -10,8 +10,9 @@ Change model, per day (rates are shares of the living population, or of enterpri
 
 - births 0.05 %: a mother aged 18-45 has a child; a birth registration, a new citizen in her household, a new
   insurance participant (child under 6) with a health coverage period;
-- deaths 0.05 % (weighted to the old): a death registration; the citizen becomes deceased, leaves the household
-  (whose head passes to the spouse or the eldest member), and every active coverage period ends on the death date;
+- deaths 0.05 % (weighted to the old): a death registration; the citizen becomes deceased, leaves the household on
+  the date of death, never before joining it (whose head passes to the spouse or the eldest member), and every
+  active coverage period ends on the death date;
 - household moves 0.1 % of citizens: a whole household moves to another commune: household address and every
   living member's permanent commune change, one residence change per member;
 - temporary registrations 0.05 %: an adult registers a temporary residence elsewhere;
@@ -19,6 +20,13 @@ Change model, per day (rates are shares of the living population, or of enterpri
 - coverage lapses 0.05 %: an active health coverage lapses and the participant owes contributions;
 - enterprises: openings 0.5 % of enterprises (legal representative: a living adult citizen), suspensions and
   dissolutions 0.2 % each (status, a status-history row, and the branches' status).
+
+With anomaly rates, an event may inject a cross-registry anomaly (each decided by a draw of (seed, kind, row, day)
+apart from the day's event generator): a birth without a citizen, or with another date of birth on its
+registration; a marriage of an under-age party; a death that leaves coverage active, the membership open, or the
+household without a head. No later event undoes one: the dead are never touched again, registrations never
+change, and in a household that names no one head (`headship_fixed`) nobody dies or marries (a birth there adds a
+child, which changes no count of heads).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from datetime import date
 
 import numpy as np
 
+from kho.simulator import anomalies
 from kho.simulator import calendar as cal
 from kho.simulator.people import FABRICATED_BASE_RANKS, FEMALE, GEOGRAPHY, HOME_PROVINCE, MALE, full_name, prefix_ids
 from kho.simulator.registries import (
@@ -39,8 +48,9 @@ from kho.simulator.registries import (
     enterprise_name,
     tax_codes,
 )
-from kho.simulator.rng import feistel_py, stream_key
+from kho.simulator.rng import feistel_py, hash_py, stream_key, unit_py
 from kho.simulator.text import BRAND_WORDS, GIVEN, HAMLETS, INDUSTRIES, LEGAL_FORMS, MIDDLE, STREETS
+from kho.sources.civil_status import MIN_MARRIAGE_AGE
 
 CREATED = 1 << 50
 """Row ids of rows created on days 1.. start here, above every day-0 row id, in creation order."""
@@ -72,6 +82,8 @@ class Person:
     alive: bool
     household: int
     member_row: int
+    citizen_row: int
+    """Row id of the population.citizens record: the index for day-0 citizens, a created row for the newborn."""
     commune: int
     temporary: int
     married: bool
@@ -138,6 +150,9 @@ class Timeline:
         self._serial: dict[str, int] = {}
         self._new_firms = 0
         self._k_social = stream_key(base.seed, "base.social")
+        self._k_anomaly = stream_key(base.seed, "timeline.anomaly")
+        self._fixed: dict[int, bool] = {}
+        """Households whose memberships name no one head (an anomaly), by number: nobody there dies or marries."""
 
     # --- reading versions ----------------------------------------------------------------------------------------
 
@@ -208,7 +223,7 @@ class Timeline:
                           if exists[j * 4 + k] and status[j * 4 + k] == "active"]
                 self._people[i] = Person(
                     index=i, cccd=cccds[j], name=names[j], sex=int(p.sex[j]), dob=int(p.dob[j]),
-                    alive=not bool(p.deceased[j]), household=int(p.household[j]), member_row=i,
+                    alive=not bool(p.deceased[j]), household=int(p.household[j]), member_row=i, citizen_row=i,
                     commune=int(p.commune[j]), temporary=int(p.temporary[j]),
                     married=bool(p.married_on[j] > 0), head=int(p.role[j]) == 0, hometown=int(p.hometown[j]),
                     ethnicity=ethnic[int(p.ethnicity[j])], surname=int(p.surname[j]),
@@ -288,6 +303,21 @@ class Timeline:
     def _age(self, person: Person) -> float:
         return (self._today() - person.dob) / 365.2425
 
+    def _chance(self, kind: str, index: int) -> bool:
+        """Whether today's event on row (or citizen) `index` injects anomaly `kind`: a draw of (seed, kind, index,
+        day), apart from the day's event generator, so that a clean world's events do not depend on the rates."""
+        rate = self.anomaly_rates.get(kind, 0.0)
+        return rate > 0 and unit_py(stream_key(self._k_anomaly, kind), index, self.day) < rate
+
+    def headship_fixed(self, household: int) -> bool:
+        """Whether a household names no one living head (day 0's or an event's anomaly): its members then neither
+        die nor marry, the events that would change who lives there as head."""
+        known = self._fixed.get(household)
+        if known is None:
+            flags = self.base.anomalous("population.households", np.array([household], dtype=np.int64))
+            known = self._fixed[household] = flags is not None and bool(flags[0])
+        return known
+
     # --- population events ---------------------------------------------------------------------------------------
 
     def _birth(self, rng: random.Random, at: int) -> None:
@@ -316,23 +346,27 @@ class Timeline:
             self._prefix_births[prefix] = self._prefix_births.get(prefix, 0) + 1
         cccd = f"{int(self.base.index.numbers(np.array([prefix]), np.array([rank]))[0]):012d}"
         commune_code = GEOGRAPHY.communes[house.commune]
+        registered_dob = dob if anomalous else self._registered_birth_date(dob, today)
         row = self._create("civil_status.births", {
             "registration_id": self._serial_id("KS"), "child_cccd": cccd, "child_full_name": name,
-            "child_sex": "M" if sex == MALE else "F", "date_of_birth": cal.iso_date(dob),
+            "child_sex": "M" if sex == MALE else "F", "date_of_birth": cal.iso_date(registered_dob),
             "place_commune_code": commune_code, "father_cccd": father.cccd if father else None,
             "mother_cccd": mother.cccd, "registered_on": cal.iso_date(today), "updated_at": stamp,
         })
         if anomalous:
             self.anomalies[self.day].append(Anomaly("civil_status.births", row, "birth_without_citizen", self.day))
             return
+        if registered_dob != dob:
+            self.anomalies[self.day].append(
+                Anomaly("civil_status.births", row, "cccd_contradicts_birth_record", self.day))
         index = self.base.citizens + self._newborns
         self._newborns += 1
         child = Person(index=index, cccd=cccd, name=name, sex=sex, dob=dob, alive=True, household=house.number,
-                       member_row=-1, commune=house.commune, temporary=-1, married=False, head=False,
+                       member_row=-1, citizen_row=-1, commune=house.commune, temporary=-1, married=False, head=False,
                        hometown=parent.hometown, ethnicity=parent.ethnicity, surname=surname, participant=-1,
                        social_code=None)
         self._people[index] = child
-        self._create("population.citizens", {
+        child.citizen_row = self._create("population.citizens", {
             "cccd": cccd, "full_name": name, "date_of_birth": cal.iso_date(dob), "sex": "M" if sex == MALE else "F",
             "ethnicity": child.ethnicity, "birth_province_code": f"{province:02d}",
             "hometown_province_code": f"{parent.hometown:02d}",
@@ -360,6 +394,15 @@ class Timeline:
             "valid_from": cal.iso_date(dob), "valid_to": None, "status": "active", "updated_at": stamp,
         }))
 
+    def _registered_birth_date(self, dob: int, today: int) -> int:
+        """The date of birth the registration states: the true one, or for `cccd_contradicts_birth_record` another
+        day of the same year, not after today (so the child's CCCD and the row's date order still agree)."""
+        row = np.array([self._next_created["civil_status.births"]], dtype=np.int64)
+        hit, registered = anomalies.birth_dates(
+            stream_key(self._k_anomaly, "cccd_contradicts_birth_record"), row, np.array([dob]),
+            np.array([today]), self.anomaly_rates.get("cccd_contradicts_birth_record", 0.0))
+        return int(registered[0]) if bool(hit[0]) else dob
+
     def _spouse_of(self, person: Person, house: Household) -> Person | None:
         """The living spouse of `person` in the same household: the head's partner, or the partner's head."""
         if not person.married:
@@ -377,6 +420,8 @@ class Timeline:
             house = self.household(p.household) if p.household >= 0 else None
             if house is not None and len(house.members) <= 1:
                 return False  # the registry cannot close a household, so its last member stays (documented)
+            if house is not None and self.headship_fixed(house.number):
+                return False
             age = self._age(p)
             return rng.random() < (0.03 if age < 40 else 0.15 if age < 60 else 0.5 if age < 75 else 1.0)
 
@@ -384,7 +429,8 @@ class Timeline:
         if person is None:
             return
         today = self._today()
-        dod = max(today - rng.randrange(8), person.dob)
+        # Nobody dies before the latest membership began (a bride's wedding day), which would leave it open after.
+        dod = max(today - rng.randrange(8), person.dob, self._joined(person) if person.household >= 0 else 0)
         stamp = cal.timestamp(at)
         commune_code = GEOGRAPHY.communes[person.commune]
         self._create("civil_status.deaths", {
@@ -392,24 +438,10 @@ class Timeline:
             "place_commune_code": commune_code, "registered_on": cal.iso_date(today), "updated_at": stamp,
         })
         person.alive = False
-        self._write("population.citizens", person.index, {
+        self._write("population.citizens", person.citizen_row, {
             "status": "deceased", "date_of_death": cal.iso_date(dod), "household_id": None, "updated_at": stamp})
         if person.household >= 0:
-            house = self.household(person.household)
-            self._write("population.household_members", person.member_row,
-                        {"left_on": cal.iso_date(max(dod, self._joined(person))), "updated_at": stamp})
-            was_head = house.members and house.members[0] == person.index
-            house.members.remove(person.index)
-            changes: Record = {"member_count": str(len(house.members)), "updated_at": stamp}
-            if was_head:
-                successor = self._successor(house, person)
-                house.members.remove(successor.index)
-                house.members.insert(0, successor.index)
-                successor.head = True
-                changes["head_cccd"] = successor.cccd
-                self._write("population.household_members", successor.member_row,
-                            {"relation_to_head": "head", "updated_at": stamp})
-            self._write("population.households", house.number, changes)
+            self._leave_by_death(person, dod, stamp)
         keep_active = rng.random() < self.anomaly_rates.get("deceased_with_active_coverage", 0.0)
         for coverage in person.coverages:
             if keep_active:
@@ -420,6 +452,37 @@ class Timeline:
                             {"valid_to": cal.iso_date(max(dod, self._coverage_start(coverage))), "status": "ended",
                              "updated_at": stamp})
         person.coverages = []
+
+    def _leave_by_death(self, person: Person, dod: int, stamp: str) -> None:
+        """The dead leave their household on the day of death, and a head's spouse or eldest member succeeds them.
+
+        Anomalies: `member_after_death` leaves the membership open; `household_without_one_head` names no
+        successor, and the household then keeps its members (`headship_fixed`). The dead never count as living
+        members, so each anomaly leaves the other rule alone.
+        """
+        house = self.household(person.household)
+        if self._chance("member_after_death", person.index):
+            self.anomalies[self.day].append(
+                Anomaly("population.household_members", person.member_row, "member_after_death", self.day))
+        else:
+            self._write("population.household_members", person.member_row,
+                        {"left_on": cal.iso_date(dod), "updated_at": stamp})
+        was_head = house.members and house.members[0] == person.index
+        house.members.remove(person.index)
+        changes: Record = {"member_count": str(len(house.members)), "updated_at": stamp}
+        if was_head and self._chance("household_without_one_head", person.index):
+            self._fixed[house.number] = True
+            self.anomalies[self.day].append(
+                Anomaly("population.households", house.number, "household_without_one_head", self.day))
+        elif was_head:
+            successor = self._successor(house, person)
+            house.members.remove(successor.index)
+            house.members.insert(0, successor.index)
+            successor.head = True
+            changes["head_cccd"] = successor.cccd
+            self._write("population.household_members", successor.member_row,
+                        {"relation_to_head": "head", "updated_at": stamp})
+        self._write("population.households", house.number, changes)
 
     def _joined(self, person: Person) -> int:
         """The joined_on date of a person's current membership row."""
@@ -469,7 +532,7 @@ class Timeline:
             if member.temporary == target:
                 member.temporary = -1
                 changes["temporary_commune_code"] = None
-            self._write("population.citizens", member.index, changes)
+            self._write("population.citizens", member.citizen_row, changes)
             self._create("population.residence_changes", {
                 "change_id": self._serial_id("RC"), "cccd": member.cccd, "kind": "permanent",
                 "from_commune_code": GEOGRAPHY.communes[old], "to_commune_code": GEOGRAPHY.communes[target],
@@ -487,7 +550,7 @@ class Timeline:
         stamp = cal.timestamp(at)
         old = person.temporary
         person.temporary = target
-        self._write("population.citizens", person.index,
+        self._write("population.citizens", person.citizen_row,
                     {"temporary_commune_code": GEOGRAPHY.communes[target], "updated_at": stamp})
         self._create("population.residence_changes", {
             "change_id": self._serial_id("RC"), "cccd": person.cccd, "kind": "temporary",
@@ -496,23 +559,58 @@ class Timeline:
             "registered_at": stamp, "updated_at": stamp,
         })
 
+    def _couple(self, candidates: list[Person], young: bool) -> tuple[Person | None, Person | None, str | None]:
+        """An unmarried man of 20-45 and woman of 18-40 among `candidates`; when `young`, if the sample allows, a
+        bride of 16-17 or a groom of 18-19 (completed years, as law counts them), whose role is the third value."""
+        today = self._today()
+
+        def free(p: Person, sex: int) -> bool:
+            return p.alive and not p.married and p.sex == sex and p.household >= 0 \
+                and not self.headship_fixed(p.household)
+
+        def groom(p: Person) -> bool:
+            return free(p, MALE) and 20 <= self._age(p) <= 45
+
+        def bride(p: Person) -> bool:
+            return free(p, FEMALE) and not p.head and 18 <= self._age(p) <= 40
+
+        def young_groom(p: Person) -> bool:
+            return free(p, MALE) and 18 <= cal.completed_years(p.dob, today) < 20
+
+        def young_bride(p: Person) -> bool:
+            return free(p, FEMALE) and not p.head and 16 <= cal.completed_years(p.dob, today) < 18
+
+        if young:
+            for man, woman, who in ((groom, young_bride, "wife"), (young_groom, bride, "husband")):
+                husband, wife = next(filter(man, candidates), None), next(filter(woman, candidates), None)
+                if husband is not None and wife is not None and husband.household != wife.household:
+                    return husband, wife, who
+        return next(filter(groom, candidates), None), next(filter(bride, candidates), None), None
+
     def _marriage(self, rng: random.Random, at: int) -> None:
         candidates = self._sample(rng, 60)
-        husband = next((p for p in candidates if p.alive and not p.married and p.sex == MALE
-                        and 20 <= self._age(p) <= 45 and p.household >= 0), None)
-        wife = next((p for p in candidates if p.alive and not p.married and p.sex == FEMALE and not p.head
-                     and 18 <= self._age(p) <= 40 and p.household >= 0), None)
+        row = self._next_created["civil_status.marriages"]
+        husband, wife, young = self._couple(candidates, self._chance("marriage_under_legal_age", row))
         if husband is None or wife is None or husband.household == wife.household:
             return
         stamp = cal.timestamp(at)
         today = cal.iso_date(self._today())
         his = self.household(husband.household)
         hers = self.household(wife.household)
+        # `marriage_under_legal_age`: the registration states a date of birth that makes the young party of age.
+        stated = {"husband": husband.dob, "wife": wife.dob}
+        if young is not None:
+            older = 1 + hash_py(stream_key(self._k_anomaly, "stated_date_of_birth"), row) % 700
+            stated[young] = cal.add_years(self._today(), -MIN_MARRIAGE_AGE[young]) - older
         self._create("civil_status.marriages", {
             "registration_id": self._serial_id("KH"), "husband_cccd": husband.cccd, "wife_cccd": wife.cccd,
-            "husband_date_of_birth": cal.iso_date(husband.dob), "wife_date_of_birth": cal.iso_date(wife.dob),
+            "husband_date_of_birth": cal.iso_date(stated["husband"]),
+            "wife_date_of_birth": cal.iso_date(stated["wife"]),
             "registered_on": today, "place_commune_code": GEOGRAPHY.communes[his.commune], "updated_at": stamp,
         })
+        if young is not None:
+            self.anomalies[self.day].append(
+                Anomaly("civil_status.marriages", row, "marriage_under_legal_age", self.day))
         husband.married = wife.married = True
         self._write("population.household_members", wife.member_row, {"left_on": today, "updated_at": stamp})
         hers.members.remove(wife.index)
@@ -536,7 +634,7 @@ class Timeline:
             })
             wife.commune = his.commune
             changes["permanent_commune_code"] = GEOGRAPHY.communes[his.commune]
-        self._write("population.citizens", wife.index, changes)
+        self._write("population.citizens", wife.citizen_row, changes)
 
     def _lapse(self, rng: random.Random, at: int) -> None:
         person = next((p for p in self._sample(rng) if p.alive and p.coverages and self._age(p) >= 6), None)
