@@ -26,7 +26,8 @@ import operator
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.operators.local import DbtBuildLocalOperator
 
 from kho import pipelines
 from kho.assets import raw_uri
@@ -34,6 +35,10 @@ from kho.config import PROJECT_ROOT
 from kho.sources import ENTITIES
 
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+FOUNDATION = ["path:seeds", "path:models/staging"]
+"""Reference seeds and the 1:1 staging views: cheap, so built together in one task; only the tests whose every
+parent is among them run there (`cautious`), a mart's test of a seed runs with the mart."""
+PROFILE = ProfileConfig(profile_name="kho", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml")
 ALL_RAW_TABLES = functools.reduce(operator.and_, (Asset(raw_uri(entity)) for entity in ENTITIES))
 """Every registry's raw tables refreshed: the four sync DAGs emit these after their raw suites pass."""
 
@@ -63,24 +68,25 @@ def build_warehouse() -> None:
     def plan(**context: object) -> dict:
         return pipelines.plan_build(context)
 
+    dbt_env = {"KHO_DBT_HOST": _from_plan("host"), "KHO_DBT_PORT": _from_plan("port")}
+    dbt_args = {
+        "install_deps": False,
+        "vars": {"as_of": _from_plan("as_of"), "kho_run_id": _from_plan("run_id")},
+        "full_refresh": _from_plan("full_refresh"),
+    }
+    foundation = DbtBuildLocalOperator(
+        task_id="seeds_and_staging", project_dir=DBT_PROJECT, profile_config=PROFILE, select=FOUNDATION,
+        env=dbt_env, invocation_mode=InvocationMode.DBT_RUNNER, indirect_selection="cautious", **dbt_args,
+    )
     dbt = DbtTaskGroup(
         group_id="dbt",
-        project_config=ProjectConfig(
-            dbt_project_path=DBT_PROJECT,
-            install_dbt_deps=False,
-            env_vars={"KHO_DBT_HOST": _from_plan("host"), "KHO_DBT_PORT": _from_plan("port")},
-        ),
-        profile_config=ProfileConfig(
-            profile_name="kho", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
-        ),
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT, install_dbt_deps=False, env_vars=dbt_env),
+        profile_config=PROFILE,
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, invocation_mode=InvocationMode.DBT_RUNNER,
+                                   exclude=FOUNDATION, test_behavior=TestBehavior.BUILD,
                                    emit_datasets=False, should_detach_multiple_parents_tests=True),
-        operator_args={
-            "install_deps": False,
-            "vars": {"as_of": _from_plan("as_of"), "kho_run_id": _from_plan("run_id")},
-            "full_refresh": _from_plan("full_refresh"),
-        },
+        operator_args=dbt_args,
     )
 
     @task
@@ -96,7 +102,7 @@ def build_warehouse() -> None:
         return pipelines.generate_docs(summary)
 
     planned = plan()
-    planned >> dbt >> audit_marts() >> publish(planned) >> docs(planned)
+    planned >> foundation >> dbt >> audit_marts() >> publish(planned) >> docs(planned)
 
 
 build_warehouse()
