@@ -80,3 +80,9 @@
         false
     {%- endif -%}
 {%- endmacro %}
+
+{% macro postgres__snapshot_get_time() -%}
+    {#- Snapshot times as timestamptz, like every timestamp in the warehouse (dbt-postgres' default is a timestamp
+        without time zone, which the residence snapshot's updated_at would be compared with). -#}
+    now()
+{%- endmacro %}

@@ -247,14 +247,14 @@ def commune_units(code: str | None, on: date) -> Row:
 
 
 def units_in_era(code: str | None, era: str | None) -> Row:
-    """The nine unit columns of a code read in `era` (all null for era None).
+    """The nine unit columns of a code read in `era` (era `unknown` and the rest null for era None).
 
     Ambiguity: `commune_is_split` is false for a code read as 2025 (it is not a pre-2025 code that was split),
     null only for a code of neither era. A pre-2025 code has a 2025 commune only when it has exactly one successor
     with share `whole`; it is split when it has several distinct successors.
     """
     if era is None or code is None:
-        return dict.fromkeys(UNIT_COLUMNS)
+        return {**dict.fromkeys(UNIT_COLUMNS), "commune_era": "unknown"}
     return dict(zip(UNIT_COLUMNS, _units_pre_2025(code) if era == PRE_2025 else _units_2025(code), strict=True))
 
 

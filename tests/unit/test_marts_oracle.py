@@ -114,8 +114,8 @@ def test_2025_code_with_several_predecessors_keeps_only_their_common_province() 
         "74", "Phường Phú Lợi", False)
 
 
-def test_code_of_neither_era_has_no_units() -> None:
-    assert mo.commune_units("99999", date(2025, 7, 1)) == dict.fromkeys(mo.UNIT_COLUMNS)
+def test_code_of_neither_era_has_the_era_unknown_and_no_units() -> None:
+    assert mo.commune_units("99999", date(2025, 7, 1)) == {**dict.fromkeys(mo.UNIT_COLUMNS), "commune_era": "unknown"}
 
 
 def test_era_of_a_state_record_is_the_ho_chi_minh_date_of_its_updated_at() -> None:

@@ -57,7 +57,8 @@ class DbtOutcome:
         if self.success:
             return
         failed = self.failures
-        listed = "; ".join(f"{n.resource_type} {n.name}: {n.message}" for n in failed) or "see the dbt log"
+        listed = "; ".join(f"{n.resource_type} {n.name} ({n.status}){': ' + n.message if n.message else ''}"
+                           for n in failed) or "see the dbt log"
         raise BuildError(f"dbt {' '.join(self.command[:1])} failed ({len(failed)} failing): {listed}")
 
 

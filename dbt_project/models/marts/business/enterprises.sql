@@ -23,7 +23,7 @@ select
     enterprises.industry_code,
     enterprises.commune_code,
     {{ commune_units(kho_local_date('enterprises.updated_at')) }},
-    enterprises.registered_capital,
+    enterprises.registered_capital::numeric(20, 2) as registered_capital,
     enterprises.status,
     enterprises.established_on,
     enterprises.legal_rep_cccd,

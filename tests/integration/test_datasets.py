@@ -1,0 +1,274 @@
+"""The shared datasets against the simulator's ground truth: real syncs, real dbt, real GX, real publication.
+
+One world with every kind of cross-registry anomaly (and no row-level defect, so every record loads) is synced day
+by day into a database of its own and built twice — a full build after day 0, an incremental one after the last
+day — exactly as the nightly runs would. Then the published marts are compared with the ground truth (the audit
+mart) and with an independent re-computation in plain Python (tests/support/marts_oracle.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kho.build.dbt import BuildError
+from kho.build.publish import built_marts
+from kho.build.run import BuildPlan, build, build_dbt
+from kho.config import KhoConfig
+from kho.errors import QualityError
+from kho.load.pipeline import SyncOptions, sync_api
+from kho.simulator import World
+from kho.simulator import calendar as cal
+from kho.simulator.defects import ANOMALY_ENTITY, ANOMALY_KINDS
+from kho.simulator.generate import WorldSpec
+from kho.simulator.server import ServerOptions, serve_in_thread
+from kho.sources import ENTITIES
+from kho.warehouse.connection import connect, connect_standby
+from tests.support import marts_oracle
+
+pytestmark = pytest.mark.integration
+
+SPEC = WorldSpec(seed=4, citizens=2500, days=3, defect_rate=0.1, defect_kinds=frozenset(ANOMALY_KINDS))
+DAY0_AS_OF = dt.date.fromordinal(cal.day_ord(0))
+AS_OF = dt.date.fromordinal(cal.day_ord(SPEC.days))
+"""Each build describes the last day it has loaded."""
+SYNC = SyncOptions(page_size=1000, lookback=dt.timedelta(days=1))
+KEY_COLUMN = {
+    "deceased_with_active_coverage": ("coverage_id",),
+    "legal_rep_unknown": ("enterprise_code",),
+    "birth_without_citizen": ("birth_registration_id",),
+    "cccd_contradicts_birth_record": ("birth_registration_id",),
+    "marriage_under_legal_age": ("marriage_registration_id",),
+    "household_without_one_head": ("household_id",),
+    "member_after_death": ("household_id", "cccd"),
+}
+"""Which audit-mart columns hold the key of the record the ground truth names, per kind."""
+BOOKKEEPING = {"previous_cccd", "changed_seq", "discovered_seq", "discovered_by_run", "discovered_at"}
+
+
+@dataclasses.dataclass
+class Built:
+    config: KhoConfig
+    world: World
+    served: dict[str, list[dict[str, Any]]]
+
+
+def rows(config: KhoConfig, query: sql.Composable | str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with connect(config.warehouse, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def sync_day(config: KhoConfig) -> None:
+    for entity in ENTITIES:
+        sync_api(config, entity, SYNC)
+
+
+@pytest.fixture(scope="module")
+def built(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """The anomaly world synced day by day; a full build after day 0, an incremental build after the last day."""
+    name = f"t_datasets_{dt.datetime.now().strftime('%H%M%S%f')}"
+    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name),
+                                 home=tmp_path_factory.mktemp("datasets-home"))
+    world = World.build(SPEC)
+    options = ServerOptions(credentials=config.ensure_registry_credentials())
+    with serve_in_thread(world, options=options) as simulator:
+        served_config = dataclasses.replace(config, simulator_port=simulator.port)
+        sync_day(served_config)
+        build(config, BuildPlan("day-0", DAY0_AS_OF))
+        for day in range(1, SPEC.days + 1):
+            world.advance(day)
+            sync_day(served_config)
+        build(config, BuildPlan(f"day-{SPEC.days}", AS_OF))
+    served = {e.qualified_name: world.snapshot(e) for e in ENTITIES}
+    yield Built(config, world, served)
+    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_world_carries_every_kind_of_cross_registry_anomaly(built: Built) -> None:
+    kinds = {d.kind for d in built.world.ground_truth if d.kind in ANOMALY_KINDS}
+    assert kinds == set(ANOMALY_KINDS)
+
+
+def test_the_audit_mart_finds_every_injected_anomaly_and_nothing_else(built: Built) -> None:
+    expected = {(d.kind, d.qualified_entity, d.key) for d in built.world.ground_truth if d.kind in ANOMALY_KINDS}
+    found = set()
+    for kind, registry_entity in ANOMALY_ENTITY.items():
+        columns = sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMN[kind]))
+        for key in rows(built.config, sql.SQL(
+                "SELECT {} FROM mart_audit.cross_registry_contradictions WHERE kind = %s").format(columns), (kind,)):
+            found.add((kind, registry_entity, tuple(key)))
+    true_positives = len(found & expected)
+    precision = true_positives / len(found) if found else 1.0
+    recall = true_positives / len(expected)
+    print(f"\naudit mart vs ground truth: {len(found)} findings, {len(expected)} injected; "
+          f"precision = {precision:.3f}, recall = {recall:.3f}")
+    assert found - expected == set(), "findings no anomaly explains"
+    assert expected - found == set(), "injected anomalies the audit mart missed"
+    assert precision == recall == 1.0
+
+
+def _published(config: KhoConfig, schema: str, table: str) -> list[dict[str, Any]]:
+    with connect(config.warehouse, autocommit=True) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, table))).fetchall()
+
+
+MARTS = {
+    "golden_citizens": "mart_population", "households": "mart_population", "citizens_per_commune": "mart_population",
+    "vital_events_by_commune_month": "mart_civil_status", "insurance_coverage_by_commune": "mart_health",
+    "insurance_coverage_by_province": "mart_health", "enterprises": "mart_business",
+    "active_enterprises_by_industry_province": "mart_business",
+}
+
+
+@pytest.fixture(scope="module")
+def expected(built: Built) -> dict[str, list[dict[str, Any]]]:
+    return marts_oracle.compute_all(built.served, AS_OF)
+
+
+@pytest.mark.parametrize("mart", sorted(MARTS))
+def test_a_published_mart_equals_its_independent_computation(built: Built, expected: dict[str, Any],
+                                                             mart: str) -> None:
+    published = marts_oracle.by_primary_key(mart, _published(built.config, MARTS[mart], mart))
+    wanted = marts_oracle.by_primary_key(mart, expected[mart])
+    assert published.keys() == wanted.keys(), (
+        f"{mart}: rows only published {sorted(published.keys() - wanted.keys())[:5]}, "
+        f"only expected {sorted(wanted.keys() - published.keys())[:5]}")
+    differing = [(key, {c: (published[key][c], wanted[key][c]) for c in wanted[key]
+                        if published[key][c] != wanted[key][c]})
+                 for key in wanted if published[key] != wanted[key]]
+    assert not differing, f"{mart}: {len(differing)} rows differ, e.g. {differing[:3]}"
+    assert wanted, f"{mart} is empty: nothing was compared"
+
+
+def test_coverage_vital_events_and_enterprise_counts_match_the_generated_records(
+        built: Built, expected: dict[str, Any]) -> None:
+    """The headline figures, printed: the national KPI, the vital events and active enterprises."""
+    (living, insured), = rows(built.config, "SELECT sum(living_population), sum(insured) "
+                                            "FROM mart_health.insurance_coverage_by_province")
+    want_living = sum(r["living_population"] for r in expected["insurance_coverage_by_province"])
+    want_insured = sum(r["insured"] for r in expected["insurance_coverage_by_province"])
+    events = dict(rows(built.config, "SELECT event_type, sum(events)::bigint FROM "
+                                     "mart_civil_status.vital_events_by_commune_month GROUP BY 1"))
+    want_events: dict[str, int] = {}
+    for r in expected["vital_events_by_commune_month"]:
+        want_events[r["event_type"]] = want_events.get(r["event_type"], 0) + r["events"]
+    (active,), = rows(built.config, "SELECT sum(active_enterprises) "
+                                    "FROM mart_business.active_enterprises_by_industry_province")
+    print(f"\ncoverage {insured}/{living}, events {events}, active enterprises {active}")
+    assert (living, insured) == (want_living, want_insured)
+    assert events == want_events
+    assert active == sum(r["active_enterprises"] for r in expected["active_enterprises_by_industry_province"])
+
+
+def test_every_link_between_registries_has_the_independently_computed_match_quality(
+        built: Built, expected: dict[str, Any]) -> None:
+    links = rows(built.config, "SELECT cccd, registry, entity, record_key, role, match_quality "
+                               "FROM intermediate.int_citizen_identity WHERE cccd IS NOT NULL")
+    columns = ("cccd", "registry", "entity", "record_key", "role", "match_quality")
+    published = marts_oracle.by_primary_key("citizen_identity", (dict(zip(columns, r, strict=True)) for r in links))
+    wanted = marts_oracle.by_primary_key("citizen_identity", expected["citizen_identity"])
+    assert {k: v["match_quality"] for k, v in published.items()} == {
+        k: v["match_quality"] for k, v in wanted.items()}
+
+
+def test_once_the_build_returns_the_standby_holds_the_stamped_publication(built: Built) -> None:
+    """No wait here: publishing completes only after the standby replayed it, so it is there already."""
+    query = "SELECT run_id, as_of, published_at FROM kho.publications ORDER BY publication_id DESC LIMIT 1"
+    with connect_standby(built.config.warehouse) as standby:
+        assert standby.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        on_standby = standby.execute(query).fetchall()
+        golden = standby.execute("SELECT count(*) FROM mart_population.golden_citizens").fetchone()
+    assert on_standby == rows(built.config, query)
+    assert on_standby[0][:2] == (f"day-{SPEC.days}", AS_OF)
+    assert golden == (len({r["cccd"] for r in built.served["population.citizens"]}),)
+    comment = rows(built.config, "SELECT obj_description('mart_population.golden_citizens'::regclass, 'pg_class')")
+    assert f"by run day-{SPEC.days}, as of {AS_OF.isoformat()}" in comment[0][0]
+
+
+def _content_hashes(config: KhoConfig, relations: list[tuple[str, str]]) -> dict[str, str]:
+    """md5 over each relation's rows in a stable order, bookkeeping columns left out."""
+    hashes = {}
+    with connect(config.warehouse, autocommit=True) as conn:
+        for schema, table in relations:
+            columns = [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum", (f"{schema}.{table}",)).fetchall()
+                if r[0] not in BOOKKEEPING]
+            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+            digest = conn.execute(sql.SQL("SELECT md5(coalesce(string_agg({row}, E'\\n' ORDER BY {row}), '')) "
+                                          "FROM {table}").format(row=row, table=sql.Identifier(schema, table)))
+            hashes[f"{schema}.{table}"] = str(digest.fetchone()[0])  # type: ignore[index]
+    return hashes
+
+
+def _incremental_relations(config: KhoConfig) -> list[tuple[str, str]]:
+    with connect(config.warehouse, autocommit=True) as conn:
+        marts = [(m.build_schema, m.table) for m in built_marts(conn)]
+    return [*marts, ("intermediate", "int_citizen_identity")]
+
+
+def test_a_full_refresh_rebuilds_the_incremental_models_to_the_same_result(built: Built) -> None:
+    relations = _incremental_relations(built.config)
+    incremental = _content_hashes(built.config, relations)
+    build_dbt(built.config, BuildPlan(f"day-{SPEC.days}-full", AS_OF, full_refresh=True))
+    assert _content_hashes(built.config, relations) == incremental
+
+
+def _published_hashes(config: KhoConfig) -> dict[str, str]:
+    with connect(config.warehouse, autocommit=True) as conn:
+        marts = [(m.schema, m.table) for m in built_marts(conn)]
+    return _content_hashes(config, marts)
+
+
+def _publications(config: KhoConfig) -> int:
+    return int(rows(config, "SELECT count(*) FROM kho.publications")[0][0])
+
+
+def test_a_failing_dbt_test_leaves_the_published_marts_byte_for_byte_unchanged(built: Built) -> None:
+    before, count = _published_hashes(built.config), _publications(built.config)
+    cccd = "001990000001"
+    with connect(built.config.warehouse) as conn, conn.transaction():
+        # A value no registry may send (the loader would refuse it) written behind the loader's back.
+        conn.execute("INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, ethnicity, "
+                     "birth_province_code, hometown_province_code, permanent_commune_code, status, updated_at, "
+                     "_batch_id, _first_batch_id) SELECT %s, 'Lỗi Thử', date '1999-01-01', 'X', 'Kinh', '01', '01', "
+                     "permanent_commune_code, 'alive', now(), max(_batch_id), max(_batch_id) "
+                     "FROM raw.population__citizens GROUP BY permanent_commune_code LIMIT 1", (cccd,))
+    try:
+        with pytest.raises(BuildError, match="accepted_values_golden_citizens_sex"):
+            build(built.config, BuildPlan("broken-by-a-dbt-test", AS_OF, full_refresh=True))
+        assert _published_hashes(built.config) == before
+        assert _publications(built.config) == count
+    finally:
+        with connect(built.config.warehouse) as conn, conn.transaction():
+            conn.execute("DELETE FROM raw.population__citizens WHERE cccd = %s", (cccd,))
+
+
+def test_a_failing_blocking_gx_expectation_leaves_the_published_marts_unchanged(built: Built) -> None:
+    before, count = _published_hashes(built.config), _publications(built.config)
+    with connect(built.config.warehouse) as conn, conn.transaction():
+        # A death registered before the person was born: each registry's record is valid alone, dbt's tests pass,
+        # and the golden record's GX suite ("nobody dies before being born") must stop the publication.
+        (cccd, born), = conn.execute("SELECT cccd, date_of_birth FROM raw.population__citizens "
+                                     "WHERE status = 'alive' ORDER BY cccd LIMIT 1").fetchall()
+        conn.execute("INSERT INTO raw.civil_status__deaths (registration_id, cccd, date_of_death, place_commune_code, "
+                     "registered_on, updated_at, _batch_id, _first_batch_id) SELECT 'KT999999999999', %s, %s, "
+                     "place_commune_code, %s, now(), max(_batch_id), max(_batch_id) FROM raw.civil_status__deaths "
+                     "GROUP BY place_commune_code LIMIT 1", (cccd, born - dt.timedelta(days=1), born))
+    try:
+        with pytest.raises(QualityError, match="golden_citizens"):
+            build(built.config, BuildPlan("broken-by-gx", AS_OF, full_refresh=True))
+        assert _published_hashes(built.config) == before
+        assert _publications(built.config) == count
+    finally:
+        with connect(built.config.warehouse) as conn, conn.transaction():
+            conn.execute("DELETE FROM raw.civil_status__deaths WHERE registration_id = 'KT999999999999'")
