@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,8 +141,6 @@ def _load(args: argparse.Namespace, config: KhoConfig) -> int:
 
 
 def _build(args: argparse.Namespace, config: KhoConfig) -> int:
-    import datetime as dt
-
     from kho.build.run import BuildPlan, build, local_today, parse_as_of
 
     run_id = args.run_id or f"manual__{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
@@ -159,18 +158,24 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
 
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
-    from kho.simulator import World
+    from kho.simulator import ALL_DEFECT_KINDS, World
+    from kho.simulator import calendar as cal
+    from kho.simulator.generate import WorldSpec
     from kho.simulator.server import ServerOptions, serve_in_thread
     from kho.warehouse import cluster
 
     print(f"kho demo: KHO_HOME={config.home}", flush=True)
     print(cluster.up(config).render(), flush=True)
-    world = World.generate(seed=config.simulator_seed, count=config.simulator_citizens)
+    spec = WorldSpec(config.simulator_seed, config.simulator_citizens, demo.DEMO_DAYS, demo.DEMO_DEFECT_RATE,
+                     ALL_DEFECT_KINDS - demo.DEMO_LEAVES_OUT)
+    world = World.build(spec)
     options = ServerOptions(credentials=config.ensure_registry_credentials())
     simulator = serve_in_thread(world, config.simulator_host, config.simulator_port, options)
-    print(f"population registry simulator: {config.simulator_citizens} citizens on {simulator.url}", flush=True)
+    print(f"simulated registries: {spec.citizens} citizens (seed {spec.seed}), {spec.days} days of feeds, "
+          f"{spec.defect_rate:.0%} defective records, on {simulator.url}", flush=True)
     try:
-        outcomes = demo.run_dags(config, conf={"full_refresh": args.full_refresh})
+        as_of = dt.date.fromordinal(cal.day_ord(spec.days))
+        outcomes = demo.run(config, world.advance, days=spec.days, as_of=as_of, full_refresh=args.full_refresh)
         demo.summary(config, outcomes)
     finally:
         simulator.stop()

@@ -1,25 +1,39 @@
-"""`kho demo`: the main job end to end on the embedded default — warehouse, simulator, both DAGs, a summary.
+"""`kho demo`: the main job end to end on the embedded default — warehouse, simulator, every DAG, a summary.
 
-Safe to rerun: the warehouse and Airflow DB are reused, the second sync finds nothing new and says so.
+The demo's world is a realistic one, deterministic by seed: a small share of defective records and a few days of
+daily feeds. Day 0 is synced, then each day's feed, by the four sync DAGs; build_warehouse then models, audits and
+publishes the shared datasets. The summary shows what agencies now read, what was quarantined and why, and what the
+audit mart found that no single registry can see.
+
+Safe to rerun: the warehouse and Airflow DB are reused, the second round of syncs finds nothing new and the build
+publishes no change.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from psycopg import sql
 
 from kho import airflow_env
+from kho.build.run import docs_dir
 from kho.config import KhoConfig
 from kho.errors import KhoError
-from kho.sources import ENTITIES, REGISTRIES
+from kho.sources import REGISTRIES
 from kho.warehouse import cluster
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
 
-DAG_ORDER = (*(f"sync_{registry}" for registry in REGISTRIES), "build_warehouse")
-SUMMARY_TABLES = (*(("raw", e.raw_table) for e in ENTITIES), ("mart_population", "citizens_per_commune"))
+SYNC_DAGS = tuple(f"sync_{registry}" for registry in REGISTRIES)
+DAG_ORDER = (*SYNC_DAGS, "build_warehouse")
+DEMO_DAYS = 2
+"""Daily feeds after the initial state: enough for moves, births, deaths and late updates to show."""
+DEMO_DEFECT_RATE = 0.01
+DEMO_LEAVES_OUT = frozenset({"schema_drift_renamed_field"})
+"""A renamed field rejects its whole batch (by design: an operator must look), which would stop the demo."""
 
 
 @dataclass(frozen=True)
@@ -49,27 +63,30 @@ def run_dag(bag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> DagOut
     return DagOutcome(dag_id, str(run.state), str(run.run_id))
 
 
-def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: dict[str, Any] | None = None
-             ) -> list[DagOutcome]:
+def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: dict[str, Any] | None = None,
+             bag: Any = None) -> list[DagOutcome]:
     """Run DAGs in order; stop at the first that does not succeed."""
-    bag = load_dagbag(config)
+    bag = bag or load_dagbag(config)
     outcomes = []
     for dag_id in dag_ids:
-        outcome = run_dag(bag, dag_id, conf if dag_id.startswith("sync_") else None)
+        outcome = run_dag(bag, dag_id, conf)
         outcomes.append(outcome)
         if outcome.state != "success":
             raise KhoError(f"DAG {dag_id} ended {outcome.state} (run {outcome.run_id}); see the task logs above")
     return outcomes
 
 
-def table_counts(config: KhoConfig) -> list[tuple[str, int | None, int | None]]:
-    """Row counts per published table on the primary and on the standby (None: table missing)."""
-    wait_for_standby(config.warehouse)
-    rows = []
-    with connect(config.warehouse, autocommit=True) as primary, connect_standby(config.warehouse) as standby:
-        for schema, table in SUMMARY_TABLES:
-            rows.append((f"{schema}.{table}", _count(primary, schema, table), _count(standby, schema, table)))
-    return rows
+def run(config: KhoConfig, advance: Callable[[int], None], *, days: int, as_of: dt.date,
+        full_refresh: bool = False) -> list[DagOutcome]:
+    """Sync day 0, then each day's feed (`advance(day)` publishes it), then build and publish as of `as_of`."""
+    bag = load_dagbag(config)
+    outcomes = run_dags(config, SYNC_DAGS, conf={"full_refresh": full_refresh}, bag=bag)
+    for day in range(1, days + 1):
+        advance(day)
+        print(f"\n--- registries published day {day}'s feed ---", flush=True)
+        outcomes += run_dags(config, SYNC_DAGS, bag=bag)
+    outcomes += run_dags(config, ("build_warehouse",), conf={"as_of": as_of.isoformat()}, bag=bag)
+    return outcomes
 
 
 def _count(conn: Any, schema: str, table: str) -> int | None:
@@ -79,36 +96,71 @@ def _count(conn: Any, schema: str, table: str) -> int | None:
     return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()[0])
 
 
+def published_datasets(config: KhoConfig) -> list[tuple[str, int | None, int | None, dict[str, Any]]]:
+    """The latest publication's marts: rows on the primary and on the standby, and what the publication changed."""
+    wait_for_standby(config.warehouse)
+    with connect(config.warehouse, autocommit=True) as primary, connect_standby(config.warehouse) as standby:
+        found = primary.execute("SELECT tables FROM kho.publications ORDER BY publication_id DESC LIMIT 1"
+                                ).fetchone() if _count(primary, "kho", "publications") is not None else None
+        tables: dict[str, dict[str, Any]] = found[0] if found else {}
+        out = []
+        for name, change in sorted(tables.items()):
+            schema, table = name.split(".", 1)
+            out.append((name, _count(primary, schema, table), _count(standby, schema, table), change))
+    return out
+
+
 def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.stdout) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("\n=== kho demo summary ===")
+    runs: dict[str, list[str]] = {}
     for o in outcomes:
-        p(f"DAG {o.dag_id:<16} {o.state:<8} {o.run_id}")
-    p(f"\n  {'rows per table':<44} {'primary':>8} {'standby':>8}")
-    for name, on_primary, on_standby in table_counts(config):
-        p(f"  {name:<44} {on_primary!s:>8} {on_standby!s:>8}")
+        runs.setdefault(o.dag_id, []).append(o.state)
+    for dag_id, states in runs.items():
+        p(f"DAG {dag_id:<18} {len(states)} run(s): {', '.join(sorted(set(states)))}")
     with connect(config.warehouse, autocommit=True) as conn:
+        publication = conn.execute(
+            "SELECT publication_id, run_id, as_of, published_at FROM kho.publications "
+            "ORDER BY publication_id DESC LIMIT 1").fetchone()
         ledger = conn.execute(
-            "SELECT batch_id, registry || '.' || entity, rows_read, rows_new, rows_changed, rows_unchanged, "
-            "rows_rejected FROM kho.load_ledger ORDER BY batch_id DESC LIMIT 12"
-        ).fetchall()
+            "SELECT registry || '.' || entity, count(*), sum(rows_read), sum(rows_new), sum(rows_changed), "
+            "sum(rows_unchanged), sum(rows_rejected) FROM kho.load_ledger GROUP BY 1 ORDER BY 1").fetchall()
+        quarantine = conn.execute(
+            "SELECT registry || '.' || entity, reason_code, count(*) FROM kho.quarantine "
+            "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        findings = conn.execute(
+            "SELECT kind, count(*) FROM mart_audit.cross_registry_contradictions GROUP BY 1 ORDER BY 2 DESC, 1"
+        ).fetchall() if _count(conn, "mart_audit", "cross_registry_contradictions") is not None else []
         quality = conn.execute(
-            "SELECT DISTINCT ON (suite_name) suite_name, success, evaluated, failed FROM kho.quality_results "
-            "ORDER BY suite_name, validated_at DESC"
-        ).fetchall()
-    p("\nLoad ledger (latest batches): batch  entity  read = new + changed + unchanged + rejected")
-    for b, ent, read, new, changed, unchanged, rejected in ledger:
-        p(f"  {b:>5}  {ent}  {read} = {new} + {changed} + {unchanged} + {rejected}")
-    p("\nQuality (latest per suite)")
-    for suite, ok, evaluated, failed in quality:
-        verdict = "passed" if ok else "FAILED"
-        detail = f"{evaluated - failed}/{evaluated} expectations" if evaluated else "no new rows in the batch"
-        p(f"  {suite:<45} {verdict}  {detail}")
+            "SELECT count(DISTINCT suite_name), count(*) FILTER (WHERE blocking_failed > 0), "
+            "count(*) FILTER (WHERE failed > blocking_failed) FROM kho.quality_results").fetchone()
+    if publication:
+        number, run_id, as_of, at = publication
+        p(f"\nPublished datasets (publication #{number}, run {run_id}, as of {as_of}, "
+          f"{at.isoformat(timespec='seconds')})")
+    p(f"  {'dataset':<56} {'primary':>8} {'standby':>8}   this publication")
+    for name, on_primary, on_standby, change in published_datasets(config):
+        how = "created" if change.get("recreated") else (
+            f"+{change['inserted']} ~{change['updated']} -{change['deleted']}")
+        p(f"  {name:<56} {on_primary!s:>8} {on_standby!s:>8}   {how}")
+    p("\nLoad ledger per entity: batches  read = new + changed + unchanged + rejected")
+    for entity, batches, read, new, changed, unchanged, rejected in ledger:
+        p(f"  {entity:<40} {batches:>3}  {read} = {new} + {changed} + {unchanged} + {rejected}")
+    p("\nQuarantine by reason (rows the registries sent that the contracts refused)")
+    for entity, reason, count in quarantine or [("(none)", "", 0)]:
+        p(f"  {entity:<40} {reason:<20} {count:>6}")
+    p("\nCross-registry contradictions found by the audit mart (mart_audit.cross_registry_contradictions)")
+    for kind, count in findings or [("(none)", 0)]:
+        p(f"  {kind:<40} {count:>6}")
+    if quality:
+        suites, blocking, warnings = quality
+        p(f"\nQuality: {suites} GX suites run; {blocking} runs failed a blocking expectation, {warnings} only warnings")
     p("\nReplication")
     p(cluster.status(config).render())
-    docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    gx_docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
-    p(f"  Data Docs:   file://{docs}")
+    p(f"  Data Docs:   file://{gx_docs}")
+    p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
     p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
     p(f"  Warehouse:   uv run kho warehouse status    |  psql -h 127.0.0.1 -p {config.warehouse.primary_port} "
       f"-U {config.warehouse.user} {config.warehouse.dbname}  (password in {config.warehouse.password_file})")
