@@ -194,6 +194,15 @@ def test_once_the_build_returns_the_standby_holds_the_stamped_publication(built:
     assert f"by run day-{SPEC.days}, as of {AS_OF.isoformat()}" in comment[0][0]
 
 
+def test_the_build_keeps_dbt_docs_with_the_marts_and_their_agencies_under_kho_home(built: Built) -> None:
+    from kho.build.run import docs_dir
+
+    page = docs_dir(built.config) / "static_index.html"
+    text = page.read_text(encoding="utf-8")
+    for name in ("golden_citizens", "cross_registry_contradictions", "health_department", "police_department"):
+        assert name in text, f"{page} does not mention {name}"
+
+
 def _content_hashes(config: KhoConfig, relations: list[tuple[str, str]]) -> dict[str, str]:
     """md5 over each relation's rows in a stable order, bookkeeping columns left out."""
     hashes = {}

@@ -106,18 +106,18 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def run_dbt(config: KhoConfig, command: Sequence[str], *, host: str, port: int,
-            variables: Mapping[str, str] | None = None) -> DbtOutcome:
+            variables: Mapping[str, str] | None = None, target: Path | None = None) -> DbtOutcome:
     """`dbt <command>` against the node at host:port; returns every node's outcome (never raises for a failing
-    test: call `raise_for_failure`)."""
+    test: call `raise_for_failure`). `target` replaces dbt's target folder (KHO_HOME/dbt/target)."""
     from dbt.cli.main import dbtRunner
 
-    target = target_dir(config)
+    target = target or target_dir(config)
     args = [
         *command,
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target),
-        "--log-path", str(target.parent / "logs"),
+        "--log-path", str(target_dir(config).parent / "logs"),
     ]
     if variables:
         args += ["--vars", json.dumps(dict(variables))]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kho.build.dbt import DbtOutcome, dbt_vars, run_dbt, target_dir
+from kho.build.dbt import BuildError, DbtOutcome, dbt_vars, run_dbt, target_dir
 from kho.build.publish import Mart, Publication, built_marts, publish
 from kho.config import KhoConfig
 from kho.errors import ConfigError, QualityError
@@ -110,10 +110,13 @@ def generate_docs(config: KhoConfig, plan: BuildPlan) -> Path:
     """`dbt docs generate --static`: one self-contained page under KHO_HOME/dbt/docs for the UI and for offline use."""
     host, port = primary_address(config.warehouse)
     folder = docs_dir(config)
-    outcome = run_dbt(config, ["docs", "generate", "--static", "--target-path", str(folder)], host=host, port=port,
-                      variables=plan.variables)
+    outcome = run_dbt(config, ["docs", "generate", "--static"], host=host, port=port, variables=plan.variables,
+                      target=folder)
     outcome.raise_for_failure()
-    return folder / "static_index.html"
+    page = folder / "static_index.html"
+    if not page.is_file():
+        raise BuildError(f"dbt docs generate --static wrote no {page}")
+    return page
 
 
 @dataclass(frozen=True)
