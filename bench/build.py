@@ -167,7 +167,7 @@ def bare_dbt(config: KhoConfig, plan: BuildPlan, extra: Sequence[str] = (), pg_o
     if pg_options is not None:
         os.environ["PGOPTIONS"] = pg_options
     try:
-        seconds, outcome = timed(lambda: run_dbt(config, command, host=host, port=port, variables=plan.variables))
+        seconds, outcome = timed(lambda: run_dbt(config, command, host=host, port=port, environment=plan.environment))
     finally:
         if saved is None:
             os.environ.pop("PGOPTIONS", None)

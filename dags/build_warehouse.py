@@ -31,11 +31,14 @@ from cosmos.operators.local import DbtBuildLocalOperator
 
 from kho import pipelines
 from kho.assets import raw_uri
+from kho.build.dbt import BUILD_AS_OF, BUILD_RUN_ID, build_session_options
 from kho.config import PROJECT_ROOT
 from kho.sources import ENTITIES
 
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
 FOUNDATION = ["path:seeds", "path:models/staging"]
+NOT_NIGHTLY = ["resource_type:unit_test"]
+"""Unit tests check the models' logic on fixed inputs: CI runs them, the nightly build does not (dbt's advice)."""
 """Reference seeds and the 1:1 staging views: cheap, so built together in one task; only the tests whose every
 parent is among them run there (`cautious`), a mart's test of a seed runs with the mart."""
 PROFILE = ProfileConfig(profile_name="kho", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml")
@@ -68,12 +71,10 @@ def build_warehouse() -> None:
     def plan(**context: object) -> dict:
         return pipelines.plan_build(context)
 
-    dbt_env = {"KHO_DBT_HOST": _from_plan("host"), "KHO_DBT_PORT": _from_plan("port")}
-    dbt_args = {
-        "install_deps": False,
-        "vars": {"as_of": _from_plan("as_of"), "kho_run_id": _from_plan("run_id")},
-        "full_refresh": _from_plan("full_refresh"),
-    }
+    dbt_env = {"KHO_DBT_HOST": _from_plan("host"), "KHO_DBT_PORT": _from_plan("port"),
+               BUILD_AS_OF: _from_plan("as_of"), BUILD_RUN_ID: _from_plan("run_id"),
+               "PGOPTIONS": build_session_options()}
+    dbt_args = {"install_deps": False, "full_refresh": _from_plan("full_refresh")}
     foundation = DbtBuildLocalOperator(
         task_id="seeds_and_staging", project_dir=DBT_PROJECT, profile_config=PROFILE, select=FOUNDATION,
         env=dbt_env, invocation_mode=InvocationMode.DBT_RUNNER, indirect_selection="cautious", **dbt_args,
@@ -84,7 +85,7 @@ def build_warehouse() -> None:
         profile_config=PROFILE,
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, invocation_mode=InvocationMode.DBT_RUNNER,
-                                   exclude=FOUNDATION, test_behavior=TestBehavior.BUILD,
+                                   exclude=FOUNDATION + NOT_NIGHTLY, test_behavior=TestBehavior.BUILD,
                                    emit_datasets=False, should_detach_multiple_parents_tests=True),
         operator_args=dbt_args,
     )

@@ -16,17 +16,23 @@
 {%- endmacro %}
 
 {% macro kho_run_id() -%}
-    {{- var('kho_run_id') if var('kho_run_id') else invocation_id -}}
+    {{- env_var('KHO_BUILD_RUN_ID', '') or invocation_id -}}
 {%- endmacro %}
 
 {% macro kho_as_of() -%}
-    {%- set given = var('as_of') -%}
-    {%- if given -%}
-        {%- set day = modules.datetime.date.fromisoformat(given | string) -%}
+    {#- Only read when the build executes: at parse time (dbt ls, Cosmos rendering the DAG) the value may not exist
+        yet, or be a template Airflow fills in later. -#}
+    {%- if not execute -%}
+        current_date
     {%- else -%}
-        {%- set day = modules.datetime.datetime.now(modules.pytz.timezone('Asia/Ho_Chi_Minh')).date() -%}
+        {%- set given = env_var('KHO_BUILD_AS_OF', '') -%}
+        {%- if given -%}
+            {%- set day = modules.datetime.date.fromisoformat(given | string) -%}
+        {%- else -%}
+            {%- set day = modules.datetime.datetime.now(modules.pytz.timezone('Asia/Ho_Chi_Minh')).date() -%}
+        {%- endif -%}
+        date '{{ day.isoformat() }}'
     {%- endif -%}
-    date '{{ day.isoformat() }}'
 {%- endmacro %}
 
 {% macro kho_reform_date() -%}
@@ -51,9 +57,11 @@
 {% endmacro %}
 
 {% macro kho_batch_window() %}
-    {#- {lo, hi, as_of, prev_as_of}: the discovered_seq window this build processes, and the as-of dates. -#}
+    {#- {lo, hi, batches, prev_as_of}: the discovered_seq window this build processes, its batch ids (written into
+        the SQL as constants, so the planner estimates them from the raw tables' statistics), and the last
+        publication's as-of date. -#}
     {%- set batches = ref('int_load_batches') -%}
-    {%- set window = {'lo': 0, 'hi': 0, 'prev_as_of': none} -%}
+    {%- set window = {'lo': 0, 'hi': 0, 'batches': [], 'prev_as_of': none} -%}
     {%- if not execute -%}{{ return(window) }}{%- endif -%}
     {%- set last = kho_last_publication() -%}
     {%- set found = run_query(
@@ -62,12 +70,22 @@
     {%- set hi = found.rows[0][0] | int -%}
     {%- set same_batches = last['batches_oid'] is not none and (last['batches_oid'] | int) == (found.rows[0][1] | int) -%}
     {%- set lo = last['batch_seq'] if same_batches and last['batch_seq'] <= hi else 0 -%}
-    {{ return({'lo': lo, 'hi': hi, 'prev_as_of': last['as_of'] if same_batches else none}) }}
+    {%- set ids = run_query("select batch_id from " ~ batches ~ " where discovered_seq > " ~ lo
+                            ~ " and discovered_seq <= " ~ hi ~ " order by batch_id") -%}
+    {{ return({'lo': lo, 'hi': hi, 'batches': ids.columns[0].values() | map('int') | list,
+               'prev_as_of': last['as_of'] if same_batches else none}) }}
 {% endmacro %}
 
 {% macro kho_window_batches(window) -%}
-    (select batch_id from {{ ref('int_load_batches') }}
-     where discovered_seq > {{ window['lo'] }} and discovered_seq <= {{ window['hi'] }})
+    ({{ window['batches'] | join(', ') if window['batches'] else 'null' }})
+{%- endmacro %}
+
+{% macro kho_scope_filter(window, cccd_column) -%}
+    {#- In an incremental build, the rows of a source loaded in the window or pointing at a citizen whose record
+        was (the model defines `changed_citizens`); nothing in a full build. -#}
+    {%- if window is not none -%}
+        where batch_id in {{ kho_window_batches(window) }} or {{ cccd_column }} in (select cccd from changed_citizens)
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro kho_as_of_moved(window, date_expr) -%}
@@ -85,4 +103,32 @@
     {#- Snapshot times as timestamptz, like every timestamp in the warehouse (dbt-postgres' default is a timestamp
         without time zone, which the residence snapshot's updated_at would be compared with). -#}
     now()
+{%- endmacro %}
+
+{% macro kho_changed_rows(column, changed='int_changed_citizens') -%}
+    {#- The rows an incremental build recomputed, keyed by citizen: in an incremental build the data tests of an
+        incremental mart check only these (uniqueness within them is uniqueness overall: the merge keeps one row
+        per key); in a full refresh, everything. -#}
+    {%- if flags.FULL_REFRESH -%}
+        true
+    {%- else -%}
+        {{ column }} in (select cccd from {{ target.database }}.intermediate.{{ changed }})
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__get_where_subquery(relation) -%}
+    {#- dbt's `where` for data tests, plus one form of ours: `kho_changed_rows <column> [<changed model>]` scopes the
+        test with kho_changed_rows (dbt does not render project macros in a test's config). -#}
+    {%- set where = config.get('where', '') -%}
+    {%- if where and where.startswith('kho_changed_rows ') -%}
+        {%- set where = kho_changed_rows(*where.split()[1:]) -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
 {%- endmacro %}

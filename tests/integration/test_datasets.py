@@ -194,6 +194,18 @@ def test_once_the_build_returns_the_standby_holds_the_stamped_publication(built:
     assert f"by run day-{SPEC.days}, as of {AS_OF.isoformat()}" in comment[0][0]
 
 
+def test_the_dbt_unit_tests_pass(built: Built) -> None:
+    """The nightly build leaves them out (they test logic on fixed inputs, not the data): CI runs them here."""
+    from kho.build.dbt import run_dbt
+    from kho.warehouse.connection import primary_address
+
+    host, port = primary_address(built.config.warehouse)
+    outcome = run_dbt(built.config, ["test", "--select", "test_type:unit"], host=host, port=port)
+    outcome.raise_for_failure()
+    unit_tests = [n for n in outcome.nodes if n.resource_type == "unit_test"]
+    assert len(unit_tests) >= 11 and all(n.status == "pass" for n in unit_tests)
+
+
 def test_the_build_keeps_dbt_docs_with_the_marts_and_their_agencies_under_kho_home(built: Built) -> None:
     from kho.build.run import docs_dir
 
@@ -230,6 +242,53 @@ def test_a_full_refresh_rebuilds_the_incremental_models_to_the_same_result(built
     incremental = _content_hashes(built.config, relations)
     build_dbt(built.config, BuildPlan(f"day-{SPEC.days}-full", AS_OF, full_refresh=True))
     assert _content_hashes(built.config, relations) == incremental
+
+
+def _correct(conn: psycopg.Connection[Any], entity: str, key: tuple[str, str], changes: dict[str, Any]) -> None:
+    """A registry's correction of one record, committed as a load batch would commit it (a ledger row, the row's
+    _batch_id moved to it), so the next build discovers it in its window."""
+    registry, name = entity.split(".")
+    (batch,) = conn.execute("SELECT nextval('kho.batch_id_seq')").fetchone()  # type: ignore[misc]
+    conn.execute("INSERT INTO kho.load_ledger (batch_id, registry, entity, source, started_at, rows_read, rows_new, "
+                  "rows_changed, rows_unchanged, rows_rejected) VALUES (%s, %s, %s, 'api', now(), 1, 0, 1, 0, 0)",
+                  (batch, registry, name))
+    assignments = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Literal(v))
+                                     for c, v in {**changes, "_batch_id": batch}.items())
+    updated = conn.execute(sql.SQL("UPDATE {} SET {} WHERE {} = %s").format(
+        sql.Identifier("raw", f"{registry}__{name}"), assignments, sql.Identifier(key[0])), (key[1],)).rowcount
+    assert updated == 1
+
+
+def test_corrections_reach_the_published_marts_incrementally_as_a_full_refresh_would(built: Built) -> None:
+    """A finding that a correction resolves disappears; a legal representative who changes moves 'business' from
+    one golden citizen to the other: the nightly incremental build publishes what a full rebuild would."""
+    config = built.config
+    (coverage_id, died), = rows(config, "SELECT coverage_id, event_date FROM mart_audit.cross_registry_contradictions "
+                                        "WHERE kind = 'deceased_with_active_coverage' ORDER BY coverage_id LIMIT 1")
+    (enterprise, old_rep), = rows(config, """
+        SELECT e.enterprise_code, e.legal_rep_cccd FROM mart_business.enterprises e
+        WHERE e.legal_rep_known AND 1 = (SELECT count(*) FROM raw.business__enterprises o
+                                         WHERE o.legal_rep_cccd = e.legal_rep_cccd)
+        ORDER BY 1 LIMIT 1""")
+    (new_rep,), = rows(config, "SELECT cccd FROM mart_population.golden_citizens WHERE is_alive AND NOT "
+                               "('business' = ANY (known_to_registries)) ORDER BY cccd LIMIT 1")
+    with connect(config.warehouse) as conn, conn.transaction():
+        _correct(conn, "insurance.coverage_periods", ("coverage_id", coverage_id),
+                 {"status": "ended", "valid_to": died})
+        _correct(conn, "business.enterprises", ("enterprise_code", enterprise), {"legal_rep_cccd": new_rep})
+    build(config, BuildPlan("corrections", AS_OF))
+
+    assert rows(config, "SELECT count(*) FROM mart_audit.cross_registry_contradictions WHERE coverage_id = %s",
+                (coverage_id,)) == [(0,)]
+    known = dict(rows(config, "SELECT cccd, known_to_registries FROM mart_population.golden_citizens "
+                              "WHERE cccd IN (%s, %s)", (old_rep, new_rep)))
+    assert "business" not in known[old_rep] and "business" in known[new_rep]
+    published = _published_hashes(config)
+    build_dbt(config, BuildPlan("corrections-full", AS_OF, full_refresh=True))
+    with connect(config.warehouse, autocommit=True) as conn:
+        marts = [(m.build_schema, m.table) for m in built_marts(conn)]
+    rebuilt = _content_hashes(config, marts)
+    assert {name.removeprefix("build_"): digest for name, digest in rebuilt.items()} == published
 
 
 def _published_hashes(config: KhoConfig) -> dict[str, str]:

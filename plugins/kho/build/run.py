@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kho.build.dbt import BuildError, DbtOutcome, dbt_vars, run_dbt, target_dir
+from kho.build.dbt import BuildError, DbtOutcome, build_environment, run_dbt, target_dir
 from kho.build.publish import Mart, Publication, built_marts, publish
 from kho.config import KhoConfig
 from kho.errors import ConfigError, QualityError
@@ -31,8 +31,8 @@ class BuildPlan:
     full_refresh: bool = False
 
     @property
-    def variables(self) -> dict[str, str]:
-        return dbt_vars(self.as_of.isoformat(), self.run_id)
+    def environment(self) -> dict[str, str]:
+        return build_environment(self.as_of.isoformat(), self.run_id)
 
 
 def local_today(at: dt.datetime | None = None) -> dt.date:
@@ -49,11 +49,16 @@ def parse_as_of(text: str | None, *, default: dt.date) -> dt.date:
         raise ConfigError(f"as_of={text!r} is not a date: give it as YYYY-MM-DD") from exc
 
 
+NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
+"""Unit tests check the models' logic on fixed inputs: they run in CI (tests/integration/test_datasets.py), not
+every night on unchanged code, as dbt recommends."""
+
+
 def build_dbt(config: KhoConfig, plan: BuildPlan) -> DbtOutcome:
     """`dbt build` of the whole project into the build schemas; raises naming every failing model and test."""
     host, port = primary_address(config.warehouse)
-    command = ["build", *(["--full-refresh"] if plan.full_refresh else [])]
-    outcome = run_dbt(config, command, host=host, port=port, variables=plan.variables)
+    command = ["build", *NIGHTLY_EXCLUDES, *(["--full-refresh"] if plan.full_refresh else [])]
+    outcome = run_dbt(config, command, host=host, port=port, environment=plan.environment)
     outcome.raise_for_failure()
     return outcome
 
@@ -110,7 +115,7 @@ def generate_docs(config: KhoConfig, plan: BuildPlan) -> Path:
     """`dbt docs generate --static`: one self-contained page under KHO_HOME/dbt/docs for the UI and for offline use."""
     host, port = primary_address(config.warehouse)
     folder = docs_dir(config)
-    outcome = run_dbt(config, ["docs", "generate", "--static"], host=host, port=port, variables=plan.variables,
+    outcome = run_dbt(config, ["docs", "generate", "--static"], host=host, port=port, environment=plan.environment,
                       target=folder)
     outcome.raise_for_failure()
     page = folder / "static_index.html"

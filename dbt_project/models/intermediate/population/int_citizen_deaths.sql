@@ -1,33 +1,25 @@
 {{ config(materialized='view') }}
 -- Who is dead, and since when: the civil status registry's death registration decides (the earliest of a CCCD's
 -- registrations: smallest date_of_death, then registration_id); a death only the population registry records
--- still counts, with its date.
+-- still counts, with its date. One sort over both sources, no anti-join (the planner cannot estimate how many
+-- citizens are deceased, and an anti-join it thinks is tiny turns quadratic).
 with
 
-registered as (
+recorded as (
 
-    select distinct on (cccd)
-        cccd,
-        date_of_death,
-        registration_id as death_registration_id
+    select cccd, date_of_death, registration_id as death_registration_id, 0 as source_rank
     from {{ ref('stg_civil_status__deaths') }}
-    order by cccd, date_of_death, registration_id
-
-),
-
-population_only as (
-
-    select
-        citizens.cccd,
-        citizens.date_of_death,
-        null::text as death_registration_id
-    from {{ ref('stg_population__citizens') }} as citizens
-    where citizens.status = 'deceased'
-      and citizens.date_of_death is not null
-      and not exists (select from registered where registered.cccd = citizens.cccd)
+    union all
+    select cccd, date_of_death, null::text, 1
+    from {{ ref('stg_population__citizens') }}
+    where status = 'deceased' and date_of_death is not null
 
 )
 
-select *, 'civil_status'::text as death_source from registered
-union all
-select *, 'population'::text as death_source from population_only
+select distinct on (cccd)
+    cccd,
+    date_of_death,
+    death_registration_id,
+    case source_rank when 0 then 'civil_status' else 'population' end as death_source
+from recorded
+order by cccd, source_rank, date_of_death, death_registration_id

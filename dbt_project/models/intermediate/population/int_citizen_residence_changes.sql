@@ -4,7 +4,7 @@
     adds versions, it never closes a row for a citizen missing here, so reading only what changed is enough.
 -#}
 -- depends_on: {{ ref('int_load_batches') }}
-{{ config(materialized='table') }}
+{{ config(materialized='table', post_hook='analyze {{ this }}') }}
 
 {%- set snapshot = adapter.get_relation(database=target.database, schema='snapshots',
                                         identifier='citizen_residence_snapshot') if execute else none %}

@@ -1,12 +1,24 @@
--- What no single registry can see: one row per contradiction between registries (docs/datasets.md, the seven
--- kinds). Every registry's record passed its own contract; the contradiction appears only when they are joined.
+{#-
+    What no single registry can see: one row per contradiction between registries (docs/datasets.md, the seven
+    kinds). Every registry's record passed its own contract; the contradiction appears only when they are joined.
+
+    Incremental: every rule judges one record (subject_record) by that record and the citizens it names, so a build
+    deletes the findings of the subjects int_audit_subjects lists (loaded in the window, or naming a changed
+    citizen) and inserts what the rules find for them now, in the same transaction.
+-#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where subject_record in "
+             "(select entity || '/' || record_key from {{ ref('int_audit_subjects') }}){% endif %}",
+) }}
+
+-- depends_on: {{ ref('int_audit_subjects') }}
+{%- set subjects = ref('int_audit_subjects') %}
+
+-- The citizens a subject names are looked up one by one through the raw table's key (kho_citizen_lookup).
 with
-
-citizens as (
-
-    select cccd, date_of_birth, sex from {{ ref('stg_population__citizens') }}
-
-),
 
 deaths as (
 
@@ -14,15 +26,64 @@ deaths as (
 
 ),
 
-members as (
+coverage as (
 
-    select * from {{ ref('stg_population__household_members') }}
+    select *, 'insurance.coverage_periods/' || coverage_id as subject_record
+    from {{ ref('stg_insurance__coverage_periods') }}
+    {% if is_incremental() %}
+    where coverage_id in (select record_key from {{ subjects }} where entity = 'insurance.coverage_periods')
+    {% endif %}
+
+),
+
+enterprises as (
+
+    select *, 'business.enterprises/' || enterprise_code as subject_record
+    from {{ ref('stg_business__enterprises') }}
+    {% if is_incremental() %}
+    where enterprise_code in (select record_key from {{ subjects }} where entity = 'business.enterprises')
+    {% endif %}
 
 ),
 
 births as (
 
-    select * from {{ ref('stg_civil_status__births') }}
+    select *, 'civil_status.births/' || registration_id as subject_record
+    from {{ ref('stg_civil_status__births') }}
+    {% if is_incremental() %}
+    where registration_id in (select record_key from {{ subjects }} where entity = 'civil_status.births')
+    {% endif %}
+
+),
+
+marriages as (
+
+    select *, 'civil_status.marriages/' || registration_id as subject_record
+    from {{ ref('stg_civil_status__marriages') }}
+    {% if is_incremental() %}
+    where registration_id in (select record_key from {{ subjects }} where entity = 'civil_status.marriages')
+    {% endif %}
+
+),
+
+households as (
+
+    select household_id, 'population.households/' || household_id as subject_record
+    from {{ ref('stg_population__households') }}
+    {% if is_incremental() %}
+    where household_id in (select record_key from {{ subjects }} where entity = 'population.households')
+    {% endif %}
+
+),
+
+memberships as (
+
+    select *, 'population.household_members/' || household_id || '|' || cccd as subject_record
+    from {{ ref('stg_population__household_members') }}
+    {% if is_incremental() %}where (household_id, cccd) in (
+        select split_part(record_key, '|', 1), split_part(record_key, '|', 2)
+        from {{ subjects }} where entity = 'population.household_members'
+    ){% endif %}
 
 ),
 
@@ -42,8 +103,9 @@ deceased_with_active_coverage as (
         deaths.date_of_death as event_date,
         format('%s cover %s is %s%s, but its holder died on %s', coverage.coverage_type, coverage.coverage_id,
                coverage.status, coalesce(' until ' || coverage.valid_to, ' with no end'),
-               deaths.date_of_death) as detail
-    from {{ ref('stg_insurance__coverage_periods') }} as coverage
+               deaths.date_of_death) as detail,
+        coverage.subject_record
+    from coverage
     join {{ ref('stg_insurance__participants') }} as participants
         on participants.social_insurance_code = coverage.social_insurance_code
     join deaths on deaths.cccd = participants.cccd
@@ -59,9 +121,20 @@ legal_rep_unknown as (
         enterprises.legal_rep_cccd, null, null, null, null, null, null, enterprises.enterprise_code,
         enterprises.established_on,
         format('enterprise %s names legal representative %s, whom the population registry does not know',
-               enterprises.enterprise_code, enterprises.legal_rep_cccd)
-    from {{ ref('stg_business__enterprises') }} as enterprises
-    where not exists (select from citizens where citizens.cccd = enterprises.legal_rep_cccd)
+               enterprises.enterprise_code, enterprises.legal_rep_cccd),
+        enterprises.subject_record
+    from enterprises
+    {{ kho_citizen_lookup('representative', 'enterprises.legal_rep_cccd') }}
+    where representative.cccd is null
+
+),
+
+births_judged as (
+
+    -- One pass over the births for both rules about them.
+    select births.*, citizens.cccd as citizen_cccd, citizens.date_of_birth as citizen_born, citizens.sex as citizen_sex
+    from births
+    {{ kho_citizen_lookup('citizens', 'births.child_cccd') }}
 
 ),
 
@@ -69,11 +142,12 @@ birth_without_citizen as (
 
     select
         'birth_without_citizen', array['civil_status', 'population']::text[],
-        births.child_cccd, null, null, null, births.registration_id, null, null, null, births.date_of_birth,
+        child_cccd, null, null, null, registration_id, null, null, null, date_of_birth,
         format('birth %s registers CCCD %s, which the population registry does not know',
-               births.registration_id, births.child_cccd)
-    from births
-    where not exists (select from citizens where citizens.cccd = births.child_cccd)
+               registration_id, child_cccd),
+        subject_record
+    from births_judged
+    where citizen_cccd is null
 
 ),
 
@@ -81,13 +155,12 @@ cccd_contradicts_birth_record as (
 
     select
         'cccd_contradicts_birth_record', array['civil_status', 'population']::text[],
-        births.child_cccd, null, null, null, births.registration_id, null, null, null, births.date_of_birth,
+        child_cccd, null, null, null, registration_id, null, null, null, date_of_birth,
         format('birth %s records %s born %s; the population registry holds CCCD %s as %s born %s',
-               births.registration_id, births.child_sex, births.date_of_birth, births.child_cccd, citizens.sex,
-               citizens.date_of_birth)
-    from births
-    join citizens on citizens.cccd = births.child_cccd
-    where births.date_of_birth <> citizens.date_of_birth or births.child_sex <> citizens.sex
+               registration_id, child_sex, date_of_birth, child_cccd, citizen_sex, citizen_born),
+        subject_record
+    from births_judged
+    where citizen_cccd is not null and (date_of_birth <> citizen_born or child_sex <> citizen_sex)
 
 ),
 
@@ -101,9 +174,9 @@ marriages_judged as (
             and {{ completed_years('husband.date_of_birth', 'marriages.registered_on') }} < 20 as husband_under_age,
         wife.cccd is not null
             and {{ completed_years('wife.date_of_birth', 'marriages.registered_on') }} < 18 as wife_under_age
-    from {{ ref('stg_civil_status__marriages') }} as marriages
-    left join citizens as husband on husband.cccd = marriages.husband_cccd
-    left join citizens as wife on wife.cccd = marriages.wife_cccd
+    from marriages
+    {{ kho_citizen_lookup('husband', 'marriages.husband_cccd') }}
+    {{ kho_citizen_lookup('wife', 'marriages.wife_cccd') }}
 
 ),
 
@@ -116,29 +189,26 @@ marriage_under_legal_age as (
         format('marriage %s registered on %s; by the population registry the %s was born on %s, under %s',
                registration_id, registered_on, case when wife_under_age then 'wife' else 'husband' end,
                case when wife_under_age then wife_born else husband_born end,
-               case when wife_under_age then 18 else 20 end)
+               case when wife_under_age then 18 else 20 end),
+        subject_record
     from marriages_judged
     where husband_under_age or wife_under_age
 
 ),
 
-living_current_members as (
-
-    select members.household_id, members.relation_to_head
-    from members
-    where members.left_on is null
-      and not exists (select from deaths where deaths.cccd = members.cccd)
-
-),
-
 household_heads as (
 
+    -- The current living members of the households in scope, and how many of them the registry calls head.
     select
         households.household_id,
-        count(*) filter (where living.relation_to_head = 'head') as heads
-    from {{ ref('stg_population__households') }} as households
-    join living_current_members as living on living.household_id = households.household_id
-    group by households.household_id
+        households.subject_record,
+        count(*) filter (where members.relation_to_head = 'head') as heads
+    from households
+    join {{ ref('stg_population__household_members') }} as members
+        on members.household_id = households.household_id
+    where members.left_on is null
+      and not exists (select from deaths where deaths.cccd = members.cccd)
+    group by households.household_id, households.subject_record
 
 ),
 
@@ -147,7 +217,8 @@ household_without_one_head as (
     select
         'household_without_one_head', array['population']::text[],
         null, household_id, null, null, null, null, null, null, null::date,
-        format('household %s has %s heads among its current living members', household_id, heads)
+        format('household %s has %s heads among its current living members', household_id, heads),
+        subject_record
     from household_heads
     where heads <> 1
 
@@ -157,13 +228,14 @@ member_after_death as (
 
     select
         'member_after_death', array['population', 'civil_status']::text[],
-        members.cccd, members.household_id, null, null, null, deaths.death_registration_id, null, null,
+        memberships.cccd, memberships.household_id, null, null, null, deaths.death_registration_id, null, null,
         deaths.date_of_death,
-        format('%s died on %s but is a member of household %s %s', members.cccd, deaths.date_of_death,
-               members.household_id, coalesce('until ' || members.left_on, 'with no end'))
-    from members
-    join deaths on deaths.cccd = members.cccd
-    where members.left_on is null or members.left_on > deaths.date_of_death
+        format('%s died on %s but is a member of household %s %s', memberships.cccd, deaths.date_of_death,
+               memberships.household_id, coalesce('until ' || memberships.left_on, 'with no end')),
+        memberships.subject_record
+    from memberships
+    join deaths on deaths.cccd = memberships.cccd
+    where memberships.left_on is null or memberships.left_on > deaths.date_of_death
 
 ),
 

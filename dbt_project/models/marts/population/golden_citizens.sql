@@ -2,10 +2,9 @@
     The golden citizen record: one row per CCCD of the population registry, with what the other registries say
     about the person (docs/datasets.md).
 
-    Incremental (merge by cccd): the build recomputes the citizens touched by the batches of its window — their
-    own record, a link to them from another registry (and the citizen a changed link pointed at before), their
-    coverage or membership — and those whose health cover or death starts or ends between the last publication's
-    as-of date and this build's.
+    Incremental (merge by cccd): the build recomputes the citizens of int_changed_citizens — touched by the batches
+    of its window through their own record, a link from another registry (or a link that moved away from them), a
+    coverage period or a membership — and those whose cover or death starts or ends between the two as-of dates.
 -#}
 {{ config(
     materialized='incremental',
@@ -14,63 +13,52 @@
     on_schema_change='fail',
 ) }}
 
--- depends_on: {{ ref('int_load_batches') }}
--- depends_on: {{ ref('stg_population__household_members') }}
--- depends_on: {{ ref('stg_insurance__coverage_periods') }}
--- depends_on: {{ ref('stg_insurance__participants') }}
-{%- if is_incremental() %}{% set window = kho_batch_window() %}{% endif %}
+-- depends_on: {{ ref('int_changed_citizens') }}
+-- depends_on: {{ ref('int_health_cover') }}
+-- depends_on: {{ ref('int_household_members_current') }}
+{%- set scope = ('select cccd from ' ~ ref('int_changed_citizens')) if is_incremental() else none %}
+{%- set only_changed = ('cccd in (' ~ scope ~ ')') if scope else 'true' %}
 
 with
 
-{% if is_incremental() %}
-affected as (
-
-    select cccd from {{ ref('stg_population__citizens') }} where batch_id in {{ kho_window_batches(window) }}
-    union
-    select cccd from {{ ref('int_citizen_identity') }} where changed_seq > {{ window['lo'] }} and cccd is not null
-    union
-    select previous_cccd from {{ ref('int_citizen_identity') }}
-    where changed_seq > {{ window['lo'] }} and previous_cccd is not null
-    union
-    select cccd from {{ ref('stg_population__household_members') }}
-    where batch_id in {{ kho_window_batches(window) }}
-    union
-    select participants.cccd
-    from {{ ref('stg_insurance__coverage_periods') }} as coverage
-    join {{ ref('stg_insurance__participants') }} as participants
-        on participants.social_insurance_code = coverage.social_insurance_code
-    where coverage.batch_id in {{ kho_window_batches(window) }}
-       or {{ kho_as_of_moved(window, 'coverage.valid_from') }}
-       or {{ kho_as_of_moved(window, 'coverage.valid_to + 1') }}
-    union
-    select cccd from {{ ref('int_citizen_deaths') }} where {{ kho_as_of_moved(window, 'date_of_death') }}
-
-),
-{% endif %}
-
 citizens as (
 
-    select * from {{ ref('stg_population__citizens') }}
-    {% if is_incremental() %}where cccd in (select cccd from affected){% endif %}
+    select * from {{ ref('stg_population__citizens') }} where {{ only_changed }}
 
 ),
 
-links as (
+deaths as (
 
-    select cccd, registry, role, match_quality
-    from {{ ref('int_citizen_identity') }}
-    where cccd in (select cccd from citizens)
+    select * from {{ ref('int_citizen_deaths') }} where {{ only_changed }}
+
+),
+
+membership as (
+
+    -- int_household_members_current and int_health_cover, computed only for the citizens in scope
+    {{ kho_current_membership(scope) }}
+
+),
+
+cover as (
+
+    {{ kho_health_cover(scope) }}
 
 ),
 
 known as (
 
+    -- Which other registries mention the person, and the worst match of a name they give. Flags, not
+    -- array_agg(distinct ...): one hash aggregate over the links, no sort.
     select
         cccd,
-        array_agg(distinct registry order by registry) as other_registries,
+        bool_or(registry = 'business') as in_business,
+        bool_or(registry = 'civil_status') as in_civil_status,
+        bool_or(registry = 'insurance') as in_insurance,
         min(case match_quality when 'conflicting' then 0 when 'normalised' then 1 when 'exact' then 2 end)
             filter (where role in ('participant', 'child')) as worst_name_match
-    from links
+    from {{ ref('int_citizen_identity') }}
+    where cccd is not null and {{ only_changed }}
     group by cccd
 
 ),
@@ -93,20 +81,21 @@ final as (
         membership.household_id,
         membership.relation_to_head,
         coalesce(cover.has_active_health_cover, false) as has_active_health_cover,
-        array(
-            select distinct registry
-            from unnest(array_append(coalesce(known.other_registries, '{}'::text[]), 'population')) as registry
-            order by registry
-        ) as known_to_registries,
+        array_remove(array[
+            case when known.in_business then 'business' end,
+            case when known.in_civil_status then 'civil_status' end,
+            case when known.in_insurance then 'insurance' end,
+            'population'
+        ], null) as known_to_registries,
         case known.worst_name_match when 0 then 'conflicting' when 1 then 'normalised' when 2 then 'exact' end
             as name_match_quality,
         citizens.updated_at
 
     from citizens
     {{ commune_units_join('citizens.permanent_commune_code') }}
-    left join {{ ref('int_citizen_deaths') }} as deaths on deaths.cccd = citizens.cccd
-    left join {{ ref('int_household_members_current') }} as membership on membership.cccd = citizens.cccd
-    left join {{ ref('int_health_cover') }} as cover on cover.cccd = citizens.cccd
+    left join deaths on deaths.cccd = citizens.cccd
+    left join membership on membership.cccd = citizens.cccd
+    left join cover on cover.cccd = citizens.cccd
     left join known on known.cccd = citizens.cccd
 
 )

@@ -2,7 +2,7 @@
     Households of the population registry with their composition as the memberships show it (docs/datasets.md).
 
     Incremental (merge by household_id): households whose own record or a membership was loaded in this build's
-    window, and the households of citizens whose death or status changed.
+    window, and the households of the build's changed citizens (int_changed_citizens: a death, a status change).
 -#}
 {{ config(
     materialized='incremental',
@@ -12,29 +12,13 @@
 ) }}
 
 -- depends_on: {{ ref('int_load_batches') }}
--- depends_on: {{ ref('stg_population__citizens') }}
--- depends_on: {{ ref('stg_civil_status__deaths') }}
--- depends_on: {{ ref('int_citizen_identity') }}
+-- depends_on: {{ ref('int_changed_citizens') }}
 -- depends_on: {{ ref('stg_population__household_members') }}
--- depends_on: {{ ref('int_citizen_deaths') }}
 {%- if is_incremental() %}{% set window = kho_batch_window() %}{% endif %}
 
 with
 
 {% if is_incremental() %}
-changed_lives as (
-
-    select cccd from {{ ref('stg_population__citizens') }} where batch_id in {{ kho_window_batches(window) }}
-    union
-    select cccd from {{ ref('stg_civil_status__deaths') }} where batch_id in {{ kho_window_batches(window) }}
-    union
-    select previous_cccd from {{ ref('int_citizen_identity') }}
-    where role = 'deceased' and changed_seq > {{ window['lo'] }} and previous_cccd is not null
-    union
-    select cccd from {{ ref('int_citizen_deaths') }} where {{ kho_as_of_moved(window, 'date_of_death') }}
-
-),
-
 affected as (
 
     select household_id from {{ ref('stg_population__households') }}
@@ -42,9 +26,7 @@ affected as (
     union
     select household_id from {{ ref('stg_population__household_members') }}
     where batch_id in {{ kho_window_batches(window) }}
-    union
-    select household_id from {{ ref('stg_population__household_members') }}
-    where cccd in (select cccd from changed_lives)
+       or cccd in (select cccd from {{ ref('int_changed_citizens') }})
 
 ),
 {% endif %}
@@ -52,6 +34,13 @@ affected as (
 households as (
 
     select * from {{ ref('stg_population__households') }}
+    {% if is_incremental() %}where household_id in (select household_id from affected){% endif %}
+
+),
+
+composed as (
+
+    select * from {{ ref('int_households_composed') }}
     {% if is_incremental() %}where household_id in (select household_id from affected){% endif %}
 
 ),
@@ -71,7 +60,7 @@ final as (
 
     from households
     {{ commune_units_join('households.commune_code') }}
-    left join {{ ref('int_households_composed') }} as composed on composed.household_id = households.household_id
+    left join composed on composed.household_id = households.household_id
 
 )
 
