@@ -2,7 +2,7 @@
 changes, as a bare `dbt build` and as build_warehouse runs it (Airflow + Cosmos), measured in one run.
 
     uv run --frozen --group bench python bench/build.py [--citizens 1000000] [--seed 20250701] [--repeat 3]
-                                    [--serial-repeat 1] [--jit-off-repeat 0] [--explain 0] [--top 12]
+                                    [--serial-repeat 1] [--noop-repeat 2] [--explain 0] [--top 12]
 
 1. The simulator generates a world with one day of changes and exports, for all 12 entities, day 0's snapshot and
    day 1's change feed as CSV, in a temporary directory.
@@ -18,16 +18,19 @@ changes, as a bare `dbt build` and as build_warehouse runs it (Airflow + Cosmos)
    processes the same window: day 1's batches. (The first repeat also discovers the batches and adds the
    residence snapshot's new versions; later repeats find both done, as the Airflow run below does.) Then
    `--serial-repeat` bare builds with `--threads 1` (dag.test runs its tasks one at a time: this separates lost
-   parallelism from per-task cost), optionally `--jit-off-repeat` bare builds with the server's `jit` off (a
-   what-if on a server setting, reported apart from the targets), and the GX audit and docs, timed on the same
-   built marts.
+   parallelism from per-task cost), and the GX audit and docs, timed on the same built marts. Every bare build
+   runs what `kho build` runs: without the unit tests (CI runs them), with kho's session settings for builds
+   (kho.build.dbt.BUILD_SESSION_SETTINGS: work_mem, JIT off).
 5. The same incremental build by Airflow: `dag.test()` of build_warehouse (as_of = day 1), on the same window.
    "dbt via Cosmos" is the sum of the durations of the dbt tasks (seeds_and_staging and the `dbt` group);
    Cosmos/Airflow overhead = that - the bare incremental build (median). The whole DAG (first task start to last
    task end) is compared with bare dbt + GX + publish + docs, where publish is the DAG's own publish task (a bare
    publication would change the window the DAG builds, so it has no bare twin; it counts on both sides).
-6. Optionally (`--explain K`), EXPLAIN (ANALYZE, BUFFERS) of the compiled select of the K slowest table/incremental
-   models of the incremental build (their day-1 window), with jit as configured and with jit off, written to
+6. After the DAG has published day 1, `--noop-repeat` bare builds with nothing new in their window: what a night
+   without changes costs (dbt's start, the views, the snapshot's scan, the marts recomputed for a new as-of date),
+   so the report can tell the part of the incremental build that follows the day's changes.
+7. Optionally (`--explain K`), EXPLAIN (ANALYZE, BUFFERS) of the compiled select of the K slowest table/incremental
+   models of the incremental build (their day-1 window), with the builds' session settings, written to
    bench/results/build_explain.txt.
 
 Every timed step starts after a CHECKPOINT with the standby caught up, so no step pays for the one before it.
@@ -45,7 +48,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
 import socket
 import statistics
 import sys
@@ -56,8 +58,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kho.build.dbt import run_dbt, target_dir
-from kho.build.run import BuildPlan, audit_marts, generate_docs, marts_to_publish, publish_marts
+from psycopg import sql
+
+from kho.build.dbt import BUILD_SESSION_SETTINGS, run_dbt, target_dir
+from kho.build.run import NIGHTLY_EXCLUDES, BuildPlan, audit_marts, generate_docs, marts_to_publish, publish_marts
 from kho.config import KhoConfig
 from kho.load.pipeline import load_file
 from kho.simulator import calendar as cal
@@ -158,21 +162,12 @@ class DbtRun:
     statuses: dict[str, int]
 
 
-def bare_dbt(config: KhoConfig, plan: BuildPlan, extra: Sequence[str] = (), pg_options: str | None = None) -> DbtRun:
-    """`dbt build` as `kho build` runs it; `pg_options` (libpq's PGOPTIONS) sets server settings for its sessions."""
+def bare_dbt(config: KhoConfig, plan: BuildPlan, extra: Sequence[str] = ()) -> DbtRun:
+    """`dbt build` as `kho build` runs it (run_dbt sets the builds' session settings)."""
     checkpoint(config)
     host, port = primary_address(config.warehouse)
-    command = ["build", *(["--full-refresh"] if plan.full_refresh else []), *extra]
-    saved = os.environ.get("PGOPTIONS")
-    if pg_options is not None:
-        os.environ["PGOPTIONS"] = pg_options
-    try:
-        seconds, outcome = timed(lambda: run_dbt(config, command, host=host, port=port, environment=plan.environment))
-    finally:
-        if saved is None:
-            os.environ.pop("PGOPTIONS", None)
-        else:
-            os.environ["PGOPTIONS"] = saved
+    command = ["build", *NIGHTLY_EXCLUDES, *(["--full-refresh"] if plan.full_refresh else []), *extra]
+    seconds, outcome = timed(lambda: run_dbt(config, command, host=host, port=port, environment=plan.environment))
     outcome.raise_for_failure()
     results = json.loads((target_dir(config) / "run_results.json").read_text(encoding="utf-8"))
     statuses: dict[str, int] = defaultdict(int)
@@ -331,36 +326,28 @@ def _plan_ms(plan: list[str], label: str) -> float | None:
     """A total from EXPLAIN ANALYZE's footer: `Execution Time: x ms`, or the JIT line's `Total x ms`."""
     for line in reversed(plan):
         text = line.strip()
-        if label == "jit" and text.startswith("Timing:") and "Total" in text:
-            return float(text.rsplit("Total", 1)[1].split()[0])
         if label == "execution" and text.startswith("Execution Time:"):
             return float(text.split(":")[1].split()[0])
     return None
 
 
 def explain(config: KhoConfig, selects: dict[str, str], names: Iterable[str], out: Path) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of each model's compiled select, with the server's JIT setting and with jit off;
-    returns the execution and JIT times in seconds and writes the plans to `out`. Only reads: these are the models'
-    selects, not their DDL or merges."""
+    """EXPLAIN (ANALYZE, BUFFERS) of each model's compiled select with the builds' session settings; returns the
+    execution time in seconds and writes the plans to `out`. Only reads: these are the models' selects, not their
+    DDL or merges."""
     times, text = {}, []
     with connect(config.warehouse, autocommit=True) as conn:
+        for name, value in BUILD_SESSION_SETTINGS.items():
+            conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
         for name in names:
             if name not in selects:
                 continue
-            plans = {}
-            for jit in ("default", "off"):
-                conn.execute("RESET jit" if jit == "default" else "SET jit = off")
-                plans[jit] = [str(r[0]) for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {selects[name]}")]
-                text.append(f"==== {name} (jit {jit})\n" + "\n".join(plans[jit]) + "\n")
-            conn.execute("RESET jit")
-            ms = {"execution": _plan_ms(plans["default"], "execution"), "jit": _plan_ms(plans["default"], "jit"),
-                  "execution_jit_off": _plan_ms(plans["off"], "execution")}
-            times[name] = {k: v / 1000 if v is not None else None for k, v in ms.items()}
+            plan = [str(r[0]) for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {selects[name]}")]
+            text.append(f"==== {name}\n" + "\n".join(plan) + "\n")
+            ms = _plan_ms(plan, "execution")
+            times[name] = {"execution": ms / 1000 if ms is not None else None}
     out.write_text("\n".join(text), encoding="utf-8")
     return times
-
-
-# ------------------------------------------------------------------------------------------------ the run
 
 
 def full_phase(config: KhoConfig, as_of: dt.date) -> dict[str, Any]:
@@ -380,7 +367,7 @@ def full_phase(config: KhoConfig, as_of: dt.date) -> dict[str, Any]:
 
 
 def incremental_phase(config: KhoConfig, as_of: dt.date, args: argparse.Namespace) -> dict[str, Any]:
-    runs, serial, jit_off = [], [], []
+    runs, serial = [], []
     repeat = args.repeat
     for i in range(repeat):
         run = bare_dbt(config, BuildPlan(f"bench-incremental-{i + 1}", as_of))
@@ -393,17 +380,11 @@ def incremental_phase(config: KhoConfig, as_of: dt.date, args: argparse.Namespac
         run = bare_dbt(config, BuildPlan(f"bench-incremental-serial-{i + 1}", as_of), ["--threads", "1"])
         serial.append(run)
         log(f"incremental bare dbt build --threads 1: {run.seconds:.1f} s")
-    for i in range(args.jit_off_repeat):  # a what-if on the server's settings, not a change to the models
-        run = bare_dbt(config, BuildPlan(f"bench-incremental-jit-off-{i + 1}", as_of), pg_options="-c jit=off")
-        jit_off.append(run)
-        log(f"incremental bare dbt build with jit=off: {run.seconds:.1f} s")
     plan = BuildPlan("bench-incremental", as_of)
     audit_s = audit(config)
     docs_s = docs(config, plan)
     log(f"incremental GX audit {audit_s:.1f} s, docs {docs_s:.1f} s")
-    return {"runs": runs, "serial": serial, "jit_off": jit_off, "jit_off_rows": median_rows(
-                [by_row(r, nodes) for r in jit_off]) if jit_off else {},
-            "rows": median_rows(rows), "nodes": nodes, "selects": selects,
+    return {"runs": runs, "serial": serial, "rows": median_rows(rows), "nodes": nodes, "selects": selects,
             "audit": audit_s, "docs": docs_s}
 
 
@@ -432,13 +413,19 @@ def measure(args: argparse.Namespace, work: Path, config: KhoConfig) -> dict[str
         log(f"dag.test failed: {exc!r}")
         dag = {"state": f"failed: {exc!r}", "run_id": None, "dag_test_wall": None, "dagbag_seconds": None,
                "tasks": {}}
+    noop = []
+    if dag["state"] == "success":  # day 1 is published: the window is empty, this is what a night without changes costs
+        for i in range(args.noop_repeat):
+            run = bare_dbt(config, BuildPlan(f"bench-no-change-{i + 1}", day1))
+            noop.append(run)
+            log(f"incremental bare dbt build with nothing new {i + 1}/{args.noop_repeat}: {run.seconds:.1f} s")
     explained = {}
     if args.explain:
         selects = incremental["selects"]
         slowest = sorted(selects, key=lambda n: -incremental["rows"].get(n, {}).get("build", 0.0))
         explained = explain(config, selects, slowest[:args.explain], RESULTS / "build_explain.txt")
     return {"export_seconds": export_s, "load_day0": load0, "load_day1": load1, "vacuum_seconds": [vacuum0, vacuum1],
-            "full": full, "incremental": incremental, "dag": dag, "explain": explained,
+            "full": full, "incremental": incremental, "dag": dag, "noop": noop, "explain": explained,
             "as_of": [day0.isoformat(), day1.isoformat()], "server": server}
 
 
@@ -458,10 +445,10 @@ def results_of(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
     samples = [r.seconds for r in inc["runs"]]
     incremental_s = statistics.median(samples)
     serial_s = statistics.median([r.seconds for r in inc["serial"]]) if inc["serial"] else None
-    jit_off_s = statistics.median([r.seconds for r in inc["jit_off"]]) if inc["jit_off"] else None
     d = summarise_dag(dag)
     cosmos = d["dbt_tasks_sum"] if dag["state"] == "success" else None
     bare_pipeline = incremental_s + inc["audit"] + (d["publish_task"] or 0.0) + inc["docs"]
+    noop_s = statistics.median([r.seconds for r in m["noop"]]) if m["noop"] else None
     return {
         "citizens": args.citizens, "seed": args.seed, "defect_rate": args.defect_rate, "repeat": args.repeat,
         "as_of": m["as_of"], "server": m["server"], "export_seconds": m["export_seconds"],
@@ -473,12 +460,14 @@ def results_of(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
         "incremental": {"dbt_build": incremental_s, "samples": samples,
                         "dbt_executed": [r.executed for r in inc["runs"]], "statuses": inc["runs"][-1].statuses,
                         "dbt_build_threads_1": serial_s, "threads_1_samples": [r.seconds for r in inc["serial"]],
-                        "dbt_build_jit_off": jit_off_s, "jit_off_samples": [r.seconds for r in inc["jit_off"]],
                         "gx_audit": inc["audit"], "docs": inc["docs"]},
+        "no_change": {"dbt_build": noop_s, "samples": [r.seconds for r in m["noop"]],
+                      "dbt_executed": [r.executed for r in m["noop"]]},
         "airflow": {**{k: v for k, v in dag.items() if k != "tasks"}, **{k: v for k, v in d.items()
                                                                          if k != "per_row"}, "tasks": dag["tasks"]},
         "ratios": {
             "incremental_vs_full": incremental_s / full["run"].seconds,
+            "change_dependent_vs_full": _ratio(_diff(incremental_s, noop_s), full["run"].seconds),
             "cosmos_vs_bare_dbt": _ratio(cosmos, incremental_s),
             "whole_dag_vs_bare": _ratio(d["dag_span"], bare_pipeline),
         },
@@ -492,7 +481,7 @@ def results_of(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
         },
         "targets": {"incremental_vs_full": TARGET_RATIO},
         "per_model": {"full": full["rows"], "incremental_median": inc["rows"], "cosmos_task": d["per_row"],
-                      "incremental_jit_off": inc["jit_off_rows"], "kinds": row_kinds(inc["nodes"])},
+                      "kinds": row_kinds(inc["nodes"])},
         "per_node": {"full": full["run"].nodes, "incremental_median": {
             uid: statistics.median(r.nodes.get(uid, 0.0) for r in inc["runs"]) for uid in inc["runs"][0].nodes}},
         "explain_seconds": m["explain"],
@@ -517,8 +506,6 @@ def print_summary(r: dict[str, Any]) -> None:
         ("  of which dbt executing (after parse), median", statistics.median(inc["dbt_executed"]), ""),
         ("  the same with --threads 1", inc["dbt_build_threads_1"], " ".join(f"{s:.1f}" for s in
                                                                             inc["threads_1_samples"])),
-        ("  the same with jit = off (what-if: a server setting)", inc["dbt_build_jit_off"],
-         " ".join(f"{s:.1f}" for s in inc["jit_off_samples"])),
         ("  GX audit of the marts", inc["gx_audit"], ""),
         ("  dbt docs generate", inc["docs"], ""),
         (f"incremental via Airflow/Cosmos: dbt tasks (sum of {air['dbt_tasks']})", air["dbt_tasks_sum"], ""),
@@ -532,7 +519,12 @@ def print_summary(r: dict[str, Any]) -> None:
     for name, seconds, samples in lines:
         print(f"{name:<66}{_f(seconds):>9}   {samples}")
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    noop = r["no_change"]
+    print(f"{'no-change night: bare dbt build, nothing new (median)':<66}{_f(noop['dbt_build']):>9}   "
+          + " ".join(f"{s:.1f}" for s in noop["samples"]))
     print(f"\nincremental / full bare dbt build : {ratio:.1%}  (target <= {TARGET_RATIO:.0%}: {verdict})")
+    print(f"  of which what a night without changes costs: {_f(noop['dbt_build'])} s; the part that depends on the "
+          f"day's changes, (incremental - no-change) / full: {_f(r['ratios']['change_dependent_vs_full'], '.1%')}")
     print(f"Cosmos/Airflow overhead on dbt    : {_f(ov['cosmos_dbt_minus_bare_dbt'], '+.1f')} s "
           f"({_f(r['ratios']['cosmos_vs_bare_dbt'], '.2f')}x the bare incremental build; DAG {air['state']})")
     print(f"  lost parallelism (threads 1 - 2) : {_f(ov['lost_parallelism_threads_1_minus_threads_2'], '+.1f')} s")
@@ -550,7 +542,6 @@ def _name(name: str, width: int = 43) -> str:
 def print_models(r: dict[str, Any], top: int) -> None:
     pm = r["per_model"]
     full, inc, cosmos, kinds = pm["full"], pm["incremental_median"], pm["cosmos_task"], pm["kinds"]
-    jit_off = pm["incremental_jit_off"]
 
     def total(row: dict[str, float] | None) -> float:
         return (row["build"] + row["tests"]) if row else 0.0
@@ -564,13 +555,12 @@ def print_models(r: dict[str, Any], top: int) -> None:
     print(f"\nincremental build, bare dbt (median per model), slowest first; "
           f"sum {sum(map(total, inc.values())):.1f} s over 2 threads")
     print(f"  {'model':<44}{'kind':<13}{'build s':>9}{'tests s':>9}{'total s':>9}{'full s':>9}{'inc/full':>9}"
-          f"{'Cosmos s':>10}" + (f"{'jit off s':>10}" if jit_off else ""))
+          f"{'Cosmos s':>10}")
     for name in sorted(inc, key=lambda n: -total(inc[n]))[:top]:
         v, f = inc[name], full.get(name)
         share = _f(_ratio(total(v), total(f)), ".0%")
         print(f"  {_name(name):<44}{kinds.get(name, ''):<13}{v['build']:>9.1f}{v['tests']:>9.1f}{total(v):>9.1f}"
-              f"{total(f):>9.1f}{share:>9}{_f(cosmos.get(name)):>10}"
-              + (f"{_f(total(jit_off.get(name))):>10}" if jit_off else ""))
+              f"{total(f):>9.1f}{share:>9}{_f(cosmos.get(name)):>10}")
 
 
 def main() -> int:
@@ -579,9 +569,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20250701)
     parser.add_argument("--defect-rate", type=float, default=0.0)
     parser.add_argument("--repeat", type=int, default=3, help="bare incremental builds; the median is reported")
+    parser.add_argument("--noop-repeat", type=int, default=2,
+                        help="bare builds after day 1 is published (nothing new): dbt's fixed cost per night")
     parser.add_argument("--serial-repeat", type=int, default=1, help="bare incremental builds with --threads 1")
-    parser.add_argument("--jit-off-repeat", type=int, default=0,
-                        help="also bare incremental builds with the server's jit off (a what-if, reported apart)")
     parser.add_argument("--explain", type=int, default=0, metavar="K",
                         help="EXPLAIN ANALYZE the K slowest table/incremental models of the incremental build")
     parser.add_argument("--top", type=int, default=12, help="models listed per build")
@@ -609,9 +599,9 @@ def main() -> int:
     if results["explain_seconds"]:
         print("\nEXPLAIN ANALYZE of the incremental build's compiled selects (plans in bench/results/"
               "build_explain.txt), seconds:")
-        print(f"  {'model':<44}{'execution':>10}{'JIT, all processes':>20}{'jit off':>10}")
+        print(f"  {'model':<44}{'execution':>10}")
         for k, v in results["explain_seconds"].items():
-            print(f"  {k:<44}{_f(v['execution']):>10}{_f(v['jit']):>20}{_f(v['execution_jit_off']):>10}")
+            print(f"  {k:<44}{_f(v['execution']):>10}")
     print(f"\nresults: {RESULTS / 'build.json'}")
     return 0
 
