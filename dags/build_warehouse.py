@@ -13,6 +13,10 @@ all twelve raw tables), and publishes them only when they pass their gates: writ
    `kho.publications`; it completes once the standby has replayed the publication.
 5. `docs` regenerates the dbt docs under KHO_HOME.
 
+Beside them, `source_freshness` runs `dbt source freshness` on the twelve raw tables: a registry that has not
+loaded for longer than its sources file allows fails the run (so someone looks), without holding back the
+publication of what the other registries sent.
+
 A failing dbt test or GX suite leaves yesterday's published marts exactly as they were. Param `full_refresh`
 rebuilds the incremental models from scratch (same result, more time).
 """
@@ -27,7 +31,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
-from cosmos.operators.local import DbtBuildLocalOperator
+from cosmos.operators.local import DbtBuildLocalOperator, DbtSourceLocalOperator
 
 from kho import pipelines
 from kho.assets import raw_uri
@@ -79,6 +83,10 @@ def build_warehouse() -> None:
         task_id="seeds_and_staging", project_dir=DBT_PROJECT, profile_config=PROFILE, select=FOUNDATION,
         env=dbt_env, invocation_mode=InvocationMode.DBT_RUNNER, indirect_selection="cautious", **dbt_args,
     )
+    freshness = DbtSourceLocalOperator(
+        task_id="source_freshness", project_dir=DBT_PROJECT, profile_config=PROFILE, env=dbt_env,
+        invocation_mode=InvocationMode.DBT_RUNNER, install_deps=False,
+    )
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT, install_dbt_deps=False, env_vars=dbt_env),
@@ -104,6 +112,7 @@ def build_warehouse() -> None:
 
     planned = plan()
     planned >> foundation >> dbt >> audit_marts() >> publish(planned) >> docs(planned)
+    planned >> freshness  # a registry silent past error_after fails the run, but does not hold back the others' data
 
 
 build_warehouse()

@@ -76,6 +76,13 @@
                'prev_as_of': last['as_of'] if same_batches else none}) }}
 {% endmacro %}
 
+{% macro kho_window_is_everything() %}
+    {#- True when this build must recompute everything: a full refresh, or no publication yet (every batch is in
+        the window). The incremental models then do not narrow to the window, and the lists of what changed, which
+        nobody reads, are left empty. -#}
+    {{ return(flags.FULL_REFRESH or kho_batch_window()['lo'] == 0) }}
+{% endmacro %}
+
 {% macro kho_window_batches(window) -%}
     ({{ window['batches'] | join(', ') if window['batches'] else 'null' }})
 {%- endmacro %}
@@ -83,7 +90,7 @@
 {% macro kho_scope_filter(window, cccd_column) -%}
     {#- In an incremental build, the rows of a source loaded in the window or pointing at a citizen whose record
         was (the model defines `changed_citizens`); nothing in a full build. -#}
-    {%- if window is not none -%}
+    {%- if window is not none and window['lo'] > 0 -%}
         where batch_id in {{ kho_window_batches(window) }} or {{ cccd_column }} in (select cccd from changed_citizens)
     {%- endif -%}
 {%- endmacro %}
@@ -106,13 +113,15 @@
 {%- endmacro %}
 
 {% macro kho_changed_rows(column, changed='int_changed_citizens') -%}
-    {#- The rows an incremental build recomputed, keyed by citizen: in an incremental build the data tests of an
-        incremental mart check only these (uniqueness within them is uniqueness overall: the merge keeps one row
-        per key); in a full refresh, everything. -#}
+    {#- A data test's `where` on an incremental mart: in an incremental build only the rows the build recomputed
+        (keyed by citizen, so uniqueness within them is uniqueness overall: the merge keeps one row per key);
+        everything when the build recomputed everything (a full refresh, or the '*' of a first build). -#}
+    {%- set changed_rows = target.database ~ '.intermediate.' ~ changed -%}
     {%- if flags.FULL_REFRESH -%}
         true
     {%- else -%}
-        {{ column }} in (select cccd from {{ target.database }}.intermediate.{{ changed }})
+        ({{ column }} in (select cccd from {{ changed_rows }})
+         or exists (select from {{ changed_rows }} where cccd = '*'))
     {%- endif -%}
 {%- endmacro %}
 

@@ -141,7 +141,7 @@ def _load(args: argparse.Namespace, config: KhoConfig) -> int:
 
 
 def _build(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.build.run import BuildPlan, build, local_today, parse_as_of
+    from kho.build.run import BuildPlan, build, local_today, parse_as_of, stale_sources
 
     run_id = args.run_id or f"manual__{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
     plan = BuildPlan(run_id, parse_as_of(args.as_of, default=local_today()), args.full_refresh)
@@ -153,7 +153,10 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
         how = "created" if change.recreated else f"+{change.inserted} ~{change.updated} -{change.deleted}"
         print(f"  {change.mart:<56} {change.rows:>9} rows  {how}")
     print(f"dbt docs: {report.docs}")
-    return 0
+    stale = stale_sources(config)
+    for source in stale:
+        print(f"kho: stale registry source {source}", file=sys.stderr)
+    return 1 if any(s.endswith("error") for s in stale) else 0
 
 
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:

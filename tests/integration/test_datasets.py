@@ -206,6 +206,19 @@ def test_the_dbt_unit_tests_pass(built: Built) -> None:
     assert len(unit_tests) >= 11 and all(n.status == "pass" for n in unit_tests)
 
 
+def test_a_registry_silent_past_its_freshness_threshold_is_reported(built: Built) -> None:
+    from kho.build.run import stale_sources
+
+    assert stale_sources(built.config) == []
+    with connect(built.config.warehouse) as conn, conn.transaction():
+        conn.execute("UPDATE raw.business__branches SET _loaded_at = _loaded_at - interval '8 days'")
+    try:
+        assert stale_sources(built.config) == ["business__branches: error"]
+    finally:
+        with connect(built.config.warehouse) as conn, conn.transaction():
+            conn.execute("UPDATE raw.business__branches SET _loaded_at = _loaded_at + interval '8 days'")
+
+
 def test_the_build_keeps_dbt_docs_with_the_marts_and_their_agencies_under_kho_home(built: Built) -> None:
     from kho.build.run import docs_dir
 

@@ -124,6 +124,16 @@ def generate_docs(config: KhoConfig, plan: BuildPlan) -> Path:
     return page
 
 
+def stale_sources(config: KhoConfig) -> list[str]:
+    """`dbt source freshness` over the raw tables: the ones past their warn or error threshold, with dbt's verdict
+    (the sources files declare them from the nightly schedule)."""
+    host, port = primary_address(config.warehouse)
+    outcome = run_dbt(config, ["source", "freshness"], host=host, port=port)
+    if outcome.error:
+        raise BuildError(f"dbt source freshness could not run: {outcome.error}")
+    return [f"{n.name}: {n.status}" for n in outcome.nodes if n.status not in ("pass", "success")]
+
+
 @dataclass(frozen=True)
 class BuildReport:
     dbt: DbtOutcome
@@ -143,4 +153,4 @@ def build(config: KhoConfig, plan: BuildPlan) -> BuildReport:
 
 
 __all__ = ["BuildPlan", "BuildReport", "audit_marts", "build", "build_dbt", "docs_dir", "generate_docs",
-           "local_today", "marts_to_publish", "parse_as_of", "publish_marts", "target_dir"]
+           "local_today", "marts_to_publish", "parse_as_of", "publish_marts", "stale_sources", "target_dir"]

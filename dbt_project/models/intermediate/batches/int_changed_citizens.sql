@@ -5,13 +5,20 @@
     and this build's. A small table, analysed, so the incremental models that join it are planned for its real size.
 -#}
 -- depends_on: {{ ref('int_load_batches') }}
+-- depends_on: {{ ref('stg_population__citizens') }}
+-- depends_on: {{ ref('int_citizen_identity') }}
+-- depends_on: {{ ref('stg_population__household_members') }}
+-- depends_on: {{ ref('stg_insurance__coverage_periods') }}
+-- depends_on: {{ ref('stg_insurance__participants') }}
+-- depends_on: {{ ref('int_citizen_deaths') }}
 {{ config(materialized='table', post_hook='analyze {{ this }}') }}
 
 {%- set window = kho_batch_window() %}
 
-{% if flags.FULL_REFRESH %}
--- A full refresh rebuilds every incremental model from scratch: none of them reads this.
-select null::text as cccd where false
+{% if kho_window_is_everything() %}
+-- A full refresh, or a first build: the incremental models recompute everything. '*' says so to the data tests
+-- that read this table (kho_changed_rows).
+select '*'::text as cccd
 {% else %}
 with
 

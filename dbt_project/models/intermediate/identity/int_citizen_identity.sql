@@ -22,6 +22,7 @@
 
 -- depends_on: {{ ref('int_load_batches') }}
 {%- set window = kho_batch_window() if is_incremental() else none %}
+{%- set narrowed = window is not none and window['lo'] > 0 %}
 
 with
 
@@ -96,7 +97,7 @@ scored as (
             else 'conflicting'
         end as match_quality
     from scope
-    {% if is_incremental() -%}
+    {% if narrowed -%}
     -- A few thousand links a night: look each citizen up by its key rather than hash the whole registry.
     {{ kho_citizen_lookup('citizen', 'scope.cccd') }}
     {%- else -%}

@@ -10,12 +10,15 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() %}delete from {{ this }} where subject_record in "
-             "(select entity || '/' || record_key from {{ ref('int_audit_subjects') }}){% endif %}",
+    pre_hook="{% if is_incremental() %}delete from {{ this }}{% if not kho_window_is_everything() %} where "
+             "subject_record in (select entity || '/' || record_key from {{ ref('int_audit_subjects') }})"
+             "{% endif %}{% endif %}",
 ) }}
 
+-- depends_on: {{ ref('int_load_batches') }}
 -- depends_on: {{ ref('int_audit_subjects') }}
 {%- set subjects = ref('int_audit_subjects') %}
+{%- set narrowed = is_incremental() and not kho_window_is_everything() %}
 
 -- The citizens a subject names are looked up one by one through the raw table's key (kho_citizen_lookup).
 with
@@ -30,7 +33,7 @@ coverage as (
 
     select *, 'insurance.coverage_periods/' || coverage_id as subject_record
     from {{ ref('stg_insurance__coverage_periods') }}
-    {% if is_incremental() %}
+    {% if narrowed %}
     where coverage_id in (select record_key from {{ subjects }} where entity = 'insurance.coverage_periods')
     {% endif %}
 
@@ -40,7 +43,7 @@ enterprises as (
 
     select *, 'business.enterprises/' || enterprise_code as subject_record
     from {{ ref('stg_business__enterprises') }}
-    {% if is_incremental() %}
+    {% if narrowed %}
     where enterprise_code in (select record_key from {{ subjects }} where entity = 'business.enterprises')
     {% endif %}
 
@@ -50,7 +53,7 @@ births as (
 
     select *, 'civil_status.births/' || registration_id as subject_record
     from {{ ref('stg_civil_status__births') }}
-    {% if is_incremental() %}
+    {% if narrowed %}
     where registration_id in (select record_key from {{ subjects }} where entity = 'civil_status.births')
     {% endif %}
 
@@ -60,7 +63,7 @@ marriages as (
 
     select *, 'civil_status.marriages/' || registration_id as subject_record
     from {{ ref('stg_civil_status__marriages') }}
-    {% if is_incremental() %}
+    {% if narrowed %}
     where registration_id in (select record_key from {{ subjects }} where entity = 'civil_status.marriages')
     {% endif %}
 
@@ -70,7 +73,7 @@ households as (
 
     select household_id, 'population.households/' || household_id as subject_record
     from {{ ref('stg_population__households') }}
-    {% if is_incremental() %}
+    {% if narrowed %}
     where household_id in (select record_key from {{ subjects }} where entity = 'population.households')
     {% endif %}
 
@@ -80,7 +83,7 @@ memberships as (
 
     select *, 'population.household_members/' || household_id || '|' || cccd as subject_record
     from {{ ref('stg_population__household_members') }}
-    {% if is_incremental() %}where (household_id, cccd) in (
+    {% if narrowed %}where (household_id, cccd) in (
         select split_part(record_key, '|', 1), split_part(record_key, '|', 2)
         from {{ subjects }} where entity = 'population.household_members'
     ){% endif %}

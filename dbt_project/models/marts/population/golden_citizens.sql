@@ -13,10 +13,12 @@
     on_schema_change='fail',
 ) }}
 
+-- depends_on: {{ ref('int_load_batches') }}
 -- depends_on: {{ ref('int_changed_citizens') }}
 -- depends_on: {{ ref('int_health_cover') }}
 -- depends_on: {{ ref('int_household_members_current') }}
-{%- set scope = ('select cccd from ' ~ ref('int_changed_citizens')) if is_incremental() else none %}
+{%- set narrowed = is_incremental() and not kho_window_is_everything() %}
+{%- set scope = ('select cccd from ' ~ ref('int_changed_citizens')) if narrowed else none %}
 {%- set only_changed = ('cccd in (' ~ scope ~ ')') if scope else 'true' %}
 
 with

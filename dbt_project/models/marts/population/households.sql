@@ -14,11 +14,12 @@
 -- depends_on: {{ ref('int_load_batches') }}
 -- depends_on: {{ ref('int_changed_citizens') }}
 -- depends_on: {{ ref('stg_population__household_members') }}
-{%- if is_incremental() %}{% set window = kho_batch_window() %}{% endif %}
+{%- set narrowed = is_incremental() and not kho_window_is_everything() %}
+{%- if narrowed %}{% set window = kho_batch_window() %}{% endif %}
 
 with
 
-{% if is_incremental() %}
+{% if narrowed %}
 affected as (
 
     select household_id from {{ ref('stg_population__households') }}
@@ -34,14 +35,14 @@ affected as (
 households as (
 
     select * from {{ ref('stg_population__households') }}
-    {% if is_incremental() %}where household_id in (select household_id from affected){% endif %}
+    {% if narrowed %}where household_id in (select household_id from affected){% endif %}
 
 ),
 
 composed as (
 
     select * from {{ ref('int_households_composed') }}
-    {% if is_incremental() %}where household_id in (select household_id from affected){% endif %}
+    {% if narrowed %}where household_id in (select household_id from affected){% endif %}
 
 ),
 
