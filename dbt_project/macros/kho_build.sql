@@ -117,11 +117,12 @@
         (keyed by citizen, so uniqueness within them is uniqueness overall: the merge keeps one row per key);
         everything when the build recomputed everything (a full refresh, or the '*' of a first build). -#}
     {%- set changed_rows = target.database ~ '.intermediate.' ~ changed -%}
-    {%- if flags.FULL_REFRESH -%}
+    {%- if flags.FULL_REFRESH or not execute -%}
+        true
+    {%- elif run_query("select exists (select from " ~ changed_rows ~ " where cccd = '*')").columns[0].values()[0] -%}
         true
     {%- else -%}
-        ({{ column }} in (select cccd from {{ changed_rows }})
-         or exists (select from {{ changed_rows }} where cccd = '*'))
+        {{ column }} in (select cccd from {{ changed_rows }})
     {%- endif -%}
 {%- endmacro %}
 

@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_build)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
-    demo.add_argument("--full-refresh", action="store_true", help="re-read the registry from the beginning")
+    demo.add_argument("--full-refresh", action="store_true",
+                      help="re-read the registries from the beginning and rebuild the marts from scratch")
     demo.set_defaults(handler=_demo)
     return parser
 

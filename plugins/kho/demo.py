@@ -78,14 +78,16 @@ def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: d
 
 def run(config: KhoConfig, advance: Callable[[int], None], *, days: int, as_of: dt.date,
         full_refresh: bool = False) -> list[DagOutcome]:
-    """Sync day 0, then each day's feed (`advance(day)` publishes it), then build and publish as of `as_of`."""
+    """Sync day 0, then each day's feed (`advance(day)` publishes it), then build and publish as of `as_of`;
+    `full_refresh` re-reads the registries from the beginning and rebuilds the marts from scratch."""
     bag = load_dagbag(config)
     outcomes = run_dags(config, SYNC_DAGS, conf={"full_refresh": full_refresh}, bag=bag)
     for day in range(1, days + 1):
         advance(day)
         print(f"\n--- registries published day {day}'s feed ---", flush=True)
         outcomes += run_dags(config, SYNC_DAGS, bag=bag)
-    outcomes += run_dags(config, ("build_warehouse",), conf={"as_of": as_of.isoformat()}, bag=bag)
+    outcomes += run_dags(config, ("build_warehouse",), conf={"as_of": as_of.isoformat(), "full_refresh": full_refresh},
+                         bag=bag)
     return outcomes
 
 

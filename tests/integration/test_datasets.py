@@ -334,6 +334,31 @@ def test_a_failing_dbt_test_leaves_the_published_marts_byte_for_byte_unchanged(b
             conn.execute("DELETE FROM raw.population__citizens WHERE cccd = %s", (cccd,))
 
 
+def test_an_incremental_build_tests_the_rows_it_rebuilt(built: Built) -> None:
+    """The nightly build's tests check only what it recomputed, so a bad record in the night's batch must still
+    fail it (and publish nothing)."""
+    before, count = _published_hashes(built.config), _publications(built.config)
+    cccd = "001990000002"
+    with connect(built.config.warehouse) as conn, conn.transaction():
+        (batch,) = conn.execute("SELECT nextval('kho.batch_id_seq')").fetchone()  # type: ignore[misc]
+        conn.execute("INSERT INTO kho.load_ledger (batch_id, registry, entity, source, started_at, rows_read, "
+                     "rows_new, rows_changed, rows_unchanged, rows_rejected) "
+                     "VALUES (%s, 'population', 'citizens', 'api', now(), 1, 1, 0, 0, 0)", (batch,))
+        conn.execute("INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, ethnicity, "
+                     "birth_province_code, hometown_province_code, permanent_commune_code, status, updated_at, "
+                     "_batch_id, _first_batch_id) SELECT %s, 'Lỗi Đêm', date '1999-01-01', 'X', 'Kinh', '01', '01', "
+                     "permanent_commune_code, 'alive', now(), %s, %s FROM raw.population__citizens LIMIT 1",
+                     (cccd, batch, batch))
+    try:
+        with pytest.raises(BuildError, match="accepted_values_golden_citizens_sex"):
+            build(built.config, BuildPlan("broken-tonight", AS_OF))
+        assert _published_hashes(built.config) == before
+        assert _publications(built.config) == count
+    finally:
+        with connect(built.config.warehouse) as conn, conn.transaction():
+            conn.execute("DELETE FROM raw.population__citizens WHERE cccd = %s", (cccd,))
+
+
 def test_a_failing_blocking_gx_expectation_leaves_the_published_marts_unchanged(built: Built) -> None:
     before, count = _published_hashes(built.config), _publications(built.config)
     with connect(built.config.warehouse) as conn, conn.transaction():
