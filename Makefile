@@ -9,6 +9,8 @@ setup:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
 		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
 	$(UV) sync --frozen --quiet
+	@# Statement audit (Decree 13/2023): pgaudit for the PostgreSQL the warehouse runs, where apt can; never fatal.
+	@$(UV) run --frozen python -m kho.warehouse.audit install || echo 'pgaudit: not installed; audit falls back to statement logging'
 
 demo: setup
 	$(UV) run --frozen kho demo

@@ -70,13 +70,17 @@ def kho_config(kho_home: Path) -> Iterator[KhoConfig]:
 
 @pytest.fixture
 def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
-    """The session warehouse, pointed at a new empty database for this test (replicated like any other)."""
-    from kho.warehouse.connection import connect
+    """The session warehouse, pointed at a new empty database for this test (replicated like any other).
+
+    The administrator creates it, owned by the application login (which may not create databases itself).
+    """
+    from kho.warehouse.connection import connect_admin
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name))
-    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn, \
+    wh = kho_config.warehouse
+    with connect_admin(wh, dbname="postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(wh.user)))
+    yield dataclasses.replace(kho_config, warehouse=dataclasses.replace(wh, dbname=name))
+    with connect_admin(wh, dbname="postgres") as conn, \
             contextlib.suppress(psycopg.Error):  # a leftover database only costs disk in a temp home
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -25,9 +25,33 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
+def _generate_secret(path: Path) -> str:
+    """A new random password in a file readable by its owner only, from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(value + "\n")
+    return value
+
+
+def _read_secret(path: Path, what: str, env_name: str | None) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as exc:
+        given = f"set {env_name} or " if env_name else ""
+        raise ConfigError(f"no {what} password: {given}run `kho warehouse up` to create {path}") from exc
+
+
 @dataclass(frozen=True)
 class WarehouseConfig:
-    """Where the warehouse lives: one primary and one streaming standby, addressed together by libpq."""
+    """Where the warehouse lives: one primary and one streaming standby, addressed together by libpq.
+
+    Three logins, each with its own password: `user`, the application's (loader, dbt, GX, DAGs; no superuser
+    power), `admin_user`, the superuser kept for `kho warehouse up` and administrative commands, and
+    `replication_user`, which the standby streams with.
+    """
 
     hosts: tuple[str, ...]
     ports: tuple[int, ...]
@@ -35,28 +59,59 @@ class WarehouseConfig:
     user: str
     password_file: Path
     password_env: str | None = field(default=None, repr=False)
+    admin_user: str = "kho_admin"
+    admin_password_file: Path | None = None
+    """Default: `pg_admin_password` beside `password_file`."""
+    admin_password_env: str | None = field(default=None, repr=False)
+    replication_user: str = "kho_replicator"
+    replication_password_file: Path | None = None
+    """Default: `pg_replication_password` beside `password_file`; always generated, never given."""
+
+    def __post_init__(self) -> None:
+        names = [self.user, self.admin_user, self.replication_user]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f"KHO_PG_USER ({self.user}), KHO_PG_ADMIN_USER ({self.admin_user}) and KHO_PG_REPLICATION_USER "
+                f"({self.replication_user}) must be three different roles: the application never logs in as the "
+                "administrator or the replication role"
+            )
 
     def password(self) -> str:
         """The password comes from KHO_PG_PASSWORD or from a file outside the repository, never from code."""
         if self.password_env:
             return self.password_env
-        try:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                f"no warehouse password: set KHO_PG_PASSWORD or run `kho warehouse up` to create {self.password_file}"
-            ) from exc
+        return _read_secret(self.password_file, "warehouse", "KHO_PG_PASSWORD")
 
     def ensure_password(self) -> str:
         """Return the password, generating one for the embedded cluster on first use."""
         if self.password_env or self.password_file.exists():
             return self.password()
-        self.password_file.parent.mkdir(parents=True, exist_ok=True)
-        self.password_file.parent.chmod(0o700)
-        value = secrets.token_urlsafe(24)
-        self.password_file.write_text(value + "\n", encoding="utf-8")
-        self.password_file.chmod(0o600)
-        return value
+        return _generate_secret(self.password_file)
+
+    @property
+    def admin_password_path(self) -> Path:
+        return self.admin_password_file or self.password_file.with_name("pg_admin_password")
+
+    def admin_password(self) -> str:
+        """The administrator's password: KHO_PG_ADMIN_PASSWORD, else its file (root-only, like the others)."""
+        if self.admin_password_env:
+            return self.admin_password_env
+        return _read_secret(self.admin_password_path, "warehouse administrator", "KHO_PG_ADMIN_PASSWORD")
+
+    def ensure_admin_password(self) -> str:
+        """Return the administrator's password, generating it on first use (`kho warehouse up`)."""
+        if self.admin_password_env or self.admin_password_path.exists():
+            return self.admin_password()
+        return _generate_secret(self.admin_password_path)
+
+    @property
+    def replication_password_path(self) -> Path:
+        return self.replication_password_file or self.password_file.with_name("pg_replication_password")
+
+    def ensure_replication_password(self) -> str:
+        """The replication role's password, generated on first use; only the embedded standby needs it."""
+        path = self.replication_password_path
+        return _read_secret(path, "replication", None) if path.exists() else _generate_secret(path)
 
     @property
     def primary_port(self) -> int:
@@ -107,6 +162,12 @@ class KhoConfig:
             user=env.get("KHO_PG_USER", "kho"),
             password_file=Path(env.get("KHO_PG_PASSWORD_FILE", str(home / "secrets" / "pg_password"))),
             password_env=env.get("KHO_PG_PASSWORD") or None,
+            admin_user=env.get("KHO_PG_ADMIN_USER", "kho_admin"),
+            admin_password_file=Path(env.get("KHO_PG_ADMIN_PASSWORD_FILE",
+                                             str(home / "secrets" / "pg_admin_password"))),
+            admin_password_env=env.get("KHO_PG_ADMIN_PASSWORD") or None,
+            replication_user=env.get("KHO_PG_REPLICATION_USER", "kho_replicator"),
+            replication_password_file=home / "secrets" / "pg_replication_password",
         )
         try:
             seed = int(env.get("KHO_SIM_SEED", "20250701"))
@@ -193,6 +254,11 @@ class KhoConfig:
             "KHO_PG_DATABASE": wh.dbname,
             "KHO_PG_USER": wh.user,
             "KHO_PG_PASSWORD_FILE": str(wh.password_file),
+            # Where the administrator's password is, for a child that is an administrative command (`kho access`);
+            # the password itself never travels in the environment of children.
+            "KHO_PG_ADMIN_USER": wh.admin_user,
+            "KHO_PG_ADMIN_PASSWORD_FILE": str(wh.admin_password_path),
+            "KHO_PG_REPLICATION_USER": wh.replication_user,
             "KHO_SIM_HOST": self.simulator_host,
             "KHO_SIM_PORT": str(self.simulator_port),
             "KHO_SIM_SEED": str(self.simulator_seed),

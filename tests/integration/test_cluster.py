@@ -22,8 +22,8 @@ import pytest
 
 from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import ConfigError, WarehouseError
-from kho.warehouse import cluster
-from kho.warehouse.connection import connect, connect_standby, wait_for_standby
+from kho.warehouse import cluster, logins
+from kho.warehouse.connection import connect, connect_admin, connect_node, connect_standby, wait_for_standby
 from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
@@ -88,6 +88,121 @@ def test_up_twice_is_idempotent(warehouse: WarehouseConfig, cluster_config: KhoC
 
     assert again.healthy, again.render()
     assert postmaster_pids(cluster_config) == before, "a second `up` must not restart running nodes"
+
+
+def test_the_application_login_holds_no_superuser_power(warehouse: WarehouseConfig) -> None:
+    with connect(warehouse, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT oid, rolsuper, rolreplication, rolbypassrls, rolcreaterole, rolcreatedb, rolcanlogin "
+            "FROM pg_roles WHERE rolname = current_user").fetchone()
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+                             ).fetchone()
+        memberships = {r[0] for r in conn.execute(
+            "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+            "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = current_user").fetchall()}
+
+    assert row is not None
+    oid, *powers, can_login = row
+    assert oid != logins.BOOTSTRAP_ROLE_OID, "the application login must not be the cluster's bootstrap superuser"
+    assert powers == [False] * 5, "no SUPERUSER, REPLICATION, BYPASSRLS, CREATEROLE or CREATEDB"
+    assert can_login
+    assert owner == (warehouse.user,)
+    assert memberships == set(logins.APP_PREDEFINED_ROLES)
+
+
+def test_the_application_login_cannot_do_what_needs_a_superuser(warehouse: WarehouseConfig) -> None:
+    with connect(warehouse, autocommit=True) as conn:
+        for statement in ("CREATE DATABASE kho_not_allowed", "CREATE ROLE kho_not_allowed",
+                          "ALTER SYSTEM SET work_mem = '1GB'", "SELECT pg_read_file('postgresql.conf')",
+                          "SET log_statement = 'none'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_the_application_login_may_checkpoint_and_see_replication_lsns(warehouse: WarehouseConfig) -> None:
+    with connect(warehouse, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the benchmarks' clean slate (pg_checkpoint)
+        row = conn.execute("SELECT state, replay_lsn IS NOT NULL FROM pg_stat_replication").fetchone()
+    assert row == ("streaming", True)
+
+
+def test_the_administrator_is_the_bootstrap_superuser(warehouse: WarehouseConfig) -> None:
+    with connect_admin(warehouse) as conn:
+        row = conn.execute("SELECT oid, rolsuper, pg_is_in_recovery() FROM pg_roles WHERE rolname = current_user"
+                           ).fetchone()
+    assert row == (logins.BOOTSTRAP_ROLE_OID, True, False)
+
+    with connect_admin(warehouse, node_index=1) as standby:
+        assert standby.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+
+def test_connect_admin_fails_in_one_line_with_a_wrong_password(warehouse: WarehouseConfig) -> None:
+    wrong = dataclasses.replace(warehouse, admin_password_env="not-the-password")
+
+    with pytest.raises(WarehouseError, match=f"as {warehouse.admin_user} among") as raised:
+        connect_admin(wrong)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_standby_streams_as_the_replication_role(warehouse: WarehouseConfig) -> None:
+    with connect(warehouse, autocommit=True) as conn:
+        rows = conn.execute("SELECT usename, state FROM pg_stat_replication").fetchall()
+        replicator = conn.execute("SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = %s",
+                                  (warehouse.replication_user,)).fetchone()
+
+    assert rows == [(warehouse.replication_user, "streaming")]
+    assert replicator == (True, False)
+
+
+def test_the_application_login_cannot_open_a_replication_connection(warehouse: WarehouseConfig) -> None:
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf"):
+        psycopg.connect(host=warehouse.hosts[0], port=warehouse.primary_port, user=warehouse.user,
+                        password=warehouse.password(), replication="true", dbname="replication").close()
+
+
+def test_both_nodes_load_pgaudit_when_it_is_installed(warehouse: WarehouseConfig) -> None:
+    if not cluster.find_binaries().has_pgaudit:
+        pytest.skip("pgaudit is not installed for this PostgreSQL (`make setup` installs it as root on Debian)")
+    for index in (0, 1):
+        with connect_node(warehouse, index) as conn:
+            assert conn.execute("SHOW shared_preload_libraries").fetchone() == ("pgaudit",)
+    with connect(warehouse, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pgaudit'").fetchone() == (1,)
+
+
+def test_each_node_writes_json_logs_in_its_data_directory(warehouse: WarehouseConfig, cluster_config: KhoConfig
+                                                         ) -> None:
+    for name in cluster.NODE_NAMES:
+        logs = cluster_config.home / "pg" / name / cluster.LOG_DIRECTORY
+        assert list(logs.glob("*.json")), f"{name} has no JSON log in {logs}"
+
+
+def test_up_refuses_a_cluster_whose_application_login_is_its_bootstrap_superuser(tmp_path: Path) -> None:
+    """What `kho warehouse up` made before the administrator existed: initdb -U kho."""
+    config = make_config(tmp_path / "home", *free_ports(2))
+    layout = cluster._layout(config)
+    user = cluster._pg_user(config, create=True)
+    assert user is not None
+    try:
+        cluster._prepare_root(layout, user)
+        cluster._initdb(cluster.find_binaries(), user, layout.root, layout.primary.datadir, config.warehouse.user,
+                        config.warehouse.ensure_password())
+
+        with pytest.raises(WarehouseError, match=r"bootstrap superuser.*kho warehouse destroy") as raised:
+            cluster.up(config)
+        assert "\n" not in str(raised.value)
+    finally:
+        cluster.destroy(config)
+
+
+def test_up_rewrites_a_password_changed_by_hand(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
+    with connect_admin(warehouse) as conn:
+        logins.set_password(conn, warehouse.user, "changed-by-hand")
+
+    cluster.up(cluster_config)
+
+    with connect(warehouse, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (warehouse.user,)
 
 
 def test_standby_rejects_writes(warehouse: WarehouseConfig) -> None:

@@ -29,7 +29,7 @@ from kho.simulator.defects import ANOMALY_ENTITY, ANOMALY_KINDS
 from kho.simulator.generate import WorldSpec
 from kho.simulator.server import ServerOptions, serve_in_thread
 from kho.sources import ENTITIES
-from kho.warehouse.connection import connect, connect_standby
+from kho.warehouse.connection import connect, connect_admin, connect_standby
 from tests.support import marts_oracle
 
 pytestmark = pytest.mark.integration
@@ -73,8 +73,9 @@ def sync_day(config: KhoConfig) -> None:
 def built(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     """The anomaly world synced day by day; a full build after day 0, an incremental build after the last day."""
     name = f"t_datasets_{dt.datetime.now().strftime('%H%M%S%f')}"
-    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with connect_admin(kho_config.warehouse, dbname="postgres") as conn:  # the application may not create one
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                   sql.Identifier(kho_config.warehouse.user)))
     config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name),
                                  home=tmp_path_factory.mktemp("datasets-home"))
     world = World.build(SPEC)
@@ -89,7 +90,7 @@ def built(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> It
         build(config, BuildPlan(f"day-{SPEC.days}", AS_OF))
     served = {e.qualified_name: world.snapshot(e) for e in ENTITIES}
     yield Built(config, world, served)
-    with connect(kho_config.warehouse, autocommit=True, dbname="postgres") as conn:
+    with connect_admin(kho_config.warehouse, dbname="postgres") as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

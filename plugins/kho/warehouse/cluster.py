@@ -23,15 +23,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, LiteralString
 
 import psycopg
-from psycopg import sql
 
 from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import ConfigError, KhoError, WarehouseError
+from kho.warehouse import logins
 from kho.warehouse.connection import connect_node
 
 NodeName = Literal["primary", "standby"]
@@ -45,6 +45,10 @@ SLOT_NAME = "kho_standby"
 STANDBY_APPLICATION_NAME = "kho_standby"
 """How the standby names itself in the primary's pg_stat_replication."""
 NODE_NAMES: tuple[NodeName, NodeName] = ("primary", "standby")
+LOG_DIRECTORY = "log"
+"""Each node's server logs (text and JSON lines), relative to its data directory."""
+JSONLOG_SINCE = 15
+"""The first PostgreSQL major with `log_destination = jsonlog`, the form kho.warehouse.audit reads."""
 REQUIRED_PROGRAMS = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
 START_TIMEOUT_S = 60
 STREAMING_TIMEOUT_S = 60.0
@@ -64,6 +68,16 @@ class PgBinaries:
 
     def program(self, name: str) -> str:
         return str(self.bindir / name)
+
+    @property
+    def pkglibdir(self) -> Path:
+        """Where this installation's loadable modules live (Debian: /usr/lib/postgresql/N/lib)."""
+        return _pkglibdir(self.bindir)
+
+    @property
+    def has_pgaudit(self) -> bool:
+        """Whether pgaudit is installed for these binaries (Debian's postgresql-N-pgaudit), so kho can load it."""
+        return (self.pkglibdir / "pgaudit.so").is_file()
 
 
 def find_binaries(source: Literal["auto", "system", "pgserver"] = "auto", *, major: int | None = None) -> PgBinaries:
@@ -128,6 +142,19 @@ def _binary_major(bindir: Path) -> int:
     if out.returncode != 0 or not match:
         raise WarehouseError(f"{bindir}/postgres --version failed: {(out.stderr or out.stdout).strip()}")
     return int(match.group(1))
+
+
+@functools.lru_cache(maxsize=16)
+def _pkglibdir(bindir: Path) -> Path:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([str(bindir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, timeout=10,
+                             check=True)
+        if out.stdout.strip():
+            return Path(out.stdout.strip())
+    for candidate in (bindir.parent / "lib" / "postgresql", bindir.parent / "lib"):
+        if (candidate / "plpgsql.so").is_file():
+            return candidate
+    return bindir.parent / "lib"
 
 
 def _data_major(datadir: Path) -> int | None:
@@ -548,11 +575,26 @@ def _check_port_free(node: _Node) -> None:
 
 
 def _log_tail(node: _Node, lines: int = 15) -> str:
+    """The end of what the node said: pg_ctl's log (start-up, until the logging collector takes over) and the
+    newest plain-text file the collector writes under the data directory's log/."""
+    parts = []
+    for path in (node.logfile, _newest_server_log(node)):
+        if path is None:
+            continue
+        try:
+            tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        parts.append(f"last lines of {path}:\n" + "\n".join(tail))
+    return "\n".join(parts) or f"(no log at {node.logfile})"
+
+
+def _newest_server_log(node: _Node) -> Path | None:
     try:
-        tail = node.logfile.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
-    except FileNotFoundError:
-        return f"(no log at {node.logfile})"
-    return f"last lines of {node.logfile}:\n" + "\n".join(tail)
+        files = [(f.stat().st_mtime, f) for f in (node.datadir / LOG_DIRECTORY).glob("*.log")]
+    except OSError:
+        return None
+    return max(files)[1] if files else None
 
 
 def _pg_ctl(bins: PgBinaries, user: _PgUser, layout: _Layout, node: _Node, *args: str) -> None:
@@ -563,11 +605,18 @@ def _pg_ctl(bins: PgBinaries, user: _PgUser, layout: _Layout, node: _Node, *args
         raise WarehouseError(f"the warehouse {node.name} ({node.datadir}): {exc}\n{_log_tail(node)}") from exc
 
 
-def _start(bins: PgBinaries, user: _PgUser, layout: _Layout, node: _Node) -> None:
-    """Start the node, or reload it if it already runs on the right port (kho.conf may have changed)."""
+def _start(bins: PgBinaries, user: _PgUser, layout: _Layout, node: _Node, *, restart: bool = False) -> None:
+    """Start the node, or reload it if it already runs on the right port (kho.conf may have changed).
+
+    `restart` is for a running node whose kho.conf changed a setting only a restart applies (e.g. loading pgaudit).
+    """
     if _postmaster_pid(node.datadir) is not None:
         if _running_port(node) == node.port:
-            _pg_ctl(bins, user, layout, node, "reload", "-s")
+            if restart:
+                _pg_ctl(bins, user, layout, node, "restart", "-m", "fast", "-w", "-t", str(START_TIMEOUT_S),
+                        "-l", str(node.logfile))
+            else:
+                _pg_ctl(bins, user, layout, node, "reload", "-s")
             return
         _stop(bins, user, layout, node)
     pidfile = node.datadir / "postmaster.pid"
@@ -606,7 +655,10 @@ def _pgpass_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def _kho_conf(node: _Node) -> dict[str, str]:
+def _kho_conf(node: _Node, bins: PgBinaries) -> dict[str, str]:
+    """kho's settings for one node. Logging: every node keeps its own server log, as text for people and as JSON
+    lines for `kho.warehouse.audit`, in its data directory's log/ (readable over SQL by the administrator, so a
+    remote node's audit trail is reached the same way); times in UTC and messages untranslated so they parse."""
     return {
         "listen_addresses": _conf_quote(LISTEN_HOST),
         "port": str(node.port),
@@ -618,47 +670,90 @@ def _kho_conf(node: _Node) -> dict[str, str]:
         "hot_standby": "on",
         "hot_standby_feedback": "on",
         "wal_retrieve_retry_interval": "'1s'",
-        "log_destination": "'stderr'",
-        "logging_collector": "off",
+        "shared_preload_libraries": _conf_quote("pgaudit" if bins.has_pgaudit else ""),
+        "logging_collector": "on",
+        "log_destination": "'stderr,jsonlog'" if bins.major >= JSONLOG_SINCE else "'stderr'",
+        "log_directory": _conf_quote(LOG_DIRECTORY),
+        "log_filename": "'postgresql-%Y-%m-%d_%H%M%S.log'",
+        "log_rotation_age": "'1d'",
+        "log_rotation_size": "'100MB'",
+        "log_truncate_on_rotation": "off",
+        "log_file_mode": "0600",
+        "log_timezone": "'UTC'",
+        "lc_messages": "'C'",
         "log_line_prefix": _conf_quote("%m [%p] %q%u@%d "),
     }
 
 
-def _configure(node: _Node, user: _PgUser, extra: dict[str, str] | None = None) -> None:
-    """(Re)write the node's kho.conf and pg_hba.conf; include kho.conf from postgresql.conf once."""
-    settings = _kho_conf(node) | (extra or {})
+RESTART_SETTINGS = frozenset({
+    "listen_addresses", "port", "unix_socket_directories", "wal_level", "max_wal_senders", "max_replication_slots",
+    "hot_standby", "shared_preload_libraries", "logging_collector",
+})
+"""Settings a reload does not apply: when `up` changes one on a running node, it restarts that node."""
+
+
+def _conf_settings(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _configure(config: KhoConfig, node: _Node, user: _PgUser, bins: PgBinaries,
+               extra: dict[str, str] | None = None) -> bool:
+    """(Re)write the node's kho.conf and pg_hba.conf; include kho.conf from postgresql.conf once.
+
+    Returns whether a setting in RESTART_SETTINGS changed, i.e. whether a running node must restart to apply it.
+    """
+    settings = _kho_conf(node, bins) | (extra or {})
+    before = _conf_settings(node.datadir / "kho.conf")
     body = "".join(f"{key} = {value}\n" for key, value in settings.items())
     _write_owned(node.datadir / "kho.conf",
                  f"# Written by `kho warehouse up` on every run; edits here are overwritten.\n"
-                 f"# Server output goes to {node.logfile} (pg_ctl -l).\n{body}", user)
-    _write_owned(node.datadir / "pg_hba.conf", _pg_hba(), user)
+                 f"# Start-up output goes to {node.logfile} (pg_ctl -l), then to {LOG_DIRECTORY}/ here.\n{body}",
+                 user)
+    _write_owned(node.datadir / "pg_hba.conf", _pg_hba(config.warehouse.replication_user), user)
     main = node.datadir / "postgresql.conf"
     include = "include = 'kho.conf'"
     if include not in main.read_text(encoding="utf-8").splitlines():
         with main.open("a", encoding="utf-8") as handle:
             handle.write(f"\n# Settings managed by kho (rewritten by `kho warehouse up`).\n{include}\n")
+    return any(before.get(key) != value for key, value in settings.items() if key in RESTART_SETTINGS)
 
 
-def _pg_hba() -> str:
+def _pg_hba(replication_user: str) -> str:
+    """Loopback TCP, SCRAM everywhere; only the replication role may open a replication connection."""
+    quoted = '"' + replication_user.replace('"', '""') + '"'
     return (
         "# Written by `kho warehouse up`: loopback TCP only, SCRAM passwords everywhere.\n"
         "# TYPE  DATABASE     USER  ADDRESS         METHOD\n"
         "local   all          all                   scram-sha-256\n"
         f"host    all          all   {LISTEN_HOST}/32    scram-sha-256\n"
-        f"host    replication  all   {LISTEN_HOST}/32    scram-sha-256\n"
+        f"host    replication  {quoted}   {LISTEN_HOST}/32    scram-sha-256\n"
     )
 
 
 def _standby_settings(config: KhoConfig, layout: _Layout) -> dict[str, str]:
     """Where the standby streams from; in kho.conf (not pg_basebackup -R's auto.conf) so port changes follow."""
     conninfo = psycopg.conninfo.make_conninfo(
-        host=LISTEN_HOST, port=str(layout.primary.port), user=config.warehouse.user,
+        host=LISTEN_HOST, port=str(layout.primary.port), user=config.warehouse.replication_user,
         passfile=str(layout.passfile), application_name=STANDBY_APPLICATION_NAME,
     )
     return {"primary_conninfo": _conf_quote(conninfo), "primary_slot_name": _conf_quote(SLOT_NAME)}
 
 
 # --------------------------------------------------------------------------------------------------- up
+
+
+@dataclass(frozen=True)
+class _Passwords:
+    """The three logins' passwords, read (or generated) once per `up`."""
+
+    admin: str = field(repr=False)
+    app: str = field(repr=False)
+    replication: str = field(repr=False)
 
 
 def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatus:
@@ -678,16 +773,17 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
         bins = binaries or find_binaries(major=_data_major(layout.primary.datadir))
         _check_versions(layout, bins)
         _grant_search(bins.bindir, user)  # pgserver's binaries may sit in a root-only checkout's .venv
-        password = wh.ensure_password()
+        passwords = _Passwords(admin=wh.ensure_admin_password(), app=wh.ensure_password(),
+                               replication=wh.ensure_replication_password())
         _prepare_root(layout, user)
         _stop_moved_nodes(bins, user, layout)
         for node in layout.nodes:
             if _running_port(node) != node.port:
                 _check_port_free(node)
-        created = _ensure_primary(config, bins, user, layout, password)
-        _bootstrap_primary(config, password)
-        _ensure_standby(config, bins, user, layout, password, rebuild=created)
-        _wait_streaming(config, layout.standby, password)
+        created = _ensure_primary(config, bins, user, layout, passwords.admin)
+        _bootstrap_primary(config, bins, passwords)
+        _ensure_standby(config, bins, user, layout, passwords.replication, rebuild=created)
+        _wait_streaming(config, layout.standby, passwords.admin)
     return status(config)
 
 
@@ -717,7 +813,8 @@ def _stop_moved_nodes(bins: PgBinaries, user: _PgUser, layout: _Layout) -> None:
             _stop(bins, user, layout, node)
 
 
-def _ensure_primary(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout, password: str) -> bool:
+def _ensure_primary(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout, admin_password: str
+                    ) -> bool:
     """initdb the primary if it has no data yet, (re)write its settings and start it; True if it was created."""
     node = layout.primary
     created = False
@@ -725,16 +822,18 @@ def _ensure_primary(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: 
         if node.datadir.exists() and any(node.datadir.iterdir()):
             raise WarehouseError(f"{node.datadir} is not empty but holds no PostgreSQL cluster; move it away "
                                  "or run `kho warehouse destroy`")
-        _initdb(config, bins, user, layout, password)
+        _initdb(bins, user, layout.root, node.datadir, config.warehouse.admin_user, admin_password)
         created = True
-    _configure(node, user)
-    _start(bins, user, layout, node)
+    restart = _configure(config, node, user, bins)
+    _start(bins, user, layout, node, restart=restart)
     return created
 
 
-def _initdb(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout, password: str) -> None:
-    """initdb with the password in a short-lived file the server user can read; the secrets dir stays root-only."""
-    fd, name = tempfile.mkstemp(prefix=".pwfile-", dir=layout.root)
+def _initdb(bins: PgBinaries, user: _PgUser, root: Path, datadir: Path, bootstrap_user: str, password: str
+           ) -> None:
+    """initdb with `bootstrap_user` as its superuser (the administrator), the password in a short-lived file the
+    server user can read; the secrets dir stays root-only."""
+    fd, name = tempfile.mkstemp(prefix=".pwfile-", dir=root)
     pwfile = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -742,60 +841,101 @@ def _initdb(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout,
         pwfile.chmod(0o600)
         user.chown(pwfile)
         user.run([
-            bins.program("initdb"), "-D", str(layout.primary.datadir), "-U", config.warehouse.user,
+            bins.program("initdb"), "-D", str(datadir), "-U", bootstrap_user,
             f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale",
             "--data-checksums",  # lets pg_rewind re-attach an old primary after a failover
             "--no-instructions",
-        ], cwd=layout.root, timeout=180)
+        ], cwd=root, timeout=180)
     finally:
         pwfile.unlink(missing_ok=True)
 
 
-def _admin_connect(config: KhoConfig, port: int, password: str) -> psycopg.Connection:
-    info = psycopg.conninfo.make_conninfo(host=LISTEN_HOST, port=str(port), dbname="postgres",
-                                          user=config.warehouse.user, password=password, connect_timeout="5",
-                                          application_name="kho_admin")
+def _admin_connect(config: KhoConfig, port: int, password: str, dbname: str = "postgres") -> psycopg.Connection:
+    """The administrator on the local primary (by port: during `up` the configured hosts may not be it yet)."""
+    wh = config.warehouse
+    info = psycopg.conninfo.make_conninfo(host=LISTEN_HOST, port=str(port), dbname=dbname, user=wh.admin_user,
+                                          password=password, connect_timeout="5", application_name="kho_admin")
     try:
         return psycopg.connect(info, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise WarehouseError(f"cannot reach the warehouse primary on {LISTEN_HOST}:{port}: {exc}".strip()) from exc
+        _refuse_legacy_cluster(config, port)
+        detail = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+        raise WarehouseError(
+            f"cannot log in to the warehouse primary on {LISTEN_HOST}:{port} as {wh.admin_user}: {detail}. "
+            f"Its password is KHO_PG_ADMIN_PASSWORD or {wh.admin_password_path}, as when the cluster was created"
+        ) from exc
 
 
-def _bootstrap_primary(config: KhoConfig, password: str) -> None:
-    """The warehouse database and the standby's replication slot, each created only if missing."""
-    dbname = config.warehouse.dbname
-    with _admin_connect(config, config.warehouse.primary_port, password) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+def _refuse_legacy_cluster(config: KhoConfig, port: int) -> None:
+    """A cluster made before kho had an administrator has the application login as its bootstrap superuser.
+
+    PostgreSQL cannot make that role an ordinary login safely (see logins.BOOTSTRAP_ROLE_OID), so `up` stops and
+    says how to start over, instead of running the applications as a superuser.
+    """
+    wh = config.warehouse
+    try:
+        info = psycopg.conninfo.make_conninfo(host=LISTEN_HOST, port=str(port), dbname="postgres", user=wh.user,
+                                              password=wh.password(), connect_timeout="5", application_name="kho")
+        with psycopg.connect(info, autocommit=True) as conn:
+            row = conn.execute("SELECT oid FROM pg_roles WHERE rolname = current_user").fetchone()
+    except (KhoError, psycopg.Error):
+        return
+    if row is not None and row[0] == logins.BOOTSTRAP_ROLE_OID:
+        raise WarehouseError(
+            f"the warehouse in {config.home / 'pg'} was created by an earlier kho whose application login "
+            f"{wh.user!r} is the cluster's bootstrap superuser, which PostgreSQL cannot safely turn into an "
+            f"ordinary login; keep what you need (pg_dump), then run `kho warehouse destroy` and `kho warehouse up` "
+            "and sync again (the new cluster gets a separate administrator, KHO_PG_ADMIN_USER)"
+        )
+
+
+def _bootstrap_primary(config: KhoConfig, bins: PgBinaries, passwords: _Passwords) -> None:
+    """Roles, the warehouse database, pgaudit and the standby's replication slot, each made only if missing."""
+    wh = config.warehouse
+    with _admin_connect(config, wh.primary_port, passwords.admin) as conn:
+        logins.ensure_roles(conn, wh, app_password=passwords.app, replication_password=passwords.replication)
+        logins.ensure_database(conn, wh)
         if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (SLOT_NAME,)).fetchone() is None:
             conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (SLOT_NAME,))
+    if bins.has_pgaudit:  # its event triggers add the objects of DDL statements to the audit trail
+        with _admin_connect(config, wh.primary_port, passwords.admin, dbname=wh.dbname) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
 
 
 def _ensure_standby(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout, password: str, *,
                     rebuild: bool) -> None:
     """Clone the primary into the standby if needed, point it at the primary and start it.
 
-    A standby left from an earlier primary (rebuild) cannot follow a freshly initialised one, so it is re-cloned.
+    It streams as the replication role (`password` is that role's). A standby left from an earlier primary
+    (rebuild) cannot follow a freshly initialised one, so it is re-cloned.
     """
     node = layout.standby
-    _write_owned(layout.passfile, f"*:*:*:{_pgpass_field(config.warehouse.user)}:{_pgpass_field(password)}\n", user)
+    replicator = config.warehouse.replication_user
+    _write_owned(layout.passfile, f"*:*:*:{_pgpass_field(replicator)}:{_pgpass_field(password)}\n", user)
     if rebuild or not _initialized(node):
         _stop(bins, user, layout, node)
         shutil.rmtree(node.datadir, ignore_errors=True)
         user.run([
             bins.program("pg_basebackup"), "-D", str(node.datadir), "-h", LISTEN_HOST,
-            "-p", str(layout.primary.port), "-U", config.warehouse.user, "-X", "stream", "-S", SLOT_NAME,
+            "-p", str(layout.primary.port), "-U", replicator, "-X", "stream", "-S", SLOT_NAME,
             "--checkpoint=fast", "--no-password",
         ], cwd=layout.root, timeout=1800, password=password)
         _write_owned(node.datadir / "standby.signal", "", user)
-    _configure(node, user, _standby_settings(config, layout))
-    _start(bins, user, layout, node)
+        _clear_copied_logs(node)
+    restart = _configure(config, node, user, bins, _standby_settings(config, layout))
+    _start(bins, user, layout, node, restart=restart)
 
 
-def _wait_streaming(config: KhoConfig, node: _Node, password: str, timeout_s: float = STREAMING_TIMEOUT_S) -> None:
+def _clear_copied_logs(node: _Node) -> None:
+    """pg_basebackup copies the primary's log/ too; the standby's own trail must not start with the primary's."""
+    shutil.rmtree(node.datadir / LOG_DIRECTORY, ignore_errors=True)
+
+
+def _wait_streaming(config: KhoConfig, node: _Node, admin_password: str, timeout_s: float = STREAMING_TIMEOUT_S
+                    ) -> None:
     """Poll the primary until the standby streams and has reported a replay position (bounded, no fixed sleep)."""
     deadline = time.monotonic() + timeout_s
-    with _admin_connect(config, config.warehouse.primary_port, password) as conn:
+    with _admin_connect(config, config.warehouse.primary_port, admin_password) as conn:
         while True:
             row = conn.execute(
                 "SELECT state FROM pg_stat_replication WHERE application_name = %s AND replay_lsn IS NOT NULL",

@@ -2,6 +2,9 @@
 
 No code in kho hard-codes a host: the primary is whichever listed node accepts writes
 (`target_session_attrs=read-write`), so a promoted standby is found without configuration changes.
+
+Everything but `connect_admin` logs in as the application role, which holds no superuser power; the administrator
+(a superuser) is for `kho warehouse up` and administrative commands only.
 """
 
 from __future__ import annotations
@@ -48,20 +51,51 @@ def connect_node(wh: WarehouseConfig, index: int, *, autocommit: bool = True) ->
         host=wh.hosts[index], port=str(wh.ports[index]), dbname=wh.dbname, user=wh.user,
         password=wh.password(), connect_timeout="5", application_name="kho",
     )
+    return _connect_one(wh, index, info, autocommit=autocommit)
+
+
+def connect_admin(wh: WarehouseConfig, *, dbname: str | None = None, node_index: int | None = None,
+                  autocommit: bool = True) -> psycopg.Connection:
+    """A superuser connection as the administrator: the primary by default, or one listed node (`node_index`).
+
+    Only administration uses it (creating roles and databases, granting, reading server logs); applications and
+    agencies never do.
+    """
+    common = {"dbname": dbname or wh.dbname, "user": wh.admin_user, "password": wh.admin_password(),
+              "connect_timeout": "5", "application_name": "kho_admin"}
+    if node_index is not None:
+        info = psycopg.conninfo.make_conninfo(host=wh.hosts[node_index], port=str(wh.ports[node_index]), **common)
+        return _connect_one(wh, node_index, info, autocommit=autocommit)
+    info = psycopg.conninfo.make_conninfo(host=",".join(wh.hosts), port=",".join(str(p) for p in wh.ports),
+                                          target_session_attrs="read-write", **common)
+    return _connect_many(wh, info, "read-write", autocommit=autocommit, who=f" as {wh.admin_user}")
+
+
+def _connect_one(wh: WarehouseConfig, index: int, info: str, *, autocommit: bool) -> psycopg.Connection:
     try:
         return psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise WarehouseError(f"node {wh.hosts[index]}:{wh.ports[index]} is unreachable: {exc}".strip()) from exc
+        raise WarehouseError(f"node {wh.hosts[index]}:{wh.ports[index]} is unreachable: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    """libpq's messages span lines (one per host tried); an operator's error stays on one."""
+    return "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip()) or type(exc).__name__
 
 
 def _connect(wh: WarehouseConfig, attrs: SessionAttrs, *, autocommit: bool, dbname: str | None = None
              ) -> psycopg.Connection:
+    return _connect_many(wh, conninfo(wh, attrs, dbname=dbname), attrs, autocommit=autocommit)
+
+
+def _connect_many(wh: WarehouseConfig, info: str, attrs: SessionAttrs, *, autocommit: bool, who: str = ""
+                  ) -> psycopg.Connection:
     try:
-        return psycopg.connect(conninfo(wh, attrs, dbname=dbname), autocommit=autocommit)
+        return psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         nodes = ", ".join(f"{h}:{p}" for h, p in zip(wh.hosts, wh.ports, strict=True))
         raise WarehouseError(
-            f"no warehouse node accepting {attrs} sessions among {nodes}: {str(exc).strip()}. "
+            f"no warehouse node accepting {attrs} sessions{who} among {nodes}: {_first_line(exc)}. "
             "Is the warehouse running? Try `kho warehouse status` or `kho warehouse up`."
         ) from exc
 
