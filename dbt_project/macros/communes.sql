@@ -3,7 +3,8 @@
     in the era of its record's date, or in the other era when it is not a code of that one.
 
     Use: `{{ commune_units_join('c.permanent_commune_code') }}` in the FROM clause, then
-    `{{ commune_units(kho_local_date('c.updated_at')) }}` in the select list (nine columns).
+    `{{ commune_units(kho_local_date('c.updated_at')) }}` in the select list (nine columns), or
+    `{{ commune_unit('province_code_2025', kho_local_date('c.updated_at')) }}` for one of them.
 #}
 
 {% macro commune_unit_column_names() -%}
@@ -21,15 +22,19 @@
 
 {% macro commune_units(on_date, alias='cu') -%}
     {#- The nine unit columns; a code of neither era gets the era 'unknown' and null units. -#}
+    {%- for column in commune_unit_column_names() %}
+        {{ commune_unit(column, on_date, alias) }} as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+{% macro commune_unit(column, on_date, alias='cu') -%}
+    {#- One unit column of the code joined by commune_units_join, read in the era of `on_date`. -#}
     {%- set use_pre -%}
         ({{ alias }}_pre.commune_code is not null
          and ({{ on_date }} < {{ kho_reform_date() }} or {{ alias }}_new.commune_code is null))
     {%- endset -%}
-    {%- for column in commune_unit_column_names() %}
-        {%- set picked -%}
-            case when {{ use_pre }} then {{ alias }}_pre.{{ column }} else {{ alias }}_new.{{ column }} end
-        {%- endset %}
-        {% if column == 'commune_era' %}coalesce({{ picked }}, 'unknown'){% else %}{{ picked }}{% endif %}
-            as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {%- set picked -%}
+        case when {{ use_pre }} then {{ alias }}_pre.{{ column }} else {{ alias }}_new.{{ column }} end
+    {%- endset -%}
+    {%- if column == 'commune_era' %}coalesce({{ picked }}, 'unknown'){% else %}{{ picked }}{% endif -%}
 {%- endmacro %}

@@ -38,7 +38,8 @@
     {#- The population registry's record of one CCCD, looked up through the raw table's key (`limit 1` keeps the
         planner from turning the lookup into a hash join over every citizen: a night judges a few records). -#}
     left join lateral (
-        select citizens.cccd, citizens.full_name, citizens.date_of_birth, citizens.sex
+        select citizens.cccd, citizens.full_name, citizens.date_of_birth, citizens.sex,
+               citizens.permanent_commune_code, citizens.updated_at
         from {{ ref('stg_population__citizens') }} as citizens
         where citizens.cccd = {{ cccd_expr }}
         limit 1

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kho.build.dbt import BuildError
+from kho.build.dbt import BuildError, target_dir
 from kho.build.publish import built_marts
 from kho.build.run import BuildPlan, build, build_dbt
 from kho.config import KhoConfig
@@ -30,7 +33,7 @@ from kho.simulator.generate import WorldSpec
 from kho.simulator.server import ServerOptions, serve_in_thread
 from kho.sources import ENTITIES
 from kho.warehouse.connection import connect, connect_admin, connect_standby
-from tests.support import marts_oracle
+from tests.support import audit_oracle, marts_oracle
 
 pytestmark = pytest.mark.integration
 
@@ -179,6 +182,109 @@ def test_every_link_between_registries_has_the_independently_computed_match_qual
     wanted = marts_oracle.by_primary_key("citizen_identity", expected["citizen_identity"])
     assert {k: v["match_quality"] for k, v in published.items()} == {
         k: v["match_quality"] for k, v in wanted.items()}
+
+
+def test_every_finding_belongs_to_the_2025_province_its_records_place_it_in(built: Built) -> None:
+    """Agencies' row-level security reads province_code_2025: each kind's rule (docs/datasets.md), recomputed."""
+    wanted = {(kind, f"{registry}.{entity}", key): province
+              for (kind, registry, entity, key), province in audit_oracle.finding_provinces(built.served).items()}
+    found = {}
+    for kind, registry_entity in ANOMALY_ENTITY.items():
+        columns = sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMN[kind]))
+        for *key, province in rows(built.config, sql.SQL(
+                "SELECT {}, province_code_2025 FROM mart_audit.cross_registry_contradictions WHERE kind = %s"
+        ).format(columns), (kind,)):
+            found[(kind, registry_entity, tuple(key))] = province
+    differing = {k: (found.get(k), wanted.get(k)) for k in found.keys() | wanted.keys()
+                 if found.get(k) != wanted.get(k)}
+    assert not differing, (f"{len(differing)} findings placed differently (published, expected), "
+                           f"e.g. {list(differing.items())[:3]}")
+    assert wanted and None not in wanted.values(), "every finding of this world has a place"
+
+
+def test_every_residence_period_lies_in_the_2025_province_of_its_commune_read_on_its_start(built: Built) -> None:
+    periods = rows(built.config, "SELECT cccd, valid_from, permanent_commune_code, province_code_2025 "
+                                 "FROM mart_population.residence_history")
+    wrong = [p for p in periods if p[3] != marts_oracle.commune_units(
+        p[2], marts_oracle.local_date(p[1]))["province_code_2025"]]
+    assert periods and not wrong, f"{len(wrong)} periods in the wrong province, e.g. {wrong[:3]}"
+
+
+def _published_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str | None]]:
+    return [(str(name), comment) for name, comment in conn.execute(
+        "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = %s::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (f"{schema}.{table}",)).fetchall()]
+
+
+def test_every_published_mart_and_column_carries_its_dbt_description_as_a_comment(built: Built) -> None:
+    """Agencies' SQL tools show comments: each is the model's or column's description in dbt (persist_docs), the
+    table's followed by the publication stamp."""
+    manifest = json.loads((target_dir(built.config) / "manifest.json").read_text(encoding="utf-8"))
+    models = {f"{n['schema'].removeprefix('build_')}.{n['name']}": n for n in manifest["nodes"].values()
+              if n["resource_type"] == "model" and n["schema"].startswith("build_mart_")}
+    with connect(built.config.warehouse, autocommit=True) as conn:
+        marts = built_marts(conn)
+        assert {m.name for m in marts} == set(models)
+        for mart in marts:
+            model = models[mart.name]
+            (table_comment,), = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')",
+                                             (mart.name,)).fetchall()
+            assert model["description"].strip() and table_comment.startswith(model["description"].strip()), mart.name
+            columns = _published_columns(conn, mart.schema, mart.table)
+            assert [c for c, _ in columns] == list(model["columns"]), f"{mart.name}: columns differ from the yml"
+            for column, comment in columns:
+                assert comment and comment == model["columns"][column]["description"], f"{mart.name}.{column}"
+
+
+NAME_COLUMN = re.compile(r"(^|_)name(_pre_2025|_2025)?$")
+"""A name column of a mart: a person's, a commune's, district's or province's, an enterprise's."""
+ALPHABET = "AĂÂBCDĐEÊFGHIJKLMNOÔƠPQRSTUƯVWXYZ"
+"""The Vietnamese alphabet (Ă, Â, Đ, Ê, Ô, Ơ, Ư letters of their own, after A, A, D, E, O, O, U), with F, J, W, Z
+where ICU's vi rules leave them, in Latin order."""
+TONES = frozenset("\u0300\u0301\u0303\u0309\u0323")
+
+
+def vietnamese_letters(name: str) -> tuple[int, ...]:
+    """The primary sort key of a name by the Vietnamese alphabet: its letters without tone marks (tones and case only
+    break ties, at ICU's secondary and tertiary levels), a space before any letter."""
+    key = []
+    for char in unicodedata.normalize("NFC", name):
+        letter = unicodedata.normalize("NFC", "".join(
+            c for c in unicodedata.normalize("NFD", char) if c not in TONES)).upper()
+        key.append(-1 if letter.isspace() else ALPHABET.index(letter))
+    return tuple(key)
+
+
+def test_every_name_column_of_every_published_mart_has_the_vietnamese_collation(built: Built) -> None:
+    """The collation reaches the published tables (created LIKE the build tables), and only the name columns."""
+    collated = rows(built.config, """
+        SELECT n.nspname || '.' || c.relname || '.' || a.attname, a.attcollation = 'reference.vietnamese'::regcollation
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname LIKE 'mart\\_%%' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.atttypid = 'text'::regtype""")
+    wanted = {column: bool(NAME_COLUMN.search(column.rsplit(".", 1)[1])) for column, _ in collated}
+    assert dict(collated) == wanted
+    assert sum(wanted.values()) >= 20
+
+
+def test_a_published_mart_sorts_vietnamese_names_in_vietnamese_order(built: Built) -> None:
+    """ICU's vi rules (CLDR): Đ is a letter of its own between D and E, so "Đặng" sorts after every "Dương" and
+    before any E; in byte order (the --no-locale database's "C") it came after "Vũ". Tones and case only break ties."""
+    (provider, locale), = rows(built.config, "SELECT collprovider, collcollate FROM pg_collation "
+                                             "WHERE oid = 'reference.vietnamese'::regcollation")
+    if provider == "c" and locale == "C":
+        pytest.skip("this PostgreSQL has neither ICU nor a vi_VN locale: reference.vietnamese is the documented "
+                    "fallback to byte order (docs/datasets.md)")
+    names = [r[0] for r in rows(built.config, "SELECT full_name FROM mart_population.golden_citizens "
+                                              "ORDER BY full_name")]
+    keys = [vietnamese_letters(n) for n in names]
+    assert keys == sorted(keys), "names out of Vietnamese alphabetical order"
+    last_duong = max(i for i, n in enumerate(names) if n.startswith("Dương "))
+    first_dang = min(i for i, n in enumerate(names) if n.startswith("Đặng "))
+    assert last_duong < first_dang and all(not n.startswith("E") for n in names[last_duong:first_dang])
+    in_bytes = [r[0] for r in rows(built.config, "SELECT full_name FROM mart_population.golden_citizens "
+                                                 "ORDER BY full_name COLLATE \"C\"")]
+    assert in_bytes.index(names[first_dang]) > max(i for i, n in enumerate(in_bytes) if n.startswith("Vũ "))
 
 
 def test_once_the_build_returns_the_standby_holds_the_stamped_publication(built: Built) -> None:

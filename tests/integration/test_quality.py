@@ -173,13 +173,13 @@ def test_mart_suite_catches_counts_that_do_not_add_up(server: Server, gx_home: P
         conn.execute(
             "CREATE SCHEMA mart_population; CREATE TABLE mart_population.citizens_per_commune ("
             " permanent_commune_code text PRIMARY KEY, commune_name text, district_name text, province_code text,"
-            " citizens_total bigint NOT NULL, citizens_alive bigint NOT NULL, citizens_male bigint NOT NULL,"
-            " citizens_female bigint NOT NULL)"
+            " province_code_2025 text, citizens_total bigint NOT NULL, citizens_alive bigint NOT NULL,"
+            " citizens_male bigint NOT NULL, citizens_female bigint NOT NULL)"
         )
         conn.execute(
             "INSERT INTO mart_population.citizens_per_commune VALUES"
-            " ('25741', 'Phường Hiệp Thành', 'Thành phố Thủ Dầu Một', '74', 3, 2, 2, 1),"
-            " ('25744', 'Phường Phú Lợi', 'Thành phố Thủ Dầu Một', '74', 2, 2, 1, 0)"
+            " ('25741', 'Phường Hiệp Thành', 'Thành phố Thủ Dầu Một', '74', '79', 3, 2, 2, 1),"
+            " ('25744', 'Phường Phú Lợi', 'Thành phố Thủ Dầu Một', '74', '79', 2, 2, 1, 0)"
         )
     result = run_suite(gx_home, server.url, MART_SUITE, "mart_population", "citizens_per_commune", build_docs=False)
     assert [(r.type, r.unexpected_count, r.severity) for r in result.failures] == [

@@ -4,13 +4,18 @@ An independent re-computation for tests: it reads only the records a client rece
 `updated_at` timestamps), never the simulator's own flags, and returns one finding per record the table names.
 When a key is served more than once (duplicates, conflicting updates), the copy with the greatest `updated_at`
 counts, the later one on a tie, as a merge by key would keep it.
+
+`finding_provinces` places each finding in its 2025 province by the per-kind rule of docs/datasets.md, reading
+commune codes through the marts oracle's units (tests/support/marts_oracle.py: the reference CSVs, not kho's SQL).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
+
+from tests.support.marts_oracle import commune_units, local_date
 
 Record = Mapping[str, str | None]
 Key = tuple[str, ...]
@@ -52,15 +57,22 @@ def completed_years(born: str, on: str) -> int:
     return o.year - b.year - (1 if (o.month, o.day) < (b.month, b.day) else 0)
 
 
+def earliest_death_registrations(deaths: Iterable[Record]) -> dict[str, Record]:
+    """CCCD → its death registration with the smallest (date_of_death, registration_id)."""
+    earliest: dict[str, Record] = {}
+    for death in deaths:
+        cccd, when = str(death["cccd"]), (str(death["date_of_death"]), str(death["registration_id"]))
+        held = earliest.get(cccd)
+        if held is None or when < (str(held["date_of_death"]), str(held["registration_id"])):
+            earliest[cccd] = death
+    return earliest
+
+
 def citizen_deaths(citizens: Iterable[Record], deaths: Iterable[Record]) -> dict[str, str | None]:
     """`int_citizen_deaths`: CCCD → date of death, from the earliest death registration, else the population
     registry's date_of_death when its status is deceased."""
-    earliest: dict[str, tuple[str, str]] = {}
-    for death in deaths:
-        cccd, when = str(death["cccd"]), (str(death["date_of_death"]), str(death["registration_id"]))
-        if cccd not in earliest or when < earliest[cccd]:
-            earliest[cccd] = when
-    out: dict[str, str | None] = {cccd: when[0] for cccd, when in earliest.items()}
+    out: dict[str, str | None] = {
+        cccd: str(death["date_of_death"]) for cccd, death in earliest_death_registrations(deaths).items()}
     for citizen in citizens:
         cccd = str(citizen["cccd"])
         if cccd not in out and citizen.get("status") == "deceased":
@@ -132,3 +144,45 @@ def audit_findings(served: Mapping[str, Iterable[Record]]) -> set[Finding]:
     citizens = {k[0]: r for k, r in tables["population.citizens"].items()}
     dead = citizen_deaths(citizens.values(), tables["civil_status.deaths"].values())
     return _coverage(tables, dead) | _links(tables, citizens) | _households(tables, dead)
+
+
+def _updated_on(record: Record) -> date:
+    """The Asia/Ho_Chi_Minh date of a state record's updated_at (a naive timestamp counts as UTC)."""
+    moment = datetime.fromisoformat(str(record["updated_at"]))
+    return local_date(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+
+def _province(code: str | None, on: date) -> str | None:
+    return commune_units(code, on)["province_code_2025"] if code is not None else None
+
+
+def finding_provinces(served: Mapping[str, Iterable[Record]]) -> dict[Finding, str | None]:
+    """Every finding of `audit_findings` → the 2025 province it belongs to (docs/datasets.md, the audit mart):
+    a deceased citizen's permanent residence (era by the citizen's updated_at), else the commune of their earliest
+    death registration (era by its registered_on); an enterprise's or household's commune (era by its updated_at);
+    a birth's or marriage's commune of registration (era by registered_on)."""
+    tables = {name: latest(served.get(name, ()), key) for name, key in KEYS.items()}
+    citizens = {k[0]: r for k, r in tables["population.citizens"].items()}
+    registrations = earliest_death_registrations(tables["civil_status.deaths"].values())
+    participants = {str(p["social_insurance_code"]): str(p["cccd"])
+                    for p in tables["insurance.participants"].values()}
+
+    def deceased(cccd: str) -> str | None:
+        if cccd in citizens:
+            return _province(str(citizens[cccd]["permanent_commune_code"]), _updated_on(citizens[cccd]))
+        death = registrations.get(cccd)
+        return _province(str(death["place_commune_code"]), date.fromisoformat(str(death["registered_on"]))) \
+            if death is not None else None
+
+    def place(entity: str, key: Key) -> str | None:
+        record = tables[entity][key]
+        if entity == "insurance.coverage_periods":
+            return deceased(participants[str(record["social_insurance_code"])])
+        if entity == "population.household_members":
+            return deceased(str(record["cccd"]))
+        if entity in ("business.enterprises", "population.households"):
+            code = record["commune_code"]
+            return _province(str(code) if code is not None else None, _updated_on(record))
+        return _province(str(record["place_commune_code"]), date.fromisoformat(str(record["registered_on"])))
+
+    return {finding: place(f"{finding[1]}.{finding[2]}", finding[3]) for finding in audit_findings(served)}

@@ -58,7 +58,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "households": ("household_id", "head_cccd", "member_count", "commune_code", *UNIT_COLUMNS, "address_line",
                    "current_living_members", "current_heads", "updated_at"),
     "citizens_per_commune": ("permanent_commune_code", "commune_name", "district_name", "province_code",
-                             "citizens_total", "citizens_alive", "citizens_male", "citizens_female"),
+                             "province_code_2025", "citizens_total", "citizens_alive", "citizens_male",
+                             "citizens_female"),
     "vital_events_by_commune_month": ("event_month", "event_type", "place_commune_code", *UNIT_COLUMNS, "events"),
     "insurance_coverage_by_commune": ("as_of_date", "permanent_commune_code", *UNIT_COLUMNS, "living_population",
                                       "insured", "coverage_rate"),
@@ -244,6 +245,14 @@ def commune_era(code: str | None, on: date) -> str | None:
 def commune_units(code: str | None, on: date) -> Row:
     """The nine unit columns of a commune code on a record dated `on`."""
     return units_in_era(code, commune_era(code, on))
+
+
+def province_2025_of_code(code: str | None) -> str | None:
+    """The 2025 province a commune code lies in whatever its era: read as a pre-2025 code if it is one, else as a
+    2025 code; None for a code of neither era. (The reference never puts a reused code in two 2025 provinces, so the
+    preference only matters for a hypothetical code that would.)"""
+    era = PRE_2025 if code in _codes(PRE_2025) else ERA_2025 if code in _codes(ERA_2025) else None
+    return units_in_era(code, era)["province_code_2025"]
 
 
 def units_in_era(code: str | None, era: str | None) -> Row:
@@ -446,8 +455,9 @@ class _Model:
             old = ref.communes().get(code, {})
             rows.append({"permanent_commune_code": code, "commune_name": old.get("commune_name"),
                          "district_name": old.get("district_name"), "province_code": old.get("province_code"),
-                         "citizens_total": tally["total"], "citizens_alive": tally["alive"],
-                         "citizens_male": tally["male"], "citizens_female": tally["female"]})
+                         "province_code_2025": province_2025_of_code(code), "citizens_total": tally["total"],
+                         "citizens_alive": tally["alive"], "citizens_male": tally["male"],
+                         "citizens_female": tally["female"]})
         return _sorted("citizens_per_commune", rows)
 
     def vital_events(self) -> list[Row]:
@@ -574,7 +584,8 @@ def households(records: RawRecords | Warehouse, as_of: date) -> list[Row]:
 
 def citizens_per_commune(records: RawRecords | Warehouse, as_of: date) -> list[Row]:
     """mart_population.citizens_per_commune: one row per permanent commune code held by a citizen (no zero rows);
-    names from communes.csv whatever the code's era (null for a 2025-only code)."""
+    names and the pre-2025 province from communes.csv whatever the code's era (null for a 2025-only code); the 2025
+    province by `province_2025_of_code`."""
     return _Model(_warehouse(records), as_of).citizens_per_commune()
 
 

@@ -421,3 +421,24 @@ def test_every_dataset_of_a_simulated_world_holds_together(world_records: dict[s
     linked = Counter(link["match_quality"] == "unmatched" for link in out["citizen_identity"]
                      if link["cccd"] in by_cccd)
     assert linked[True] == 0 and linked[False] > 0
+
+
+def test_a_commune_code_reused_by_the_reform_lies_in_one_2025_province_in_both_eras() -> None:
+    """What lets citizens_per_commune give one 2025 province per code without an era."""
+    from kho.sources import reference as ref
+
+    reused = ref.commune_codes() & ref.commune_codes_2025()
+    assert reused
+    for code in reused:
+        assert (mo.units_in_era(code, mo.PRE_2025)["province_code_2025"]
+                == mo.units_in_era(code, mo.ERA_2025)["province_code_2025"]), code
+
+
+def test_citizens_per_commune_gives_the_2025_province_beside_the_old_one() -> None:
+    records = {"population.citizens": [citizen("074090000001", commune="25744"),
+                                       citizen("074090000002", commune="17212", updated="2025-07-02T00:00:00Z"),
+                                       citizen("074090000003", commune="99999")]}
+    rows = {r["permanent_commune_code"]: r for r in mo.citizens_per_commune(records, AS_OF)}
+    assert (rows["25744"]["province_code"], rows["25744"]["province_code_2025"]) == ("74", "79")
+    assert (rows["17212"]["province_code"], rows["17212"]["province_code_2025"]) == (None, "40")
+    assert (rows["99999"]["province_code"], rows["99999"]["province_code_2025"]) == (None, None)

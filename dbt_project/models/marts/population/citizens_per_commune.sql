@@ -29,12 +29,15 @@ counted as (
 final as (
 
     -- A left join: a commune code missing from the reference keeps its citizens (with null names) and fails the
-    -- relationships test loudly, instead of silently dropping people from the counts.
+    -- relationships test loudly, instead of silently dropping people from the counts. The 2025 province is the
+    -- code's as a pre-2025 code (its old province's successor), else as a 2025 code: a code reused by the reform
+    -- lies in the same 2025 province in both eras (tests/unit/test_marts_oracle.py), so the row needs no era.
     select
         counted.permanent_commune_code,
         communes.commune_name,
         communes.district_name,
         communes.province_code,
+        coalesce(cu_pre.province_code_2025, cu_new.province_code_2025) as province_code_2025,
         counted.citizens_total,
         counted.citizens_alive,
         counted.citizens_male,
@@ -43,6 +46,7 @@ final as (
     from counted
     left join communes
         on counted.permanent_commune_code = communes.commune_code
+    {{ commune_units_join('counted.permanent_commune_code') }}
 
 )
 
