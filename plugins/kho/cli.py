@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kho.config import KhoConfig
+from kho.config import PROJECT_ROOT, KhoConfig
 from kho.errors import ConfigError, KhoError
 
 if TYPE_CHECKING:
     from kho.simulator.generate import WorldSpec
     from kho.simulator.server import ServerOptions
+    from kho.warehouse.access import AccessFile
 
 Handler = Callable[[argparse.Namespace, KhoConfig], int]
 
@@ -179,10 +180,87 @@ def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     try:
         as_of = dt.date.fromordinal(cal.day_ord(spec.days))
         outcomes = demo.run(config, world.advance, days=spec.days, as_of=as_of, full_refresh=args.full_refresh)
-        demo.summary(config, outcomes)
+        agencies = demo.apply_access(config)
+        demo.summary(config, outcomes, agencies=agencies)
     finally:
         simulator.stop()
     return 0
+
+
+def _access_file(args: argparse.Namespace) -> AccessFile:
+    from kho.sources.reference import province_codes_2025
+    from kho.warehouse import access
+
+    return access.load(args.file, known_provinces=province_codes_2025())
+
+
+def _access(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.warehouse import access
+    from kho.warehouse.access import roles
+    from kho.warehouse.connection import connect_admin
+
+    declared = _access_file(args)
+    if args.access_command == "audit":
+        return _access_audit(args, config, declared)
+    if args.access_command == "credentials":
+        agency = roles.require_declared(declared.agencies, args.agency)
+        password = roles.read_password(config, agency.slug)
+        if password is None:
+            raise ConfigError(f"no password for {agency.role} yet ({roles.secret_file(config, agency.slug)}): "
+                              "run `kho access apply` first")
+        print(roles.connection_uri(config, agency, password))
+        return 0
+    with connect_admin(config.warehouse) as conn:
+        run = access.apply if args.access_command == "apply" else access.check
+        report = run(conn, config, declared)
+    for line in report.lines():
+        print(line)
+    if args.access_command == "apply":
+        print(f"kho access apply: {len(report.changes)} change(s); the database matches {args.file}"
+              if report.changes else f"kho access apply: nothing to change, the database matches {args.file}")
+        return 0
+    if report.clean:
+        print(f"kho access check: no drift, the database matches {args.file}")
+        return 0
+    print(f"kho access check: {len(report.changes)} difference(s) from {args.file}; `kho access apply` removes "
+          "them", file=sys.stderr)
+    return 1
+
+
+def _access_audit(args: argparse.Namespace, config: KhoConfig, declared: AccessFile) -> int:
+    from kho.warehouse import audit
+    from kho.warehouse.access import roles
+
+    agencies = [roles.require_declared(declared.agencies, args.agency)] if args.agency else declared.agencies
+    records = audit.read(config, roles=[a.role for a in agencies], since=_since(args.since))
+    for record in records:
+        statement = " ".join(record.statement.split())
+        print(f"{record.logged_at.isoformat(timespec='milliseconds')}  {record.node:<21} {record.role:<20} "
+              f"{record.kind:<13} {statement}")
+    print(f"kho access audit: {len(records)} statement(s) by {', '.join(a.role for a in agencies)}"
+          + (f" since {args.since}" if args.since else "")
+          + (f"; {records.skipped} log line(s) could not be read as audit records" if records.skipped else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    """An ISO date or time (Asia/Ho_Chi_Minh unless it names its zone), or a span back from now: 30min, 2h, 7d."""
+    import re
+    import zoneinfo
+
+    if not text:
+        return None
+    span = re.fullmatch(r"\s*([0-9]+)\s*(min|h|d)\s*", text)
+    if span:
+        unit = {"min": "minutes", "h": "hours", "d": "days"}[span.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(span.group(1))})
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: give a date or time (2026-11-30, 2026-11-30T08:00+07:00) or a span "
+                          "back from now (30min, 2h, 7d)") from None
+    return when if when.tzinfo else when.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
 
 
 def _world_arguments(parser: argparse.ArgumentParser) -> None:
@@ -244,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--run-id", default=None, help="name of this build in kho.publications (default manual__<now>)")
     build.set_defaults(handler=_build)
+
+    acc = sub.add_parser("access", help="agency logins: roles, grants, row-level security, masked views, audit")
+    acc.add_argument("--file", type=Path, default=PROJECT_ROOT / "access" / "agencies.yml",
+                     help="the access file (default access/agencies.yml)")
+    acc_sub = acc.add_subparsers(dest="access_command", required=True)
+    acc_sub.add_parser("apply", help="make the database match the access file (idempotent)")
+    acc_sub.add_parser("check", help="report drift from the access file; exit 1 if any")
+    cred = acc_sub.add_parser("credentials", help="print a libpq connection URI for an agency (standby first)")
+    cred.add_argument("agency", help="the agency's slug, e.g. health")
+    aud = acc_sub.add_parser("audit", help="statements agencies ran, from every node's audit log")
+    aud.add_argument("--agency", default=None, help="only this agency (slug)")
+    aud.add_argument("--since", default=None, help="from this date/time, or a span back from now (2h, 7d)")
+    acc.set_defaults(handler=_access)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",

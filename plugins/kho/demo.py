@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import psycopg
 from psycopg import sql
 
 from kho import airflow_env
@@ -112,7 +113,60 @@ def published_datasets(config: KhoConfig) -> list[tuple[str, int | None, int | N
     return out
 
 
-def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.stdout) -> None:
+@dataclass(frozen=True)
+class AgencyView:
+    """What one agency's login reads on the standby after `kho access apply`."""
+
+    role: str
+    name: str
+    reads: str
+    provinces: str
+    pii: str
+    dataset: str
+    rows: int
+
+
+def apply_access(config: KhoConfig) -> list[AgencyView]:
+    """`kho access apply` with the repository's access file, then each agency's first dataset as it sees it."""
+    from kho.config import PROJECT_ROOT
+    from kho.sources.reference import province_codes_2025
+    from kho.warehouse import access
+    from kho.warehouse.access import roles
+    from kho.warehouse.connection import connect_admin
+
+    declared = access.load(PROJECT_ROOT / "access" / "agencies.yml", known_provinces=province_codes_2025())
+    with connect_admin(config.warehouse) as conn:
+        access.apply(conn, config, declared)
+    wait_for_standby(config.warehouse)
+    views = []
+    for agency in declared.agencies:
+        password = roles.read_password(config, agency.slug)
+        with psycopg.connect(roles.connection_uri(config, agency, password or ""), autocommit=True) as conn:
+            first = conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema = ANY (current_schemas(false)) ORDER BY 1, 2 LIMIT 1").fetchone()
+            counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*first))).fetchone() \
+                if first else None
+            rows = int(counted[0]) if counted else 0
+        views.append(AgencyView(agency.role, agency.name, ", ".join(agency.datasets),
+                                "all" if agency.all_provinces else ", ".join(agency.province_list),
+                                "in clear" if agency.pii == "full" else "masked",
+                                ".".join(first) if first else "-", rows))
+    return views
+
+
+def _print_agencies(p: Callable[..., None], agencies: list[AgencyView]) -> None:
+    if not agencies:
+        return
+    p("\nAgency logins (access/agencies.yml; each reads the standby, its provinces only)")
+    for a in agencies:
+        p(f"  {a.role:<18} {a.name}")
+        p(f"  {'':<18} reads {a.reads}; provinces {a.provinces}; personal data {a.pii}")
+        p(f"  {'':<18} sees {a.rows} rows of {a.dataset}")
+
+
+def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.stdout,
+            agencies: list[AgencyView] | None = None) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("\n=== kho demo summary ===")
     runs: dict[str, list[str]] = {}
@@ -157,6 +211,7 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     if quality:
         suites, blocking, warnings = quality
         p(f"\nQuality: {suites} GX suites run; {blocking} runs failed a blocking expectation, {warnings} only warnings")
+    _print_agencies(p, agencies or [])
     p("\nReplication")
     p(cluster.status(config).render())
     gx_docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
@@ -164,5 +219,5 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     p(f"  Data Docs:   file://{gx_docs}")
     p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
     p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
-    p(f"  Warehouse:   uv run kho warehouse status    |  psql -h 127.0.0.1 -p {config.warehouse.primary_port} "
-      f"-U {config.warehouse.user} {config.warehouse.dbname}  (password in {config.warehouse.password_file})")
+    p("  Warehouse:   uv run kho warehouse status    |  uv run kho access check")
+    p("  As an agency: psql \"$(uv run kho access credentials health)\"   (lands on the standby)")

@@ -81,6 +81,38 @@ def test_the_demo_summary_shows_the_published_datasets_quarantine_and_audit(
     assert golden[1] == golden[2] == str(kho_config.simulator_citizens), "rows on the primary and on the standby"
 
 
+def test_the_demo_gives_each_agency_a_login_that_reads_its_datasets_on_the_standby(
+    kho_config: KhoConfig, first_runs: dict[str, str]
+) -> None:
+    import io
+
+    from psycopg import sql
+
+    from kho.demo import DagOutcome, apply_access, summary
+    from kho.warehouse import access
+    from kho.warehouse.connection import connect_admin
+
+    try:
+        agencies = apply_access(kho_config)
+        out = io.StringIO()
+        summary(kho_config, [DagOutcome(d, s, "run") for d, s in first_runs.items()], out, agencies=agencies)
+        text = out.getvalue()
+        assert "Agency logins" in text and 'psql "$(uv run kho access credentials health)"' in text
+        seen = {a.role: (a.dataset, a.rows) for a in agencies}
+        assert set(seen) == {"agency_health", "agency_police", "agency_statistics", "agency_tax"}
+        assert seen["agency_health"][0].startswith("masked_health.") and seen["agency_health"][1] > 0
+        assert seen["agency_police"][0].startswith("mart_population.")
+        with connect(kho_config.warehouse, autocommit=True) as conn:
+            everyone = query(conn, "SELECT count(*) FROM mart_population.golden_citizens")
+        assert 0 < seen["agency_police"][1] < everyone, "the police read province 79 only"
+    finally:  # the agencies' roles are cluster-wide: leave none behind, and PUBLIC's defaults as other modules expect
+        with connect_admin(kho_config.warehouse) as conn:
+            access.apply(conn, kho_config, access.AccessFile(agencies=()))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(
+                sql.Identifier(kho_config.warehouse.dbname)))
+            conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+
+
 def _published_hashes(conn: Any) -> dict[str, str]:
     tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
                           "WHERE table_schema LIKE 'mart\\_%' ORDER BY 1, 2").fetchall()

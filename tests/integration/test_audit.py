@@ -43,9 +43,14 @@ def agency(kho_config: KhoConfig) -> Iterator[Login]:
     login = Login(f"t_agency_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16))
     with connect_admin(kho_config.warehouse) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(sql.Identifier(login.role)))
+        # kho access revokes PUBLIC's CONNECT on the warehouse database: an agency is granted its own.
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(kho_config.warehouse.dbname), sql.Identifier(login.role)))
         logins.set_password(conn, login.role, login.password)
     yield login
     with connect_admin(kho_config.warehouse) as conn:
+        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+            sql.Identifier(kho_config.warehouse.dbname), sql.Identifier(login.role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login.role)))
 
 

@@ -96,10 +96,11 @@ UNMASKED_QUASI = frozenset({"sex", "ethnicity"})
 """Quasi-identifiers of kho.sources the marts publish in clear: the issue masks CCCDs, social insurance codes,
 names, dates of birth and addresses only, and the statistics agencies read are by sex and ethnicity."""
 FREE_TEXT_ABOUT_PEOPLE = {
-    "mart_audit.cross_registry_contradictions": {"detail", "subject_record", "event_date"},
+    "mart_audit.cross_registry_contradictions": {"detail", "subject_record", "event_date", "finding_id"},
 }
 """Columns no name gives away: the audit's sentence quotes CCCDs and dates of birth and death, a membership's
-subject_record holds the member's CCCD, and event_date is a person's date of birth, death or marriage."""
+subject_record holds the member's CCCD, event_date is a person's date of birth, death or marriage, and finding_id
+is an md5 over keys that include a CCCD (a CCCD's few unknown digits are quickly guessed back from it)."""
 
 
 def _marking(column: dict[str, Any]) -> dict[str, Any]:

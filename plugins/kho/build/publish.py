@@ -17,13 +17,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from kho.errors import KhoError
+from kho.warehouse import access
 
 BUILD_PREFIX = "build_"
 """dbt builds mart_<domain> into build_mart_<domain> (dbt_project.yml); publishing drops the prefix."""
@@ -76,6 +79,31 @@ class Mart:
         return sql.Identifier(self.build_schema, self.table)
 
 
+PersonalColumn = tuple[str, str, str, str, str]
+"""(published schema, table, column, pii, mask): a personal column of a mart, from its dbt meta."""
+
+
+def personal_columns(marts_dir: Path) -> list[PersonalColumn]:
+    """The personal columns of the marts as dbt `meta` declares them (models/marts/<domain>/*.yml: `meta: {pii:
+    direct|quasi, mask: identifier|initials|year|hide}` on a column): the one list masking follows."""
+    found: list[PersonalColumn] = []
+    for path in sorted(marts_dir.glob("*/*.yml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        schema = "mart_" + path.parent.name
+        for model in document.get("models") or []:
+            for column in model.get("columns") or []:
+                meta = {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
+                if "pii" not in meta and "mask" not in meta:
+                    continue
+                pii, mask = meta.get("pii"), meta.get("mask")
+                if pii not in ("direct", "quasi") or mask not in access.objects.MASKS:
+                    raise PublishError(f"{path}: {model['name']}.{column['name']}: meta pii={pii!r}, mask={mask!r}; "
+                                       f"personal columns need pii: direct|quasi and mask: "
+                                       f"{'|'.join(access.objects.MASKS)}")
+                found.append((schema, model["name"], column["name"], pii, mask))
+    return found
+
+
 @dataclass(frozen=True)
 class TableChange:
     mart: str
@@ -113,8 +141,13 @@ def bootstrap(conn: psycopg.Connection[Any]) -> None:
             conn.execute(statement)
 
 
-def publish(conn: psycopg.Connection[Any], marts: Sequence[Mart], *, run_id: str, as_of: dt.date) -> Publication:
-    """Publish every mart in one transaction; on any error nothing is published and the error says which mart."""
+def publish(conn: psycopg.Connection[Any], marts: Sequence[Mart], *, run_id: str, as_of: dt.date,
+            personal_columns: Sequence[PersonalColumn] = ()) -> Publication:
+    """Publish every mart in one transaction; on any error nothing is published and the error says which mart.
+
+    In the same transaction the agencies' access follows the marts (kho.warehouse.access.secure_publication):
+    row-level security and masked views for new or recreated marts, with the personal columns given, so no agency
+    ever reads a published table before its policies exist."""
     if not marts:
         raise PublishError("no marts to publish: dbt built nothing into a build_mart_* schema")
     bootstrap(conn)
@@ -127,6 +160,12 @@ def publish(conn: psycopg.Connection[Any], marts: Sequence[Mart], *, run_id: str
             except psycopg.Error as exc:
                 raise PublishError(f"publishing {mart.name} from {mart.build_schema}.{mart.table} failed: "
                                    f"{str(exc).strip()}; nothing was published") from exc
+        owner = conn.info.user
+        try:
+            access.secure_publication(conn, owner, personal_columns)
+        except psycopg.Error as exc:
+            raise PublishError(f"securing the published marts for agencies failed: {str(exc).strip()}; nothing was "
+                               "published (run `kho access check`)") from exc
         seq, oid = _batch_watermark(conn)
         row = conn.execute(
             "INSERT INTO kho.publications (run_id, as_of, batch_seq, batches_oid, tables) VALUES (%s, %s, %s, %s, %s) "
@@ -153,8 +192,12 @@ def _batch_watermark(conn: psycopg.Connection[Any]) -> tuple[int, int | None]:
 
 
 def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
+    """Each column's name and type, its collation included (a mart's names sort in Vietnamese order: a changed
+    collation recreates the published table like a changed type)."""
     return [(str(name), str(kind)) for name, kind in conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+        "       || coalesce(' COLLATE ' || nullif(a.attcollation, 0)::regcollation::text, '') "
+        "FROM pg_attribute a "
         "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         (sql.Identifier(schema, table).as_string(conn),),
     ).fetchall()]
@@ -222,13 +265,16 @@ def _merge(conn: psycopg.Connection[Any], mart: Mart, key: list[str], columns: l
 
 def _recreate(conn: psycopg.Connection[Any], mart: Mart, columns: list[str], *, existed: bool) -> TableChange:
     """First publication of a mart, or its columns changed: a new table shaped like the built one (constraints,
-    indexes and column comments included), filled whole; grants on the old table carry over to the new one.
-    Row-level security policies do not: `kho access apply` declares them again."""
+    indexes and column comments included), filled whole; grants on the old table carry over to the new one, and the
+    publication's access step gives it row-level security, policies and its masked view again."""
     grants = _grants(conn, mart) if existed else []
     deleted = 0
     if existed:
         old = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(mart.published)).fetchone()
         deleted = int(old[0]) if old else 0
+        # Its masked view (kho access) depends on it; the publication recreates the view in this transaction.
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(
+            sql.Identifier(access.objects.MASKED_PREFIX + mart.schema.removeprefix("mart_"), mart.table)))
         conn.execute(sql.SQL("DROP TABLE {}").format(mart.published))
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(mart.published, mart.built))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -267,3 +313,11 @@ def _stamp(conn: psycopg.Connection[Any], mart: Mart, run_id: str, as_of: dt.dat
     text = (description[0] if description and description[0] else mart.name).strip()
     stamp = f"{text}\n\nPublished {at.isoformat(timespec='seconds')} by run {run_id}, as of {as_of.isoformat()}."
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(mart.published, sql.Literal(stamp)))
+    for column, comment in conn.execute(  # a description edited in dbt reaches tables published before the edit
+            "SELECT b.attname, col_description(b.attrelid, b.attnum) FROM pg_attribute b "
+            "JOIN pg_attribute p ON p.attrelid = to_regclass(%s) AND p.attname = b.attname "
+            "WHERE b.attrelid = to_regclass(%s) AND b.attnum > 0 AND NOT b.attisdropped "
+            "AND col_description(b.attrelid, b.attnum) IS DISTINCT FROM col_description(p.attrelid, p.attnum)",
+            (mart.published.as_string(conn), mart.built.as_string(conn))).fetchall():
+        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+            sql.Identifier(mart.schema, mart.table, column), sql.Literal(comment)))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kho.build.dbt import BuildError, DbtOutcome, build_environment, run_dbt, target_dir
-from kho.build.publish import Mart, Publication, built_marts, publish
+from kho.build.dbt import DBT_PROJECT, BuildError, DbtOutcome, build_environment, run_dbt, target_dir
+from kho.build.publish import Mart, Publication, built_marts, personal_columns, publish
 from kho.config import KhoConfig
 from kho.errors import ConfigError, QualityError
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
@@ -100,9 +100,10 @@ def audit_marts(config: KhoConfig, marts: Sequence[Mart]) -> list[dict[str, Any]
 
 def publish_marts(config: KhoConfig, plan: BuildPlan, marts: Sequence[Mart]) -> Publication:
     """Publish in one transaction once the standby holds the build, and return once it holds the publication."""
+    markings = personal_columns(DBT_PROJECT / "models" / "marts")
     wait_for_standby(config.warehouse)
     with connect(config.warehouse) as conn:
-        publication = publish(conn, marts, run_id=plan.run_id, as_of=plan.as_of)
+        publication = publish(conn, marts, run_id=plan.run_id, as_of=plan.as_of, personal_columns=markings)
     wait_for_standby(config.warehouse)
     return publication
 
