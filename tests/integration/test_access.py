@@ -212,13 +212,40 @@ def test_personal_columns_are_masked_without_pii_access_and_clear_with_it(wareho
     "SELECT * FROM raw.population__citizens LIMIT 1",
     "ALTER VIEW masked_population.golden_citizens SET (security_barrier = false)",
     "CREATE OR REPLACE VIEW masked_population.golden_citizens AS SELECT 1",
+    "SELECT query_to_xml('SELECT cccd FROM mart_population.golden_citizens', true, false, '')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT pg_ls_dir('.')",
+    "COPY mart_population.golden_citizens TO STDOUT",
+    "SELECT dblink_connect('host=127.0.0.1')",
+    "ALTER ROLE agency_research SET pgaudit.log = 'none'",
 ])
 def test_masking_cannot_be_bypassed(warehouse: Warehouse, attempt: str) -> None:
     with as_agency(warehouse, "research") as conn:
         conn.execute("SET default_transaction_read_only = off")  # agencies may: privileges must stop them
         with pytest.raises(psycopg.Error) as failure:
             conn.execute(attempt)
-    assert isinstance(failure.value, psycopg.errors.InsufficientPrivilege | psycopg.errors.UndefinedTable)
+    assert isinstance(failure.value, psycopg.errors.InsufficientPrivilege | psycopg.errors.UndefinedTable
+                      | psycopg.errors.UndefinedFunction), failure.value
+
+
+def test_statistics_of_the_base_tables_are_not_visible_to_a_masked_agency(warehouse: Warehouse) -> None:
+    """pg_stats holds sample values (most common values, histograms): PostgreSQL shows a column's only to roles that
+    may read that column."""
+    with as_agency(warehouse, "research") as conn:
+        shown = conn.execute("SELECT count(*) FROM pg_stats WHERE schemaname LIKE 'mart\\_%'").fetchone()
+    assert shown == (0,)
+    with connect_admin(warehouse.config.warehouse) as conn:  # pg_stats hides RLS tables from all but superusers
+        assert conn.execute("SELECT count(*) FROM pg_stats WHERE schemaname = 'mart_population'").fetchone() != (0,), \
+            "publishing a new mart analyses it: its statistics exist"
+
+
+def test_an_agency_cannot_pass_its_reads_on(warehouse: Warehouse) -> None:
+    with as_agency(warehouse, "research") as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        conn.execute("GRANT SELECT ON masked_population.golden_citizens TO agency_health")  # a warning, no grant
+    granted = owner_rows(warehouse, sql.SQL("SELECT has_table_privilege('agency_health', "
+                                            "'masked_population.golden_citizens', 'SELECT')"))
+    assert granted == [(False,)]
 
 
 def test_turning_row_security_off_does_not_reveal_rows(warehouse: Warehouse) -> None:
