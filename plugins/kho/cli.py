@@ -235,8 +235,10 @@ def _access_audit(args: argparse.Namespace, config: KhoConfig, declared: AccessF
     records = audit.read(config, roles=[a.role for a in agencies], since=_since(args.since))
     for record in records:
         statement = " ".join(record.statement.split())
+        what = record.kind if record.kind != "pgaudit" else f"{record.audit_class or ''} {record.command or ''}"
+        objects = ",".join(record.objects) or "-"
         print(f"{record.logged_at.isoformat(timespec='milliseconds')}  {record.node:<21} {record.role:<20} "
-              f"{record.kind:<13} {statement}")
+              f"{what.strip():<14} {objects:<48} {statement}")
     print(f"kho access audit: {len(records)} statement(s) by {', '.join(a.role for a in agencies)}"
           + (f" since {args.since}" if args.since else "")
           + (f"; {records.skipped} log line(s) could not be read as audit records" if records.skipped else ""),
