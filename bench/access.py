@@ -11,8 +11,8 @@
    a masked agency (RLS + masked security-barrier views) and a full one (RLS only). The health department itself
    is measured too, as deployed: every statement it runs is written to the audit log.
 3. Each query runs on the STANDBY (where agencies query), `--repeat` times after one warm-up, as the agency and as
-   the owner of the marts (the same query on the base table with the agency's province filter written by hand,
-   which is what the agency gets without RLS). Medians are compared:
+   the owner of the marts, alternating run by run (the owner runs the same query on the base table with the
+   agency's province filter written by hand: what the agency gets without RLS). Medians are compared:
    - typical: coverage by commune for one province (masked): the issue's query, without and with the audit;
    - heavy: living citizens and health cover by commune for one province from the golden record, 1M rows scanned
      (bench_population masked, and the police, full).
@@ -158,28 +158,35 @@ def standby_as(config: KhoConfig, user: str, password: str) -> psycopg.Connectio
                            autocommit=True)
 
 
-def time_query(conn: psycopg.Connection[Any], query: str, repeat: int) -> tuple[float, list[float], list[Any]]:
-    rows = conn.execute(query).fetchall()  # type: ignore[call-overload]  # warm-up; also the answer
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        conn.execute(query).fetchall()  # type: ignore[call-overload]
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples), samples, rows
+def _timed(conn: psycopg.Connection[Any], query: str) -> float:
+    start = time.perf_counter()
+    conn.execute(query).fetchall()  # type: ignore[call-overload]
+    return time.perf_counter() - start
 
 
 def measure(config: KhoConfig, declared: access.AccessFile, repeat: int) -> dict[str, Any]:
+    """Agency and owner alternate, run by run (which goes first alternates too), so a cache warming or a noisy
+    neighbour weighs on both sides alike."""
     results: dict[str, Any] = {}
     wh = config.warehouse
     for label, q in QUERIES.items():
         agency = roles.require_declared(declared.agencies, q["agency"])
         password = roles.read_password(config, agency.slug)
         assert password is not None
-        with standby_as(config, agency.role, password) as conn:
-            agency_s, agency_samples, agency_rows = time_query(conn, q["agency_sql"], repeat)
-            plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + q["agency_sql"])]  # type: ignore[call-overload]
-        with standby_as(config, wh.user, wh.password()) as conn:
-            owner_s, owner_samples, owner_rows = time_query(conn, q["owner_sql"], repeat)
+        with standby_as(config, agency.role, password) as as_agency, \
+                standby_as(config, wh.user, wh.password()) as owner:
+            agency_rows = as_agency.execute(q["agency_sql"]).fetchall()  # warm-up, and the answers compared
+            owner_rows = owner.execute(q["owner_sql"]).fetchall()
+            agency_samples, owner_samples = [], []
+            for i in range(repeat):
+                if i % 2:
+                    owner_samples.append(_timed(owner, q["owner_sql"]))
+                    agency_samples.append(_timed(as_agency, q["agency_sql"]))
+                else:
+                    agency_samples.append(_timed(as_agency, q["agency_sql"]))
+                    owner_samples.append(_timed(owner, q["owner_sql"]))
+            plan = [r[0] for r in as_agency.execute("EXPLAIN (ANALYZE, BUFFERS) " + q["agency_sql"])]  # type: ignore[call-overload]
+        agency_s, owner_s = statistics.median(agency_samples), statistics.median(owner_samples)
         same = [tuple(r[:1]) + tuple(r[2:]) for r in agency_rows] == [tuple(r[:1]) + tuple(r[2:]) for r in owner_rows]
         results[label] = {"agency": agency.role, "agency_seconds": agency_s, "owner_seconds": owner_s,
                           "ratio": agency_s / owner_s if owner_s else None, "rows": len(agency_rows),
