@@ -373,3 +373,26 @@ def test_every_statement_of_an_agency_appears_in_the_audit_on_both_nodes(
     assert main(["access", "--file", str(cli.file), "audit", "--agency", "police", "--since", "10min"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if probe in line]
     assert len(printed) >= 2 and all("agency_police" in line for line in printed)
+
+
+def test_a_dataset_not_published_yet_can_be_declared_and_removing_an_agency_drops_its_login(
+        warehouse: Warehouse) -> None:
+    future = access.parse(warehouse.file.read_text(encoding="utf-8") + """
+  - slug: future
+    name: An agency waiting for a domain that is not published yet
+    datasets: [mart_future, mart_health.not_yet_published]
+    provinces: ["79"]
+    pii: none
+""", source="test", known_provinces=province_codes_2025())
+    try:
+        with connect_admin(warehouse.config.warehouse) as conn:
+            access.apply(conn, warehouse.config, future)
+            assert access.check(conn, warehouse.config, future).lines() == []
+        with as_agency(dataclasses.replace(warehouse, declared=future), "future") as conn:
+            assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_schema LIKE 'mart%' OR table_schema LIKE 'masked%'").fetchone() == (0,)
+    finally:
+        with connect_admin(warehouse.config.warehouse) as conn:
+            report = access.apply(conn, warehouse.config, warehouse.declared)
+    assert any(line.startswith("- role agency_future") for line in report.lines())
+    assert owner_rows(warehouse, sql.SQL("SELECT count(*) FROM pg_roles WHERE rolname = 'agency_future'")) == [(0,)]

@@ -63,9 +63,8 @@ def _reconcile(conn: psycopg.Connection[Any], config: KhoConfig, declared: Acces
                                                       dry_run=dry_run))
         changes += _plan_audit(conn, [a.role for a in declared.agencies])
         changes += _run(conn, _plan_declaration(conn, declared.agencies))
-        for agency in declared.agencies:  # whole-schema datasets: default privileges need the schema now
-            for schema in agency.whole_schemas():
-                changes += _run(conn, _plan_schema(conn, schema, owner))
+        for schema, schema_owner in _declared_schemas(declared.agencies, owner):  # grants need them to exist
+            changes += _run(conn, _plan_schema(conn, schema, schema_owner))
         changes += _secure(conn, owner, objects.applied(conn) or [], include_roles=True)
     return changes
 
@@ -97,8 +96,23 @@ def _secure(conn: psycopg.Connection[Any], owner: str, agencies: Sequence[object
 def _run(conn: psycopg.Connection[Any], changes: list[Change]) -> list[Change]:
     for change in changes:
         for statement in change.statements:
-            conn.execute(statement)
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise AccessError(f"could not {change.line()[2:]}: {str(exc).strip().splitlines()[0]}; nothing was "
+                                  "changed") from exc
     return changes
+
+
+def _declared_schemas(agencies: Sequence[Agency], owner: str) -> list[tuple[str, str]]:
+    """Every schema a declared dataset lives in (the owner's) and, for masked agencies, its masked twin."""
+    schemas: dict[str, str] = {}
+    for agency in agencies:
+        for schema in agency.schemas():
+            schemas[schema] = owner
+            if agency.pii == "none":
+                schemas[objects.MASKED_PREFIX + schema[len(objects.MART_PREFIX):]] = objects.MASKING_ROLE
+    return sorted(schemas.items())
 
 
 def _plan_audit(conn: psycopg.Connection[Any], agency_roles: Sequence[str]) -> list[Change]:
@@ -140,7 +154,7 @@ def _plan_declaration(conn: psycopg.Connection[Any], agencies: Sequence[Agency])
 def _plan_schema(conn: psycopg.Connection[Any], schema: str, owner: str) -> list[Change]:
     if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
         return []
-    return [Change("add", f"schema {schema} (declared, not published yet)", (
+    return [Change("add", f"schema {schema} owned by {owner} (declared, nothing published in it yet)", (
         sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(owner)),))]
 
 
