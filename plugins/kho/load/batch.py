@@ -30,6 +30,7 @@ from kho.load.ddl import (
     create_raw_table,
     create_stage_table,
     raw_table,
+    row_hash,
     upgrade_raw_table,
 )
 from kho.sources.contract import CheckedBatch, Dialect, Entity, SchemaDrift, check_table, parse_field
@@ -43,7 +44,8 @@ INDEX_BUILD_MEMORY = "256MB"
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What one batch did; `read == new + changed + unchanged + rejected` always holds."""
+    """What one batch did. Each count is measured on its own (see `BatchLoader.finish`), so the ledger's CHECK
+    `read = new + changed + unchanged + rejected` can refuse a batch whose rows went missing or were counted twice."""
 
     batch_id: int
     registry: str
@@ -139,22 +141,26 @@ class BatchLoader:
         self._pending = submitted
 
     def finish(self) -> LedgerEntry:
-        """Merge the staged rows into the raw table and write the ledger row (and watermark) in this transaction."""
+        """Merge the staged rows into the raw table and write the ledger row (and watermark) in this transaction.
+
+        No count is derived from the others: `read` is what `add` was given, `rejected` what the quarantine COPY
+        wrote, and new, changed and unchanged are the database's own answers about the merge (or the first load).
+        The ledger's CHECK then proves they add up, and a batch that does not is rolled back (`LedgerMismatch`).
+        """
         self._drain()
         self._checker.shutdown()
-        staged = self.rows_staged
         if self.direct:
-            new, changed = self._finish_direct(), 0
+            new, changed, unchanged = self._finish_direct()
+        elif self.rows_staged:
+            new, changed, unchanged = self._merge()
         else:
-            new, changed = self._merge() if staged else (0, 0)
+            new = changed = unchanged = 0  # COPY wrote nothing into the stage: there is nothing to merge
         entry = LedgerEntry(
             batch_id=self.batch_id, registry=self.entity.registry, entity=self.entity.name, source=self.source,
-            rows_read=self.rows_read, rows_new=new, rows_changed=changed,
-            rows_unchanged=staged - new - changed, rows_rejected=self.rows_rejected,
-            cursor_from=self.cursor_from, cursor_to=self.cursor_to, unknown_fields=tuple(self.unknown_fields),
+            rows_read=self.rows_read, rows_new=new, rows_changed=changed, rows_unchanged=unchanged,
+            rows_rejected=self.rows_rejected, cursor_from=self.cursor_from, cursor_to=self.cursor_to,
+            unknown_fields=tuple(self.unknown_fields),
         )
-        if entry.rows_read != entry.rows_new + entry.rows_changed + entry.rows_unchanged + entry.rows_rejected:
-            raise LedgerMismatch(f"{entry.summary()} does not add up; the batch was rolled back")
         self._write_ledger(entry)
         return entry
 
@@ -201,12 +207,15 @@ class BatchLoader:
                 self.cursor_to = top
 
     def _quarantine(self, rejected: pa.Table) -> None:
-        """Rejected rows keep their raw payload, reason and batch id. Rejects are few: per-row JSON is fine here."""
-        self.rows_rejected += rejected.num_rows
+        """Rejected rows keep their raw payload, reason and batch id. Rejects are few: per-row JSON is fine here.
+
+        The rejected count is the rows COPY wrote into kho.quarantine, not the rows the check set aside.
+        """
         key = self.entity.key
         payload_cols = [c for c in rejected.column_names if not c.startswith("_reason")]
         rows = rejected.to_pylist()
-        with self.conn.cursor().copy(
+        cursor = self.conn.cursor()
+        with cursor.copy(
             "COPY kho.quarantine (batch_id, registry, entity, record_key, reason_code, reason, payload) FROM STDIN"
         ) as copy:
             for r in rows:
@@ -214,6 +223,7 @@ class BatchLoader:
                 payload = json.dumps({c: r[c] for c in payload_cols}, ensure_ascii=False, default=str)
                 copy.write_row((self.batch_id, self.entity.registry, self.entity.name, record_key or None,
                                 r["_reason_code"], r["_reason"], payload))
+        self.rows_rejected += cursor.rowcount
 
     def _target_is_empty(self) -> bool:
         row = self.conn.execute(
@@ -252,11 +262,13 @@ class BatchLoader:
         self._direct_key = key
         return True
 
-    def _finish_direct(self) -> int:
-        """Restore what `_claim_empty_target` took away; returns the rows the first load added (all new).
+    def _finish_direct(self) -> tuple[int, int, int]:
+        """Restore what `_claim_empty_target` took away; returns (new, changed, unchanged) of the first load.
 
-        Building the key fails if the batch repeats a key. Then, as the general merge does, each key keeps its
-        newest version (the later one in the batch on a tie) and the older versions count as unchanged.
+        Into the table this transaction emptied, COPY's row count is the rows added, all new, as the key then
+        built over them proves. Building the key fails if the batch repeats a key. Then, as the general merge
+        does, each key keeps its newest version (the later one in the batch on a tie): the versions kept are new
+        and the older ones deleted count as unchanged, each counted by the statement that sorts them apart.
         """
         entity, target, key = self.entity, raw_table(self.entity), self._direct_key
         assert key is not None
@@ -266,34 +278,48 @@ class BatchLoader:
         self.conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
         add_key = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             target, key, sql.SQL(", ").join(map(sql.Identifier, entity.key)))
-        removed = 0
         try:
             with self.conn.transaction():  # a savepoint: only the failed key build is undone
                 self.conn.execute(add_key)
+            kept, dropped = self.rows_staged, 0
         except psycopg.errors.UniqueViolation:
-            removed = self._drop_older_versions()
+            kept, dropped = self._drop_older_versions()
             self.conn.execute(add_key)
         self.conn.execute(batch_index(entity).create)
-        return self.rows_staged - removed
+        return kept, 0, dropped
 
-    def _drop_older_versions(self) -> int:
-        """Delete every row of the first load but its key's newest; returns how many went."""
+    def _drop_older_versions(self) -> tuple[int, int]:
+        """Delete every row of the first load but its key's newest; returns (newest versions kept, rows deleted),
+        the first counted from the ranking, the second from the DELETE itself."""
         entity = self.entity
         key_list = sql.SQL(", ").join(map(sql.Identifier, entity.key))
-        return self.conn.execute(sql.SQL(
+        row = self.conn.execute(sql.SQL(
             """
-            DELETE FROM {target} AS t USING (
+            WITH v AS (
                 SELECT ctid AS row_id, row_number() OVER (
                     PARTITION BY {key_list} ORDER BY {cursor} DESC NULLS LAST, ctid DESC) AS version
                 FROM {target}
-            ) AS v
-            WHERE t.ctid = v.row_id AND v.version > 1
+            ), gone AS (
+                DELETE FROM {target} AS t USING v WHERE t.ctid = v.row_id AND v.version > 1 RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM v WHERE version = 1), (SELECT count(*) FROM gone)
             """
-        ).format(target=raw_table(entity), key_list=key_list, cursor=sql.Identifier(entity.cursor))).rowcount
+        ).format(target=raw_table(entity), key_list=key_list, cursor=sql.Identifier(entity.cursor))).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
-    def _merge(self) -> tuple[int, int]:
-        """Upsert the newest staged version of each key (the later one in the batch on a tie); only rows whose
-        hash changed are written (`EXCLUDED._row_hash` is the generated hash of the incoming row)."""
+    def _merge(self) -> tuple[int, int, int]:
+        """Upsert the newest staged version of each key (the later one in the batch on a tie) where it is new, or
+        its row hash changed and it is not older than the stored version. Returns (new, changed, unchanged).
+
+        Each staged row is judged once against the raw table as the statement found it (one key lookup), and
+        only the rows to write go on to the INSERT, so an unchanged row is neither locked nor rewritten. new and
+        changed are what the INSERT returned, told apart by `_first_batch_id` (only an insert gives a row this
+        batch's); unchanged is counted from the judgement: versions a newer one in the batch superseded, versions
+        whose row hash the raw table already holds, versions older than the stored one. The INSERT keeps its own
+        condition (`EXCLUDED._row_hash` is the generated hash of the incoming row), so a row judged to be written
+        that it refuses, or a row both written and counted unchanged, leaves a ledger that does not add up.
+        """
         entity = self.entity
         cols = [sql.Identifier(f.name) for f in entity.fields]
         col_list = sql.SQL(", ").join(cols)
@@ -303,42 +329,69 @@ class BatchLoader:
             for name in (*entity.field_names, "_extra", "_batch_id", "_loaded_at")
             if name not in entity.key
         )
+        same_key = sql.SQL(" AND ").join(sql.SQL("t.{0} = r.{0}").format(sql.Identifier(name)) for name in entity.key)
         query = sql.SQL(
             """
-            WITH src AS (
-                SELECT DISTINCT ON ({key_list}) s.*
-                FROM {stage} AS s
-                ORDER BY {key_list}, s.{cursor} DESC NULLS LAST, s.ctid DESC
+            WITH judged AS (
+                SELECT r.*, t._row_hash AS _stored_hash, t.{cursor} AS _stored_cursor,
+                       CASE WHEN t._row_hash IS NOT NULL THEN {incoming_hash} END AS _incoming_hash
+                FROM (
+                    SELECT s.*, row_number() OVER (
+                        PARTITION BY {key_list} ORDER BY s.{cursor} DESC NULLS LAST, s.ctid DESC) AS _version
+                    FROM {stage} AS s
+                ) AS r
+                LEFT JOIN {target} AS t ON r._version = 1 AND {same_key}
             ), merged AS (
                 INSERT INTO {target} AS t ({col_list}, _extra, _batch_id, _first_batch_id, _loaded_at)
-                SELECT {col_list}, _extra, %(batch)s, %(batch)s, now() FROM src
+                SELECT {col_list}, _extra, %(batch)s, %(batch)s, now() FROM judged
+                WHERE _version = 1 AND (_stored_hash IS NULL OR (_stored_hash <> _incoming_hash
+                      AND (_stored_cursor IS NULL OR _stored_cursor <= {cursor})))
                 ON CONFLICT ({key_list}) DO UPDATE SET {assignments}
                 WHERE t._row_hash IS DISTINCT FROM EXCLUDED._row_hash
                   AND (t.{cursor} IS NULL OR t.{cursor} <= EXCLUDED.{cursor})
-                RETURNING (xmax = 0) AS inserted
+                RETURNING t._first_batch_id = %(batch)s AS inserted
             )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+            SELECT
+                (SELECT count(*) FROM merged WHERE inserted),
+                (SELECT count(*) FROM merged WHERE NOT inserted),
+                (SELECT count(*) FILTER (WHERE _version > 1)
+                        + count(*) FILTER (WHERE _version = 1 AND _stored_hash = _incoming_hash)
+                        + count(*) FILTER (WHERE _version = 1 AND _stored_hash <> _incoming_hash
+                                           AND _stored_cursor IS NOT NULL
+                                           AND ({cursor} IS NULL OR {cursor} < _stored_cursor))
+                 FROM judged)
             """
         ).format(
-            key_list=key_list, stage=sql.Identifier(STAGE),
-            cursor=sql.Identifier(entity.cursor),
-            target=raw_table(entity), col_list=col_list, assignments=assignments,
+            key_list=key_list, stage=sql.Identifier(STAGE), cursor=sql.Identifier(entity.cursor),
+            target=raw_table(entity), col_list=col_list, assignments=assignments, same_key=same_key,
+            incoming_hash=row_hash(entity, "r"),
         )
         row = self.conn.execute(query, {"batch": self.batch_id}).fetchone()
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2])
 
     def _write_ledger(self, entry: LedgerEntry) -> None:
-        self.conn.execute(
-            """
-            INSERT INTO kho.load_ledger (batch_id, registry, entity, source, run_id, started_at, cursor_from,
-                cursor_to, rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, unknown_fields)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            """,
-            (entry.batch_id, entry.registry, entry.entity, entry.source, self.run_id, self.started_at,
-             entry.cursor_from, entry.cursor_to, entry.rows_read, entry.rows_new, entry.rows_changed,
-             entry.rows_unchanged, entry.rows_rejected, list(entry.unknown_fields)),
-        )
+        """Insert the ledger row; its CHECKs, not Python, decide whether the counts add up."""
+        try:
+            self.conn.execute(
+                """
+                INSERT INTO kho.load_ledger (batch_id, registry, entity, source, run_id, started_at, cursor_from,
+                    cursor_to, rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, unknown_fields)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                (entry.batch_id, entry.registry, entry.entity, entry.source, self.run_id, self.started_at,
+                 entry.cursor_from, entry.cursor_to, entry.rows_read, entry.rows_new, entry.rows_changed,
+                 entry.rows_unchanged, entry.rows_rejected, list(entry.unknown_fields)),
+            )
+        except psycopg.errors.CheckViolation as exc:
+            raise LedgerMismatch(
+                f"registry {entry.registry}, entity {entry.entity}, batch {entry.batch_id}: the ledger refused the"
+                f" batch's counts (read {entry.rows_read} vs new {entry.rows_new} + changed {entry.rows_changed}"
+                f" + unchanged {entry.rows_unchanged} + rejected {entry.rows_rejected}; constraint"
+                f" {exc.diag.constraint_name}). Rows went missing or were counted twice on their way into the raw"
+                " table; the batch was rolled back and nothing was loaded. Look for a trigger or rule on"
+                f" raw.{self.entity.raw_table}, else report this line as a kho bug."
+            ) from None
         if entry.cursor_to is not None and self.source == "api":
             self.conn.execute(
                 """

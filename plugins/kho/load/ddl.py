@@ -38,15 +38,17 @@ def batch_index(entity: Entity) -> Index:
         sql.Identifier(name), raw_table(entity)))
 
 
-def row_hash(entity: Entity) -> sql.Composed:
+def row_hash(entity: Entity, relation: str | None = None) -> sql.Composed:
     """The row hash: PostgreSQL's 64-bit record hash over the contract's typed values and `_extra`.
 
     It is the raw table's stored generated column, so every path that writes a row (COPY straight into the table
     on a first load, INSERT ... ON CONFLICT in a merge, where `EXCLUDED._row_hash` is the incoming row's) computes
-    it from the one definition here. It works on typed values (a timestamptz as its instant), so unlike
-    md5(ROW(...)::text) it does not change with the session's TimeZone, and it costs a third of md5's time.
+    it from the one definition here; `relation` qualifies the columns, for hashing a staged row in a join. It works
+    on typed values (a timestamptz as its instant), so unlike md5(ROW(...)::text) it does not change with the
+    session's TimeZone, and it costs a third of md5's time.
     """
-    values = [sql.Identifier(f.name) for f in entity.fields] + [sql.Identifier("_extra")]
+    names = [f.name for f in entity.fields] + ["_extra"]
+    values = [sql.Identifier(*(relation, name) if relation else (name,)) for name in names]
     return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(values))
 
 
