@@ -206,3 +206,22 @@ def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_ad
     assert read == len(served) == new + changed + unchanged + rejected
     assert quarantined == sorted(((d.key[0], d.expected_reason_code) for d in truth), key=str)
     assert loaded == len({r["cccd"] for r in served} - {d.key[0] for d in truth})
+
+
+def test_the_standby_holds_the_same_content_as_the_primary_in_every_table(
+    kho_config: KhoConfig, first_runs: dict[str, str]
+) -> None:
+    """Last in the module, so it compares what every test above left; a checksum per table, not a count."""
+    from kho.sources import ENTITIES
+    from tests.support.checksums import differences, primary_and_standby_checksums
+
+    wait_for_standby(kho_config.warehouse)
+    primary, standby = primary_and_standby_checksums(kho_config.warehouse)
+    schemas = {name.split(".")[0] for name in primary}
+    assert {"raw", "kho", "intermediate", "snapshots", "reference"} <= schemas
+    assert {f"raw.{e.raw_table}" for e in ENTITIES} <= set(primary)
+    published = {name for name in primary if name.startswith("mart_")}
+    assert {name.split(".")[0] for name in published} == {
+        "mart_population", "mart_civil_status", "mart_health", "mart_business", "mart_audit"}
+    assert primary["mart_population.golden_citizens"].rows == kho_config.simulator_citizens
+    assert differences(primary, standby) == {}
