@@ -1,36 +1,35 @@
 """`kho.quality.run_suite` against a real PostgreSQL: batch filtering, blocking failures, Data Docs, recording.
 
-The module starts its own throwaway server (not the session warehouse) so it can shape the raw table freely:
-the table is the loader's DDL with one NOT NULL dropped, to play a loader bug the suite must catch.
+The module takes a database of its own in the session warehouse (the binaries and cluster kho itself runs, so it
+runs wherever the warehouse does), owned by the application login, so it can shape the raw table freely: the table
+is the loader's DDL with one NOT NULL dropped, to play a loader bug the suite must catch.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
+import dataclasses
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from kho.config import PROJECT_ROOT
+from kho.config import PROJECT_ROOT, KhoConfig
 from kho.errors import QualityError
 from kho.load.ddl import create_raw_table
 from kho.quality import QUALITY_RESULTS_DDL, QualityResult, raise_for_blocking, record_result, run_suite
+from kho.quality.runner import warehouse_url
 from kho.quality.suites import load_suite
 from kho.sources.population import CITIZENS
+from kho.warehouse.connection import connect, connect_admin
 
 pytestmark = pytest.mark.integration
 
 RAW_SUITE = PROJECT_ROOT / "expectations" / "raw.population__citizens.json"
 MART_SUITE = PROJECT_ROOT / "expectations" / "mart_population.citizens_per_commune.json"
-PASSWORD = f"never-on-disk-{secrets.token_hex(8)}"
 GOOD_BATCH, BAD_BATCH, EMPTY_BATCH = 1, 2, 999
 
 CITIZEN_ROWS = [
@@ -45,56 +44,33 @@ CITIZEN_ROWS = [
 
 @dataclass(frozen=True)
 class Server:
-    port: int
+    config: KhoConfig
+    """The session warehouse, pointed at this module's database."""
     url: str
-    """SQLAlchemy URL for GX, with a password the server ignores (trust auth) but a leak would reveal."""
+    """SQLAlchemy URL for GX, as the pipeline builds it: the application login's real password in it."""
 
-    def connect(self, dbname: str = "kho") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="kho", dbname=dbname, autocommit=True)
+    @property
+    def password(self) -> str:
+        return self.config.warehouse.password()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin() -> Path:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    if not candidates:
-        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
-    return candidates[-1].parent
-
-
-def _as_postgres(*cmd: str | Path) -> list[str]:
-    """initdb refuses to run as root: drop to the `postgres` OS user when we are root."""
-    args = [str(c) for c in cmd]
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+    def connect(self) -> psycopg.Connection:
+        return connect(self.config.warehouse, autocommit=True)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """A throwaway PostgreSQL on a free port, in a 0755 dir under /tmp (pytest's tmp dirs are root-only)."""
-    bin_dir = _pg_bin()
-    base = Path(tempfile.mkdtemp(prefix="kho-quality-pg-", dir="/tmp"))
-    base.chmod(0o755)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-    data, port = base / "data", _free_port()
-    subprocess.run(_as_postgres(bin_dir / "initdb", "-D", data, "-U", "kho", "--auth=trust", "--no-sync",
-                                "-E", "UTF8"), check=True, capture_output=True)
-    subprocess.run(_as_postgres(bin_dir / "pg_ctl", "-D", data, "-l", base / "log", "-w", "start", "-o",
-                                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"),
-                   check=True, capture_output=True)
+def server(kho_config: KhoConfig) -> Iterator[Server]:
+    """A new database in the session warehouse, created by the administrator and owned by the application login
+    (no superuser power needed to shape its own tables), dropped at the end."""
+    name = f"t_quality_{uuid.uuid4().hex[:12]}"
+    wh = kho_config.warehouse
+    with connect_admin(wh, dbname="postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(wh.user)))
+    config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(wh, dbname=name))
     try:
-        srv = Server(port, f"postgresql+psycopg://kho:{PASSWORD}@127.0.0.1:{port}/kho")
-        with srv.connect("postgres") as conn:
-            conn.execute("CREATE DATABASE kho")
-        yield srv
+        yield Server(config, warehouse_url(config.warehouse))
     finally:
-        subprocess.run(_as_postgres(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"),
-                       check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        with connect_admin(wh, dbname="postgres") as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +139,8 @@ def test_a_batch_that_owns_no_rows_has_nothing_to_validate(warehouse: Server, gx
 
 def test_the_warehouse_password_is_never_written_under_gx_home(warehouse: Server, gx_home: Path) -> None:
     _raw(warehouse, gx_home, GOOD_BATCH)
-    leaks = [p for p in gx_home.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+    assert warehouse.password in warehouse.url
+    leaks = [p for p in gx_home.rglob("*") if p.is_file() and warehouse.password.encode() in p.read_bytes()]
     assert leaks == []
     assert "${KHO_GX_WAREHOUSE_URL}" in (gx_home / "gx" / "great_expectations.yml").read_text()
 

@@ -17,7 +17,9 @@ on it without keeping a list. Expected outcomes use the shared vocabulary:
 Schema drift is a day on which one entity's registry serialises differently: on day 1 every record of one entity
 served that day (feed, snapshot, API page) carries an added field, on day 2 another entity's `full_name` arrives as
 `ho_ten`; the next day the registry is back to its contract. The ground truth lists the drifted records of that
-day's feed, which is what an incremental client receives.
+day's feed, which is what an incremental client receives. The seed picks the entity of each drift (citizens or
+insurance participants, both `KEEP_EXTRA`); a world may instead name the entities that get an added field
+(`WorldSpec.drift_entities`), so each drift policy can meet one.
 
 Cross-registry anomalies (`ANOMALY_KINDS`) are the seven rules of `mart_audit.cross_registry_contradictions`
 (docs/datasets.md), each listed once, on the day it is first served, under the record the rule reports
@@ -31,6 +33,7 @@ one kind never makes a finding of another (`registries.py` injects them into day
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal, get_args
@@ -109,6 +112,9 @@ _SAME_AFTER_NORMALISATION = frozenset({"nfd", "padded"})
 DRIFT_ADDED_DAY = 1
 DRIFT_RENAMED_DAY = 2
 _DRIFT_ADDED = (("population.citizens", "phone_number"), ("insurance.participants", "email"))
+ADDED_FIELD = {"population": "phone_number", "insurance": "email", "civil_status": "declarant_phone",
+               "business": "website"}
+"""Per registry, the field its entities gain on an added-field drift day (what such a registry plausibly adds)."""
 _DRIFT_RENAMED = (("population.citizens", "full_name", "ho_ten"), ("insurance.participants", "full_name", "ho_ten"))
 
 
@@ -203,9 +209,14 @@ class Drift:
 
 
 class Injector:
-    """Decides and applies the defects of served versions for one world (seed, rate, kinds)."""
+    """Decides and applies the defects of served versions for one world (seed, rate, kinds).
 
-    def __init__(self, seed: int, rate: float, kinds: frozenset[str]) -> None:
+    `added_to` names the entities (`registry.entity`) whose records gain a field on `DRIFT_ADDED_DAY`; None
+    leaves the choice to the seed (one of `_DRIFT_ADDED`).
+    """
+
+    def __init__(self, seed: int, rate: float, kinds: frozenset[str],
+                 added_to: Collection[str] | None = None) -> None:
         self.seed = seed
         self.rate = rate
         self.kinds = kinds
@@ -215,11 +226,13 @@ class Injector:
         pick = hash_py(stream_key(seed, "drift"), 0) % 2
         self.drifts: tuple[Drift, ...] = ()
         if rate > 0:
-            added = _DRIFT_ADDED[pick]
+            added = (_DRIFT_ADDED[pick],) if added_to is None else tuple(
+                (name, ADDED_FIELD[_ENTITIES[name].registry]) for name in sorted(added_to))
             renamed = _DRIFT_RENAMED[1 - pick]
             drifts = []
             if "schema_drift_added_field" in kinds:
-                drifts.append(Drift(DRIFT_ADDED_DAY, added[0], "schema_drift_added_field", added[1], added[1]))
+                drifts += [Drift(DRIFT_ADDED_DAY, name, "schema_drift_added_field", field, field)
+                           for name, field in added]
             if "schema_drift_renamed_field" in kinds:
                 drifts.append(Drift(DRIFT_RENAMED_DAY, renamed[0], "schema_drift_renamed_field", renamed[1],
                                     renamed[2]))
@@ -364,6 +377,14 @@ def _conflicting_value(field: str, value: str | None, draw: int) -> str | None:
 def _drifted(record: Record, drift: Drift, row: int) -> Record:
     """The record as the registry sent it on its drift day: one field added, or one renamed."""
     if drift.kind == "schema_drift_added_field":
-        extra = f"09{row % 100_000_000:08d}" if drift.field == "phone_number" else f"lienhe{row}@example.vn"
-        return {**record, drift.field: extra}
+        return {**record, drift.field: _added_value(drift.field, row)}
     return {(drift.new_name if k == drift.field else k): v for k, v in record.items()}
+
+
+def _added_value(field: str, row: int) -> str:
+    """A plausible value of an added field: a mobile number, an e-mail address or a website."""
+    if "phone" in field:
+        return f"09{row % 100_000_000:08d}"
+    if field == "website":
+        return f"https://dn{row}.example.vn"
+    return f"lienhe{row}@example.vn"

@@ -71,6 +71,9 @@ class WorldSpec:
     days: int = 0
     defect_rate: float = 0.0
     defect_kinds: frozenset[str] = field(default=ALL_DEFECT_KINDS)
+    drift_entities: frozenset[str] | None = None
+    """Entities (`registry.entity`) whose records gain a field on the added-field drift day; None: the one the
+    seed picks. Lets a test meet every drift policy (FREEZE, DISCARD_EXTRA), not only the seed's KEEP_EXTRA."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.citizens <= MAX_CITIZENS:
@@ -86,6 +89,21 @@ class WorldSpec:
             raise ConfigError(f"defect kinds {unknown or '(none)'} are not known; "
                               f"choose from {', '.join(DEFECT_KINDS)}")
         object.__setattr__(self, "defect_kinds", kinds)
+        if self.drift_entities is not None:
+            object.__setattr__(self, "drift_entities", self._checked_drift_entities(frozenset(self.drift_entities)))
+
+    def _checked_drift_entities(self, drifting: frozenset[str]) -> frozenset[str]:
+        """Named drift entities must exist and the world must inject the drift: a drift asked for and silently
+        not served would let a test pass without meeting it."""
+        known = {e.qualified_name for e in ENTITIES}
+        if not drifting or drifting - known:
+            what = f"names unknown entities {sorted(drifting - known)}" if drifting else "is empty"
+            raise ConfigError(f"drift_entities {what}: choose among {', '.join(sorted(known))}, or leave it None "
+                              "for the seed's choice")
+        if self.defect_rate <= 0 or "schema_drift_added_field" not in self.defect_kinds:
+            raise ConfigError("drift_entities needs a defect_rate above 0 and schema_drift_added_field among the "
+                              "defect kinds; without them no field is added")
+        return drifting
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class Engine:
     def __init__(self, spec: WorldSpec) -> None:
         self.spec = spec
         self.base = Base(spec.seed, spec.citizens)
-        self.injector = Injector(spec.seed, spec.defect_rate, spec.defect_kinds)
+        self.injector = Injector(spec.seed, spec.defect_rate, spec.defect_kinds, spec.drift_entities)
         rates = self.injector.anomaly_rates()
         self.base.anomaly_rates = rates
         self.timeline = Timeline(self.base, anomaly_rates=rates)
