@@ -185,8 +185,8 @@ def main() -> int:
         gen_s, path = timed(lambda: export_citizens(args.citizens, args.seed, work / "export"))
         size = path.stat().st_size
         print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
-        cluster.up(config)
         try:
+            cluster.up(config)  # inside the try: a start that fails half way leaves no server behind
             header = ExportFile.of(path).header()
             changes = work / "changes.csv"
             changed = change_feed(path, changes)

@@ -308,20 +308,26 @@ def test_up_moves_both_nodes_when_the_ports_change(tmp_path: Path) -> None:
 def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
     primary_port, standby_port = free_ports(2)
     config = make_config(tmp_path / "home", primary_port, standby_port)
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", standby_port))
-        squatter.listen()
+    try:
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", standby_port))
+            squatter.listen()
 
-        with pytest.raises(WarehouseError, match=rf"127\.0\.0\.1:{standby_port}.*KHO_PG_STANDBY_PORT"):
-            cluster.up(config)
-    cluster.destroy(config)
+            with pytest.raises(WarehouseError, match=rf"127\.0\.0\.1:{standby_port}.*KHO_PG_STANDBY_PORT"):
+                cluster.up(config)
+    finally:
+        cluster.destroy(config)  # had `up` not refused, its servers would outlive the test
 
 
 def test_up_refuses_the_same_port_for_both_nodes(tmp_path: Path) -> None:
     (port,) = free_ports(1)
-    with pytest.raises(ConfigError, match="port of its own"):
-        cluster.up(make_config(tmp_path / "home", port, port))
+    config = make_config(tmp_path / "home", port, port)
+    try:
+        with pytest.raises(ConfigError, match="port of its own"):
+            cluster.up(config)
+    finally:
+        cluster.destroy(config)
 
 
 def test_find_binaries_prefers_the_system_postgresql(warehouse: WarehouseConfig) -> None:

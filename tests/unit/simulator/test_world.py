@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
 from kho.errors import ConfigError
 from kho.simulator import World, WorldSpec
 from kho.simulator.generate import stream_changes, stream_ground_truth, stream_snapshot
-from kho.sources import ENTITIES
+from kho.sources import ENTITIES, check_table
 from kho.sources.contract import Entity
 from kho.sources.population import CITIZENS
 
@@ -127,4 +128,21 @@ def test_the_world_refuses_to_go_back_or_past_its_last_day() -> None:
 def test_the_first_release_constructor_builds_a_day_0_world() -> None:
     world = World.generate(seed=5, count=300, defect_rate=0.1)
     assert world.day == 0 and len(world) >= 300
-    assert world.defects == world.ground_truth
+    assert Counter(world.defects) == Counter(stream_ground_truth(WorldSpec(5, 300, 0, 0.1)))
+
+
+def test_the_defects_name_exactly_the_served_records_the_contract_rejects_and_each_exact_duplicate() -> None:
+    """Judged from what the world serves, not from its own bookkeeping: the contract check over every served
+    record, and identical copies counted in the pages."""
+    world = World.generate(seed=5, count=300, defect_rate=0.1)
+    for entity in ENTITIES:
+        served = world.snapshot(entity)
+        checked = check_table(entity, pa.Table.from_pylist(served))
+        rejected = Counter((tuple(str(r[k]) for k in entity.key), r["_reason_code"])
+                           for r in checked.rejected.to_pylist())
+        second_copies = sum(n - 1 for n in frozen(served).values())
+        named = [d for d in world.defects if d.qualified_entity == entity.qualified_name]
+        assert rejected == Counter((d.key, d.expected_reason_code) for d in named if d.expected_reason_code)
+        assert second_copies == sum(d.kind == "exact_duplicate" for d in named), entity.qualified_name
+    assert any(d.expected_reason_code for d in world.defects) and any(d.kind == "exact_duplicate"
+                                                                      for d in world.defects)
