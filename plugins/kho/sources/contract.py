@@ -402,7 +402,7 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
         flag(check.violates(typed_table), check.code, check.message)
 
     known = set(entity.field_names)
-    unknown = tuple(c for c in table.column_names if c not in known and not c.startswith("_"))
+    unknown = tuple(c for c in table.column_names if c not in known)  # "_note" too: reported, never dropped silently
     rejected_mask = pc.is_valid(broken)
     if broken.null_count == n:  # nothing rejected: no filtering copies
         accepted, clean = typed_table, table

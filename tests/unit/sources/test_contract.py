@@ -101,6 +101,15 @@ def test_unknown_fields_are_kept_as_json_under_keep_extra() -> None:
     assert result.accepted.column("_extra").to_pylist() == ['{"phone": "0901234567"}']
 
 
+def test_an_unknown_field_named_like_kho_internals_is_reported_and_kept_not_dropped() -> None:
+    """A registry field called `_note` (or `_batch_id`) is still the registry's data: reported and kept in _extra,
+    never silently dropped because kho's own columns start with `_` too."""
+    record = {**GOOD, "_note": "ghi chú", "_batch_id": "999"}
+    result = check_table(CITIZENS, pa.Table.from_pylist([record]))
+    assert result.unknown_fields == ("_note", "_batch_id")
+    assert result.accepted.column("_extra").to_pylist() == ['{"_note": "ghi chú", "_batch_id": "999"}']
+
+
 def test_unknown_entity_lookup_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"population\.citizens.*business\.branches"):
         get_entity("population", "pets")
