@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import free_ports, log  # bench/common.py
 
 from kho.build.run import BuildPlan, build_dbt, marts_to_publish, publish_marts
 from kho.config import PROJECT_ROOT, KhoConfig
@@ -94,21 +95,8 @@ QUERIES: dict[str, dict[str, Any]] = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def prepare(config: KhoConfig, work: Path, citizens: int, seed: int) -> dict[str, float]:

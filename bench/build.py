@@ -48,16 +48,16 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common import free_ports, log, timed  # bench/common.py
 from psycopg import sql
 
 from kho.build.dbt import BUILD_SESSION_SETTINGS, run_dbt, target_dir
@@ -78,26 +78,10 @@ FOUNDATION_ROW = "seeds_and_staging"
 NOT_DBT_TASKS = frozenset({"plan", "audit_marts", "publish", "docs"})
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (as tests/conftest.py picks them), so other clusters on this machine are left alone."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def checkpoint(config: KhoConfig) -> None:

@@ -32,12 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from common import timed  # bench/common.py
 
 from kho.config import KhoConfig
 from kho.extract.files import ExportFile
@@ -50,10 +50,6 @@ RESULTS = Path(__file__).parent / "results"
 PATHS = ("psql_copy", "kho_load", "dlt", "psql_copy_typed_raw", "kho_merge_1pct")
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def export_citizens(citizens: int, seed: int, out_dir: Path) -> Path:

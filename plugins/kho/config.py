@@ -25,12 +25,13 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
-def _generate_secret(path: Path) -> str:
-    """A new random password in a file readable by its owner only, from the first byte on."""
+def generate_secret(path: Path, *, replace: bool = False) -> str:
+    """A new random password in a file readable by its owner only, from the first byte on (an existing file is an
+    error unless `replace`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     value = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL), 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(value + "\n")
     return value
@@ -86,7 +87,7 @@ class WarehouseConfig:
         """Return the password, generating one for the embedded cluster on first use."""
         if self.password_env or self.password_file.exists():
             return self.password()
-        return _generate_secret(self.password_file)
+        return generate_secret(self.password_file)
 
     @property
     def admin_password_path(self) -> Path:
@@ -102,7 +103,7 @@ class WarehouseConfig:
         """Return the administrator's password, generating it on first use (`kho warehouse up`)."""
         if self.admin_password_env or self.admin_password_path.exists():
             return self.admin_password()
-        return _generate_secret(self.admin_password_path)
+        return generate_secret(self.admin_password_path)
 
     @property
     def replication_password_path(self) -> Path:
@@ -111,7 +112,7 @@ class WarehouseConfig:
     def ensure_replication_password(self) -> str:
         """The replication role's password, generated on first use; only the embedded standby needs it."""
         path = self.replication_password_path
-        return _read_secret(path, "replication", None) if path.exists() else _generate_secret(path)
+        return _read_secret(path, "replication", None) if path.exists() else generate_secret(path)
 
     @property
     def primary_port(self) -> int:

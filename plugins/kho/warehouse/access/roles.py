@@ -8,8 +8,6 @@ so the clear text appears neither in the statement nor in any server log.
 
 from __future__ import annotations
 
-import os
-import secrets
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from kho.config import KhoConfig
+from kho.config import KhoConfig, generate_secret
 from kho.warehouse.access.declaration import ROLE_PREFIX, AccessError, Agency
 from kho.warehouse.access.objects import (
     ACCESS_SCHEMA,
@@ -62,15 +60,9 @@ def read_password(config: KhoConfig, agency_slug: str) -> str | None:
 
 
 def new_password(config: KhoConfig, agency_slug: str) -> str:
-    """A fresh password in the agency's secret file (0600, in a 0700 folder outside the repository)."""
-    path = secret_file(config, agency_slug)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    value = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    return value
+    """A fresh password in the agency's secret file (0600, in a 0700 folder outside the repository); an empty
+    file left behind is replaced."""
+    return generate_secret(secret_file(config, agency_slug), replace=True)
 
 
 def password_statement(conn: psycopg.Connection[Any], role: str, password: str) -> sql.Composed:
