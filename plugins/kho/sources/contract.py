@@ -204,6 +204,9 @@ class CheckedBatch:
     rejected: pa.Table
     """The rejected rows as received (all text), plus `_reason_code` and `_reason`."""
     unknown_fields: tuple[str, ...]
+    rejected_rows: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))
+    """Where each rejected row was in the checked table (ascending row indices, aligned with `rejected`): the
+    loader maps them to the file lines they came from."""
 
 
 def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
@@ -413,7 +416,9 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
     rejected = table.filter(rejected_mask)
     rejected = rejected.append_column("_reason_code", pc.take(pa.array([c for c, _ in rules], pa.string()), which))
     rejected = rejected.append_column("_reason", pc.take(pa.array([m for _, m in rules], pa.string()), which))
-    return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=unknown)
+    rows = pc.indices_nonzero(rejected_mask) if rejected.num_rows else pa.array([], pa.uint64())
+    return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=unknown,
+                        rejected_rows=pc.cast(rows, pa.int64()))
 
 
 Violation = tuple[pa.ChunkedArray, ReasonCode, str]
