@@ -136,6 +136,50 @@ REGISTRY_CLIENT_ID = "kho-warehouse"
 
 
 @dataclass(frozen=True)
+class RejectLimit:
+    """When a batch is refused as a whole: more than `percent` of its records rejected, and at least `min_rows`
+    of them (so one bad record in a small batch is quarantined, not escalated). A registry sending garbage
+    stops the line instead of filling the quarantine."""
+
+    percent: float = 10.0
+    min_rows: int = 100
+    setting: str = "KHO_REJECT_LIMIT_PERCENT"
+    """The variable the percentage came from, for the message that names it."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.percent <= 100:
+            raise ConfigError(f"{self.setting}={self.percent:g} is not a percentage; give 0-100 (100 never refuses)")
+        if self.min_rows < 1:
+            raise ConfigError(f"KHO_REJECT_LIMIT_MIN_ROWS={self.min_rows} must be at least 1")
+
+    def exceeded(self, read: int, rejected: int) -> bool:
+        return rejected >= self.min_rows and rejected * 100 > self.percent * read
+
+
+def _reject_limits(env: dict[str, str]) -> dict[str, RejectLimit]:
+    """KHO_REJECT_LIMIT_PERCENT (and _MIN_ROWS) for every registry under the key "", and
+    KHO_REJECT_LIMIT_PERCENT_<REGISTRY> for one registry under its name."""
+
+    def number(name: str, default: str) -> float:
+        raw = env.get(name, default)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+    prefix = "KHO_REJECT_LIMIT_PERCENT"
+    percent = number(prefix, "10")
+    min_rows = number("KHO_REJECT_LIMIT_MIN_ROWS", "100")
+    if min_rows != int(min_rows):
+        raise ConfigError(f"KHO_REJECT_LIMIT_MIN_ROWS={min_rows:g} must be a whole number")
+    limits = {"": RejectLimit(percent, int(min_rows), prefix)}
+    for name in sorted(env):
+        if name.startswith(prefix + "_"):
+            limits[name.removeprefix(prefix + "_").lower()] = RejectLimit(number(name, "0"), int(min_rows), name)
+    return limits
+
+
+@dataclass(frozen=True)
 class KhoConfig:
     """All of kho's settings. Build with `KhoConfig.from_env()` at the edge (CLI, DAG task) and pass it down."""
 
@@ -150,6 +194,19 @@ class KhoConfig:
     registry_client_id: str | None = None
     """From KHO_REGISTRY_CLIENT_ID; with the secret it overrides the credentials file."""
     registry_client_secret: str | None = field(default=None, repr=False)
+    reject_limits: dict[str, RejectLimit] = field(default_factory=dict)
+    """When a batch's rejects refuse it as a whole (`RejectLimit`): under "" for every registry, under a
+    registry's name for that one."""
+
+    def reject_limit(self, registry: str) -> RejectLimit:
+        """The registry's own limit, else the default; a limit set for a registry kho does not know is an error."""
+        from kho.sources import REGISTRIES
+
+        unknown = sorted(set(self.reject_limits) - {"", *REGISTRIES})
+        if unknown:
+            names = ", ".join(self.reject_limits[u].setting for u in unknown)
+            raise ConfigError(f"{names} names no registry kho knows; registries: {', '.join(REGISTRIES)}")
+        return self.reject_limits.get(registry) or self.reject_limits.get("") or RejectLimit()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> KhoConfig:
@@ -185,6 +242,7 @@ class KhoConfig:
             pg_os_user=env.get("KHO_PG_OS_USER", "postgres"),
             registry_client_id=env.get("KHO_REGISTRY_CLIENT_ID") or None,
             registry_client_secret=env.get("KHO_REGISTRY_CLIENT_SECRET") or None,
+            reject_limits=_reject_limits(env),
         )
 
     @property

@@ -23,6 +23,10 @@ class ContractError(KhoError):
     """Data breaks its source contract in a way that rejects a whole batch (not a single row)."""
 
 
+class BatchRefused(ContractError):
+    """More of a batch's records were rejected than its registry's limit allows: nothing of it was loaded."""
+
+
 class LedgerMismatch(KhoError):
     """A batch's counts do not add up: read != new + changed + unchanged + rejected."""
 

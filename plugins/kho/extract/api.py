@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from kho.config import RegistryCredentials
 from kho.errors import ExtractError
+from kho.extract.block import Block, Defect
 from kho.sources.contract import Entity
 
 logger = logging.getLogger(__name__)
@@ -197,8 +198,12 @@ def _parse_token(url: str, response: httpx.Response) -> tuple[str, float]:
     return body["access_token"], lifetime
 
 
-def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = None) -> Iterator[pa.Table]:
-    """Yield one all-text Arrow table per page, in the registry's stable (cursor, key) order."""
+def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = None) -> Iterator[Block]:
+    """Yield one block of all-text records per page, in the registry's stable (cursor, key) order.
+
+    A record of the page that is not a record (not a JSON object, or text that is not Unicode) is a defect of the
+    block, quarantined with its JSON; the rest of the page loads.
+    """
     if not 1 <= source.page_size <= MAX_PAGE_SIZE:
         raise ExtractError(f"page_size {source.page_size} is outside 1..{MAX_PAGE_SIZE}")
     params: dict[str, str | int] = {"page_size": source.page_size}
@@ -213,7 +218,7 @@ def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = No
             if not isinstance(records, list):
                 raise ExtractError(f"{entity.qualified_name}: {url} answered without a `data` list")
             if records:
-                yield records_to_table(records)
+                yield page_block(records)
             cursor = body.get("next_cursor")
             if not cursor:
                 return
@@ -279,6 +284,31 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("message", response.text[:200])) if isinstance(body, dict) else response.text[:200]
 
 
+def page_block(records: list[object]) -> Block:
+    """A page's records as a block: the JSON objects as an all-text table, anything else as a defect."""
+    try:
+        if all(isinstance(r, dict) for r in records):
+            return Block.of(records_to_table(records))  # type: ignore[arg-type]
+    except UnicodeEncodeError:  # a lone surrogate escape somewhere on the page: sort the records one by one
+        pass
+    good: list[dict] = []
+    defects: list[Defect] = []
+    for record in records:
+        raw = json.dumps(record, ensure_ascii=True).encode("ascii")
+        if not isinstance(record, dict):
+            kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+                type(record), "null")
+            defects.append(Defect("not_an_object", f"a JSON {kind} where a record (an object) was expected", raw))
+            continue
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            defects.append(Defect("invalid_encoding", "holds an unpaired surrogate escape (not Unicode text)", raw))
+            continue
+        good.append(record)
+    return Block.of(records_to_table(good) if good else pa.table({}), defects)
+
+
 def records_to_table(records: list[dict]) -> pa.Table:
     """JSON records → an Arrow table whose columns are all text (nested values as JSON text)."""
     names: dict[str, None] = {}
@@ -287,11 +317,11 @@ def records_to_table(records: list[dict]) -> pa.Table:
     columns = {}
     for name in names:
         values = [r.get(name) for r in records]
-        columns[name] = pa.array([_as_text(v) for v in values], pa.string())
+        columns[name] = pa.array([as_text(v) for v in values], pa.string())
     return pa.Table.from_pydict(columns)
 
 
-def _as_text(value: object) -> str | None:
+def as_text(value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -1,38 +1,68 @@
-"""Registry export files (CSV or JSON Lines, optionally gzipped) read as a stream of all-text Arrow tables.
+"""Registry export files (CSV or JSON Lines, optionally gzipped) read as a stream of blocks of all-text records.
 
-Parsing happens in Arrow's C++ readers, block by block, so memory stays bounded by the block size whatever the
-file's size. Every column is read as text: typing and checking belong to the contract check in `load`, so one
-malformed value is quarantined instead of failing the whole file.
+A file is refused as a whole, with one line saying which file, what is wrong and what to do, only for what makes
+every line unreadable: broken compression, another encoding, a header that is not the registry's, or a separator
+that is not the registry's. Everything else is decided line by line: a line that is not a record (too few or too
+many fields, invalid UTF-8, a NUL byte, invalid JSON, a quote never closed, longer than `max_line_bytes`) becomes
+a `Defect` with its line number and bytes, and the lines around it load.
+
+Clean blocks pay almost nothing for this. The file is cut into blocks of whole lines; one numpy pass finds each
+line's span (to number the lines and bound their length) and a memchr looks for NUL. Arrow's C++ readers parse the
+block as they always did; only when Arrow refuses a block, or the records it returns do not match the lines it was
+given one for one, is that block read again line by line in Python to find out which lines are not records.
+Every column is read as text: typing and checking belong to the contract check in `load`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
-import io
 import json
 import queue
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from kho.errors import ExtractError
+from kho.errors import ContractError, ExtractError
+from kho.extract.block import Block, Defect
+from kho.sources.contract import Entity
 
 FileFormat = Literal["csv", "jsonl"]
 T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
 """Arrow parses this much text at a time: big enough to amortise per-batch work, small enough to bound memory."""
+MAX_LINE_BYTES = 1 << 20
+"""No registry record comes near a mebibyte; a longer line is quarantined (its first `KEPT_BYTES` kept) and read
+past without holding it, so a hostile line cannot exhaust memory."""
+KEPT_BYTES = 4096
+"""How much of a too-long line the quarantine keeps."""
+EXPORT_DELIMITER = ","
+"""The field separator of every registry's CSV exports."""
+_CANDIDATE_SEPARATORS = (",", ";", "\t", "|")
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_NO_LINES: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+
+
+def _refuse(path: Path, what: str, todo: str) -> ExtractError:
+    return ExtractError(f"{path.name}: {what}; nothing was loaded. {todo}")
 
 
 @dataclass(frozen=True)
 class ExportFile:
-    """One export file and how to read it; the format is taken from the name unless given."""
+    """One export file and how to read it; the format is taken from the name unless given, the compression from
+    the file's first bytes (a gzip stream is read as one whatever its name; a `.gz` name on anything else is
+    refused)."""
 
     path: Path
     format: FileFormat
@@ -44,12 +74,22 @@ class ExportFile:
         if not path.is_file():
             raise ExtractError(f"export file {path} does not exist or is not a file")
         suffixes = [s.lower() for s in path.suffixes]
-        compressed = bool(suffixes) and suffixes[-1] == ".gz"
-        data_suffix = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+        named_gz = bool(suffixes) and suffixes[-1] == ".gz"
+        data_suffix = suffixes[-2] if named_gz and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
         guessed: FileFormat | None = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(data_suffix)  # type: ignore[assignment]
         chosen = fmt or guessed
         if chosen is None:
             raise ExtractError(f"cannot tell the format of {path.name}: name it .csv/.jsonl[.gz] or pass the format")
+        try:
+            with path.open("rb") as fh:
+                magic = fh.read(2)
+        except OSError as exc:
+            raise ExtractError(f"cannot read export file {path}: {exc.strerror or exc}") from None
+        compressed = magic == _GZIP_MAGIC
+        if named_gz and not compressed:
+            raise _refuse(path, "is named .gz but is not gzip-compressed"
+                          + (" (it is empty)" if not magic else f" (it starts with bytes {magic.hex(' ')})"),
+                          "Ask the registry to send the file again, or rename it to what it holds.")
         return cls(path, chosen, compressed)
 
     @property
@@ -57,102 +97,513 @@ class ExportFile:
         """Bytes on disk (compressed size for .gz): the denominator of a progress bar."""
         return self.path.stat().st_size
 
-    def _open_binary(self) -> tuple[pa.NativeFile, pa.NativeFile]:
-        """(stream to parse, raw file): the raw file's position says how far through the file we are."""
-        raw = pa.OSFile(str(self.path), "rb")
-        return (pa.CompressedInputStream(raw, "gzip") if self.compressed else raw), raw
 
-    def header(self) -> list[str]:
-        """Column names of a CSV export (its first line)."""
-        opener = gzip.open if self.compressed else open
-        with opener(self.path, "rt", encoding="utf-8-sig", newline="") as fh:
-            first = next(csv.reader(fh), None)
-        if not first:
-            raise ExtractError(f"{self.path.name} is empty: an export needs a header row")
-        return [name.strip() for name in first]
+class _Source:
+    """The file's bytes, decompressed; every read error is one line naming the file (never a traceback)."""
+
+    def __init__(self, export: ExportFile) -> None:
+        self.export = export
+        self.raw: BinaryIO = export.path.open("rb")
+        self.stream: BinaryIO = gzip.GzipFile(fileobj=self.raw, mode="rb") if export.compressed else self.raw  # type: ignore[assignment]
+        self.consumed = 0
+
+    def read(self, size: int) -> bytes:
+        try:
+            chunk = self.stream.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, EOFError):
+                detail = "the compressed stream ends before its end marker: the file is truncated"
+            after = f" after {self.consumed:,} bytes" if self.consumed else ""
+            raise _refuse(self.export.path, f"its gzip data is broken{after} ({detail})",
+                          "Ask the registry to send the file again (`gzip -t` checks a copy).") from None
+        except OSError as exc:
+            raise ExtractError(f"cannot read export file {self.export.path}: {exc.strerror or exc}") from None
+        self.consumed += len(chunk)
+        return chunk
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file on disk read so far."""
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+
+
+@dataclass(frozen=True)
+class Header:
+    """A CSV export's column names, checked against its entity; `line_bytes` is how long the header line was."""
+
+    names: tuple[str, ...]
+    delimiter: str
+
+
+def _first_line(source: _Source, limit: int) -> tuple[bytes, bytes]:
+    """(the file's first line, the bytes read after its line break), holding no more than about `limit` bytes; a
+    UTF-8 byte order mark is dropped. A first line longer than `limit` comes back longer: the caller refuses it."""
+    buffer = b""
+    while b"\n" not in buffer and len(buffer) <= limit:
+        chunk = source.read(64 << 10)
+        if not chunk:
+            break
+        buffer += chunk
+    line, _, rest = buffer.removeprefix(codecs.BOM_UTF8).partition(b"\n")
+    return line, rest
+
+
+def _split_header(text: str, delimiter: str) -> list[str] | None:
+    try:
+        return [name.strip() for name in next(csv.reader([text], delimiter=delimiter, strict=True))]
+    except (csv.Error, StopIteration):
+        return None
+
+
+def read_header(export: ExportFile, entity: Entity | None = None, *,
+                max_line_bytes: int = MAX_LINE_BYTES) -> Header | None:
+    """Check a CSV export's header line before anything is written; None for a file with no records at all.
+
+    Refused as a whole (one line: the file, what is wrong, what to do): a header that is not UTF-8 (or a file in
+    UTF-16), that holds a NUL or is longer than a line may be, that is not CSV, that repeats or leaves out a column
+    name, that names none of the entity's fields, or whose separator is not the registry's.
+    """
+    text = _header_text(export, max_line_bytes)
+    if text is None:
+        return None
+    path, delimiter = export.path, EXPORT_DELIMITER
+    names = _split_header(text, delimiter)
+    if names is None:
+        raise _refuse(path, "its header is not valid CSV (a quote is not closed)", "Check the header line.")
+    if entity is not None:
+        _check_separator(path, text, names, entity, delimiter)
+    if any(not name for name in names):
+        where = ", ".join(str(i + 1) for i, name in enumerate(names) if not name)
+        raise _refuse(path, f"its header has no name for column(s) {where}", "Every column needs a name.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise _refuse(path, f"its header repeats column(s) {', '.join(repeated)}", "Every column needs its own name.")
+    missing = [name for name in entity.required_fields if name not in names] if entity is not None else []
+    if entity is not None and missing:
+        raise ContractError(
+            f"registry {entity.registry}, entity {entity.name}: required field(s) {', '.join(missing)} absent "
+            f"from the header of {path.name} (schema drift?). The file was refused and nothing was loaded; "
+            "update the contract in kho.sources or ask the registry to restore the field."
+        )
+    return Header(tuple(names), delimiter)
+
+
+def _header_text(export: ExportFile, max_line_bytes: int) -> str | None:
+    """The header line as text, or None when the file holds nothing but blank lines (no records)."""
+    path = export.path
+    source = _Source(export)
+    try:
+        line, _ = _first_line(source, max_line_bytes)
+    finally:
+        source.close()
+    if len(line) > max_line_bytes:
+        raise _refuse(path, f"its first line is longer than {max_line_bytes:,} bytes: that is no header",
+                      "Check that this is the registry's CSV export.")
+    if line.startswith(_UTF16_BOMS):
+        raise _refuse(path, "is UTF-16 encoded; registries export UTF-8",
+                      "Convert it (iconv -f UTF-16 -t UTF-8) or ask the registry for a UTF-8 export.")
+    line = line.removesuffix(b"\r")
+    if not line.strip():
+        if not _has_more_than_blank(export):
+            return None
+        raise _refuse(path, "its first line is blank; a CSV export starts with its header",
+                      "Remove the blank line(s) before the header.")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(path, f"its header is not UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1})",
+                      "Registries export UTF-8; convert the file (iconv -f <its encoding> -t UTF-8).") from None
+    if "\x00" in text:
+        raise _refuse(path, "its header holds a NUL byte", "Check that this is the registry's CSV export.")
+    if text.lstrip().startswith("{"):
+        raise _refuse(path, "looks like JSON Lines, not CSV", "Name it .jsonl, or pass the format.")
+    return text
+
+
+def _check_separator(path: Path, text: str, names: list[str], entity: Entity, delimiter: str) -> None:
+    """Refuse a header that splits into more of the entity's fields on another separator, or names none."""
+    fields = set(entity.field_names)
+    known = len(fields.intersection(names))
+    for other in _CANDIDATE_SEPARATORS:
+        split = _split_header(text, other) if other != delimiter else None
+        if split is not None and len(split) > 1 and len(fields.intersection(split)) > max(known, 1):
+            raise _refuse(path, f"the separator looks like {other!r}; the {entity.registry} registry exports "
+                          f"{delimiter!r}", f"Re-export with {delimiter!r} as the separator.")
+    if not known:
+        raise _refuse(path, f"its header names none of {entity.qualified_name}'s fields "
+                      f"({', '.join(entity.field_names[:4])}, …)",
+                      "Check that the file is this entity's export (registry and entity in the command).")
+
+
+def _has_more_than_blank(export: ExportFile) -> bool:
+    """True when some line of the file holds more than white space (read through, in bounded blocks)."""
+    source = _Source(export)
+    try:
+        while chunk := source.read(BLOCK_BYTES):
+            if chunk.strip():
+                return True
+        return False
+    finally:
+        source.close()
+
+
+def iter_blocks(export: ExportFile, entity: Entity | None = None, *, block_bytes: int = BLOCK_BYTES,
+                max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Block]:
+    """Yield the file's records in blocks of about `block_bytes` of input, with the lines that are not records.
+
+    A CSV file's header is checked first (`read_header`); a file with no records yields nothing.
+    """
+    header = read_header(export, entity, max_line_bytes=max_line_bytes) if export.format == "csv" else None
+    if export.format == "csv" and header is None:
+        return
+    source = _Source(export)
+    try:
+        if header is not None:
+            _, rest = _first_line(source, max_line_bytes)  # the header, checked above; data starts on line 2
+            parse: _Blocks = _CsvBlocks(header)
+        else:
+            rest = source.read(len(codecs.BOM_UTF8)).removeprefix(codecs.BOM_UTF8)
+            parse = _JsonBlocks(entity)
+        for data, first_line, defects, position in _line_blocks(source, rest, block_bytes, max_line_bytes,
+                                                                first_line=2 if header is not None else 1):
+            block = parse(data, first_line, defects, max_line_bytes, position)
+            if block.records or block.blank_lines:
+                yield block
+    finally:
+        source.close()
 
 
 def iter_file(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
-    """Yield all-text Arrow tables of at most about `block_bytes` of input each."""
-    for table, _ in iter_file_progress(export, block_bytes=block_bytes):
-        yield table
+    """Yield the records of the file as all-text Arrow tables (the lines that are not records are left out)."""
+    for block in iter_blocks(export, block_bytes=block_bytes):
+        yield block.table
 
 
-def iter_file_progress(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[pa.Table, int]]:
-    """Like `iter_file`, with the bytes of the file on disk consumed so far beside each table."""
-    stream, raw = export._open_binary()
-    try:
-        parts = _iter_csv(export, stream, block_bytes) if export.format == "csv" else _iter_jsonl(
-            export, stream, block_bytes)
-        for table in parts:
-            yield table, raw.tell()
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise ExtractError(f"{export.path.name} is not valid {export.format.upper()}: {exc}") from exc
-    finally:
-        stream.close()
-        raw.close()
+def _line_blocks(source: _Source, pending: bytes, block_bytes: int, max_line_bytes: int, *,
+                 first_line: int) -> Iterator[tuple[bytes, int, list[Defect], int]]:
+    """(bytes of whole lines, the first one's line number, lines too long to hold, file position) per block.
+
+    `pending` is what was read past the header already. A line with no break within `max_line_bytes` is a
+    defect: its first `KEPT_BYTES` are kept and the rest is read past, never held.
+    """
+    line_no = first_line
+    long_lines: list[Defect] = []
+    while True:
+        chunk = source.read(block_bytes)
+        if not chunk and len(pending) <= max_line_bytes:
+            break
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) <= max_line_bytes:
+                pending = data
+                continue
+            pending = _skip_long_line(source, data, line_no, max_line_bytes, long_lines)
+            line_no += 1
+            continue
+        block, pending = data[: cut + 1], data[cut + 1:]
+        yield block, line_no, long_lines, source.position
+        line_no += block.count(b"\n")
+        long_lines = []
+    if pending or long_lines:
+        yield pending, line_no, long_lines, source.position
 
 
-def _iter_csv(export: ExportFile, stream: pa.NativeFile, block_bytes: int) -> Iterator[pa.Table]:
-    names = export.header()
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(block_size=block_bytes, encoding="utf8"),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
+def _skip_long_line(source: _Source, data: bytes, line_no: int, max_line_bytes: int,
+                    defects: list[Defect]) -> bytes:
+    """Record the line that starts `data` as too long, read to its end; returns what follows its line break."""
+    total, head = len(data), data[:KEPT_BYTES]
+    while True:
+        chunk = source.read(1 << 20)
+        if not chunk:
+            rest = b""
+            break
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            total += cut
+            rest = chunk[cut + 1:]
+            break
+        total += len(chunk)
+    defects.append(Defect("line_too_long", f"line of {total:,} bytes, longer than the {max_line_bytes:,} a line "
+                          f"may be (the first {len(head):,} are kept)", head, line_no))
+    return rest
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Where each line of a block lies: `starts`/`ends` (line break and a CR before it excluded)."""
+
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    full_ends: npt.NDArray[np.int64]
+    """Ends including the line break (the next line's start)."""
+
+    @classmethod
+    def of(cls, data: bytes) -> _Lines:
+        if not data:
+            return cls(_NO_LINES, _NO_LINES, _NO_LINES)
+        view = np.frombuffer(data, np.uint8)
+        breaks = np.flatnonzero(view == 10).astype(np.int64)
+        ends = breaks if data.endswith(b"\n") else np.append(breaks, np.int64(len(data)))
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+        full_ends = np.minimum(ends + 1, len(data))
+        nonempty = ends > starts
+        cr = np.zeros(len(ends), bool)
+        cr[nonempty] = view[ends[nonempty] - 1] == 13
+        return cls(starts, ends - cr, full_ends)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _screen(data: bytes, lines: _Lines, first_line: int, max_line_bytes: int,
+            defects: list[Defect]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(blank, bad) per line: empty lines, and lines too long or holding a NUL (recorded in `defects`)."""
+    lengths = lines.ends - lines.starts
+    blank = lengths == 0
+    bad = lengths > max_line_bytes
+    for i in np.flatnonzero(bad):
+        s = int(lines.starts[i])
+        defects.append(Defect("line_too_long", f"line of {int(lengths[i]):,} bytes, longer than the "
+                              f"{max_line_bytes:,} a line may be (the first {KEPT_BYTES:,} are kept)",
+                              data[s:s + KEPT_BYTES], first_line + int(i)))
+    if b"\x00" in data:
+        at = np.flatnonzero(np.frombuffer(data, np.uint8) == 0)
+        for i in np.unique(np.searchsorted(lines.full_ends, at, side="right")):
+            if bad[i]:
+                continue
+            bad[i] = True
+            s, e = int(lines.starts[i]), int(lines.ends[i])
+            line = data[s:e]
+            at_byte = line.index(b"\x00") + 1
+            defects.append(Defect("nul_byte", f"a NUL byte at byte {at_byte} of the line (PostgreSQL text cannot "
+                                  "hold one)", line, first_line + int(i)))
+    return blank, bad
+
+
+def _kept_data(data: bytes, lines: _Lines, kept: npt.NDArray[np.int64]) -> bytes:
+    """The block's bytes without the lines not kept, copying one contiguous run of kept lines at a time."""
+    if len(kept) == len(lines):
+        return data
+    if not len(kept):
+        return b""
+    runs = np.flatnonzero(np.diff(kept) != 1) + 1
+    firsts = np.concatenate(([kept[0]], kept[runs]))
+    lasts = np.concatenate((kept[runs - 1], [kept[-1]]))
+    parts = [data[int(lines.starts[a]):int(lines.full_ends[b])] for a, b in zip(firsts, lasts, strict=True)]
+    joined = b"".join(parts)
+    return joined if joined.endswith(b"\n") else joined + b"\n"
+
+
+class _Blocks:
+    """Turn a block of whole lines into a `Block`: fast through Arrow, line by line only where Arrow refuses."""
+
+    def __call__(self, data: bytes, first_line: int, long_lines: list[Defect], max_line_bytes: int,
+                 position: int) -> Block:
+        lines = _Lines.of(data)
+        defects = list(long_lines)
+        blank, bad = _screen(data, lines, first_line, max_line_bytes, defects)
+        kept = np.flatnonzero(~(blank | bad)).astype(np.int64)
+        table = self.fast(_kept_data(data, lines, kept), len(kept)) if len(kept) else self.empty()
+        blanks = int(blank.sum())
+        if table is None:
+            table, kept, slow_blanks = self.slow(data, lines, kept, first_line, defects)
+            blanks += slow_blanks
+        defects.sort(key=lambda d: d.line or 0)
+        return Block(table, tuple(defects), first_line, kept, data, lines.starts[kept], lines.ends[kept],
+                     blanks, position)
+
+    def fast(self, data: bytes, expected: int) -> pa.Table | None:
+        """Arrow's parse of the kept lines, or None unless it gave exactly one record per line."""
+        raise NotImplementedError
+
+    def empty(self) -> pa.Table:
+        raise NotImplementedError
+
+    def slow(self, data: bytes, lines: _Lines, kept: npt.NDArray[np.int64], first_line: int,
+             defects: list[Defect]) -> tuple[pa.Table, npt.NDArray[np.int64], int]:
+        """Line by line: (records, the lines they came from, blank lines); the rest become `defects`."""
+        rows: list[int] = []
+        records: list[object] = []
+        blanks = 0
+        for i in kept:
+            s, e = int(lines.starts[i]), int(lines.ends[i])
+            line = data[s:e]
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                defects.append(Defect("invalid_encoding", f"not UTF-8: byte 0x{line[exc.start]:02x} at byte "
+                                      f"{exc.start + 1} of the line", line, first_line + int(i)))
+                continue
+            if not text.strip():
+                blanks += 1
+                continue
+            outcome = self.record(text)
+            if isinstance(outcome, Defect):
+                defects.append(Defect(outcome.code, outcome.reason, line, first_line + int(i)))
+            else:
+                rows.append(int(i))
+                records.append(outcome)
+        return self.table(records), np.array(rows, np.int64), blanks
+
+    def record(self, text: str) -> object:
+        raise NotImplementedError
+
+    def table(self, records: list[object]) -> pa.Table:
+        raise NotImplementedError
+
+
+class _CsvBlocks(_Blocks):
+    def __init__(self, header: Header) -> None:
+        self.header = header
+        names = list(header.names)
+        self.read_options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=BLOCK_BYTES)
+        self.convert_options = pacsv.ConvertOptions(
             column_types={name: pa.string() for name in names},
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             null_values=[""],
-        ),
-    )
-    for batch in reader:
-        yield pa.Table.from_batches([batch])
+        )
+
+    def fast(self, data: bytes, expected: int) -> pa.Table | None:
+        invalid: list[int] = []
+
+        def count_invalid(_row: object) -> str:
+            invalid.append(1)
+            return "skip"
+
+        parse = pacsv.ParseOptions(delimiter=self.header.delimiter, newlines_in_values=False,
+                                   invalid_row_handler=count_invalid)
+        try:
+            table = pacsv.read_csv(pa.BufferReader(data), read_options=self.read_options, parse_options=parse,
+                                   convert_options=self.convert_options)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None
+        return table if not invalid and table.num_rows == expected else None
+
+    def empty(self) -> pa.Table:
+        return pa.Table.from_arrays([pa.array([], pa.string()) for _ in self.header.names],
+                                    names=list(self.header.names))
+
+    def record(self, text: str) -> object:
+        try:
+            fields = next(csv.reader([text], delimiter=self.header.delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                return Defect("unterminated_quote", "a quoted value is not closed on its line", b"")
+            return Defect("malformed_line", f"not a CSV record ({exc})".replace(
+                " - do you need to open the file in universal-newline mode?", ""), b"")
+        if len(fields) != len(self.header.names):
+            return Defect("ragged_line", f"{len(fields)} field(s) where the header has {len(self.header.names)}",
+                          b"")
+        return fields
+
+    def table(self, records: list[object]) -> pa.Table:
+        names = self.header.names
+        if not records:
+            return self.empty()
+        columns = list(zip(*records, strict=True))
+        return pa.Table.from_arrays(
+            [pa.array([v if v != "" else None for v in col], pa.string()) for col in columns], names=list(names))
 
 
-def _iter_jsonl(export: ExportFile, stream: pa.NativeFile, block_bytes: int) -> Iterator[pa.Table]:
-    """JSON Lines in blocks of whole lines; values are rendered as text like the API client does."""
-    options = pajson.ParseOptions(explicit_schema=_jsonl_schema(export), unexpected_field_behavior="infer")
-    pending = b""
-    while True:
-        chunk = stream.read(block_bytes)
-        if not chunk:
-            break
-        data = pending + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data
-            continue
-        pending = data[cut + 1:]
-        yield _jsonl_block(data[: cut + 1], options)
-    if pending.strip():
-        yield _jsonl_block(pending, options)
+class _JsonBlocks(_Blocks):
+    def __init__(self, entity: Entity | None) -> None:
+        self.fields = entity.field_names if entity is not None else ()
+
+    def fast(self, data: bytes, expected: int) -> pa.Table | None:
+        first = data[: data.find(b"\n")] if b"\n" in data else data
+        try:
+            record = json.loads(first)
+        except ValueError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        # Text stays text: Arrow must not guess timestamps out of ISO strings, for the first record's text fields
+        # and for every contract field the block names at all (a field null in the first record).
+        names = dict.fromkeys(name for name, value in record.items() if isinstance(value, str))
+        names.update(dict.fromkeys(name for name in self.fields if f'"{name}"'.encode() in data))
+        schema = pa.schema([(name, pa.string()) for name in names])
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        try:
+            table = pajson.read_json(pa.BufferReader(data), parse_options=options,
+                                     read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        return _as_text_table(table) if table.num_rows == expected else None
+
+    def empty(self) -> pa.Table:
+        return pa.table({})
+
+    def slow(self, data: bytes, lines: _Lines, kept: npt.NDArray[np.int64], first_line: int,
+             defects: list[Defect]) -> tuple[pa.Table, npt.NDArray[np.int64], int]:
+        """As `_Blocks.slow`; a contract field the block names but no good record holds is a column of nulls, as
+        the fast path makes it (absent from every line of the block is schema drift; absent from some is not)."""
+        table, rows, blanks = super().slow(data, lines, kept, first_line, defects)
+        for name in self.fields:
+            if name not in table.column_names and f'"{name}"'.encode() in data:
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        return table, rows, blanks
+
+    def record(self, text: str) -> object:
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            return Defect("invalid_json", f"not JSON: {message}{where}", b"")
+        if not isinstance(record, dict):
+            return Defect("not_an_object", f"a JSON {_json_kind(record)} where a record (an object) was expected",
+                          b"")
+        unpaired = _unpaired_surrogate(record)
+        if unpaired is not None:
+            return Defect("invalid_encoding", f"{unpaired} holds an unpaired surrogate (not Unicode text)", b"")
+        return record
+
+    def table(self, records: list[object]) -> pa.Table:
+        from kho.extract.api import records_to_table
+
+        return records_to_table(records) if records else self.empty()  # type: ignore[arg-type]
 
 
-def _jsonl_schema(export: ExportFile) -> pa.Schema:
-    """Text fields of the first record stay text: Arrow must not guess timestamps out of ISO date strings."""
-    opener = gzip.open if export.compressed else open
-    with opener(export.path, "rt", encoding="utf-8") as fh:
-        first = fh.readline()
-    try:
-        record = json.loads(first) if first.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ExtractError(f"{export.path.name}: line 1 is not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise ExtractError(f"{export.path.name}: line 1 is not a JSON object")
-    return pa.schema([(name, pa.string()) for name, value in record.items() if isinstance(value, str)])
+def _json_kind(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _jsonl_block(block: bytes, options: pajson.ParseOptions) -> pa.Table:
-    table = pajson.read_json(io.BytesIO(block), parse_options=options)
-    columns = {}
+def _unpaired_surrogate(record: dict[str, object]) -> str | None:
+    """The first field whose name or value cannot be UTF-8 (a lone \\ud800 escape), or None."""
+    for name, value in record.items():
+        for text in (name, json.dumps(value, ensure_ascii=False)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return repr(name)
+    return None
+
+
+def _as_text_table(table: pa.Table) -> pa.Table:
+    """Every column as text, like the API client renders values (nested values as JSON text)."""
+    from kho.extract.api import as_text
+
+    columns = []
     for name in table.column_names:
         col = table.column(name)
         if not pa.types.is_string(col.type):
             col = col.cast(pa.string()) if _castable(col.type) else pa.chunked_array(
-                [pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())])
-        columns[name] = col
-    return pa.Table.from_pydict(columns)
+                [pa.array([as_text(v) for v in col.to_pylist()], pa.string())])
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _castable(type_: pa.DataType) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,7 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from kho.errors import ContractError, LedgerMismatch, WarehouseError
+from kho.config import RejectLimit
+from kho.errors import BatchRefused, ContractError, LedgerMismatch, WarehouseError
+from kho.extract.block import Block, Defect
 from kho.load.ddl import (
     RAW_SCHEMA,
     batch_index,
@@ -59,15 +62,20 @@ class LedgerEntry:
     cursor_from: dt.datetime | None
     cursor_to: dt.datetime | None
     unknown_fields: tuple[str, ...]
+    source_name: str | None = None
+    blank_lines: int = 0
+    """Empty lines of a file: no record, so not read (reported by `kho load`, not in the ledger)."""
 
     @property
     def rows_loaded(self) -> int:
         return self.rows_new + self.rows_changed
 
     def summary(self) -> str:
+        blank = f" ({self.blank_lines} blank line(s) skipped)" if self.blank_lines else ""
         return (
             f"batch {self.batch_id} {self.registry}.{self.entity}: read {self.rows_read} = new {self.rows_new}"
             f" + changed {self.rows_changed} + unchanged {self.rows_unchanged} + rejected {self.rows_rejected}"
+            f"{blank}"
         )
 
 
@@ -91,6 +99,13 @@ class BatchLoader:
     """Into an empty raw table, COPY straight into it and build its key afterwards (see `_claim_empty_target`)."""
     rows_staged: int = 0
     """Accepted rows COPYed so far, as the server counted them."""
+    source_name: str | None = None
+    """The file a file batch reads (for the ledger and messages)."""
+    reject_limit: RejectLimit | None = None
+    """Refuse the batch when its rejects pass this limit (None: never)."""
+    blank_lines: int = 0
+    _reasons: Counter[str] = field(default_factory=Counter, repr=False)
+    _first_lines: dict[str, int] = field(default_factory=dict, repr=False)
     _direct_key: sql.Identifier | None = field(default=None, repr=False)
     """The raw table's primary key constraint, dropped while a first load COPYs into the table itself."""
     _checker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "kho-check"), repr=False)
@@ -126,17 +141,23 @@ class BatchLoader:
         """True when this batch COPYs straight into the (empty) raw table instead of a stage."""
         return self._direct_key is not None
 
-    def add(self, table: pa.Table) -> None:
-        """Check one Arrow table (wire text) and stage it; rejects go to quarantine.
+    def add(self, block: Block | pa.Table) -> None:
+        """Check one block (or Arrow table) of wire text and stage it; its structural defects and the records the
+        contract rejects go to quarantine, each with its line number and bytes when it came from a file.
 
         Checking and CSV encoding run on a worker thread (Arrow releases the GIL) while this thread COPYs the
         previous table, so the Python and PostgreSQL sides overlap; only this thread ever touches the connection.
         """
-        if table.num_rows == 0:
+        if isinstance(block, pa.Table):
+            block = Block.of(block)
+        self.blank_lines += block.blank_lines
+        if block.defects:
+            self._quarantine_defects(block.defects)
+        self.rows_read += block.records
+        if block.table.num_rows == 0:
             return
-        self._check_shape(table)
-        self.rows_read += table.num_rows
-        submitted = self._checker.submit(_prepare, self.entity, table, self.dialect)
+        self._check_shape(block.table)
+        submitted = self._checker.submit(_prepare, self.entity, block, self.dialect)
         self._drain()
         self._pending = submitted
 
@@ -149,6 +170,7 @@ class BatchLoader:
         """
         self._drain()
         self._checker.shutdown()
+        self._check_reject_limit()
         if self.direct:
             new, changed, unchanged = self._finish_direct()
         elif self.rows_staged:
@@ -159,7 +181,7 @@ class BatchLoader:
             batch_id=self.batch_id, registry=self.entity.registry, entity=self.entity.name, source=self.source,
             rows_read=self.rows_read, rows_new=new, rows_changed=changed, rows_unchanged=unchanged,
             rows_rejected=self.rows_rejected, cursor_from=self.cursor_from, cursor_to=self.cursor_to,
-            unknown_fields=tuple(self.unknown_fields),
+            unknown_fields=tuple(self.unknown_fields), source_name=self.source_name, blank_lines=self.blank_lines,
         )
         self._write_ledger(entry)
         return entry
@@ -173,7 +195,7 @@ class BatchLoader:
         self.unknown_fields.update(dict.fromkeys(checked.unknown_fields))
         self._advance_cursor(checked)
         if checked.rejected.num_rows:
-            self._quarantine(checked.rejected)
+            self._quarantine(checked.rejected, prepared.rejected_lines, prepared.rejected_raw)
         if prepared.csv_chunks:
             target = raw_table(self.entity) if self.direct else sql.Identifier(STAGE)
             self.rows_staged += _copy_csv(self.conn, target, checked.accepted.column_names, prepared.csv_chunks,
@@ -206,8 +228,9 @@ class BatchLoader:
             if top is not None and (self.cursor_to is None or top > self.cursor_to):
                 self.cursor_to = top
 
-    def _quarantine(self, rejected: pa.Table) -> None:
-        """Rejected rows keep their raw payload, reason and batch id. Rejects are few: per-row JSON is fine here.
+    def _quarantine(self, rejected: pa.Table, lines: list[int | None], raws: list[bytes | None]) -> None:
+        """Rejected rows keep their payload, reason, batch id, line number and exact bytes. Rejects are few:
+        per-row JSON is fine here.
 
         The rejected count is the rows COPY wrote into kho.quarantine, not the rows the check set aside.
         """
@@ -215,15 +238,52 @@ class BatchLoader:
         payload_cols = [c for c in rejected.column_names if not c.startswith("_reason")]
         rows = rejected.to_pylist()
         cursor = self.conn.cursor()
-        with cursor.copy(
-            "COPY kho.quarantine (batch_id, registry, entity, record_key, reason_code, reason, payload) FROM STDIN"
-        ) as copy:
-            for r in rows:
-                record_key = "|".join("" if r.get(k) is None else str(r[k]) for k in key)
-                payload = json.dumps({c: r[c] for c in payload_cols}, ensure_ascii=False, default=str)
+        with cursor.copy(sql.SQL("COPY kho.quarantine ({}) FROM STDIN").format(_QUARANTINE_COLUMNS)) as copy:
+            for r, line, raw in zip(rows, lines, raws, strict=True):
+                record_key = _readable("|".join("" if r.get(k) is None else str(r[k]) for k in key))
+                record = {c: r[c] for c in payload_cols}
+                if raw is None:  # an API record: its JSON, exactly (a NUL stays an escape)
+                    raw = json.dumps(record, ensure_ascii=False).encode("utf-8")
+                payload = json.dumps({c: _readable(v) for c, v in record.items()}, ensure_ascii=False)
                 copy.write_row((self.batch_id, self.entity.registry, self.entity.name, record_key or None,
-                                r["_reason_code"], r["_reason"], payload))
+                                r["_reason_code"], r["_reason"], payload, line, raw))
+                self._count_reason(r["_reason_code"], line)
         self.rows_rejected += cursor.rowcount
+
+    def _quarantine_defects(self, defects: tuple[Defect, ...]) -> None:
+        """Lines that are not records: their bytes as read, their line number, why; the payload is a readable
+        rendering of the line (undecodable bytes as \\xNN escapes, cut at `READABLE_CHARS`)."""
+        cursor = self.conn.cursor()
+        with cursor.copy(sql.SQL("COPY kho.quarantine ({}) FROM STDIN").format(_QUARANTINE_COLUMNS)) as copy:
+            for d in defects:
+                text = _readable(d.raw.decode("utf-8", "backslashreplace"))
+                payload = json.dumps({"line": text}, ensure_ascii=False)
+                copy.write_row((self.batch_id, self.entity.registry, self.entity.name, None, d.code, d.reason,
+                                payload, d.line, d.raw))
+                self._count_reason(d.code, d.line)
+        self.rows_rejected += cursor.rowcount
+
+    def _count_reason(self, code: str, line: int | None) -> None:
+        self._reasons[code] += 1
+        if line is not None:
+            self._first_lines.setdefault(code, line)
+
+    def _check_reject_limit(self) -> None:
+        """Refuse the whole batch (raise, so its transaction rolls back) when its rejects pass the limit."""
+        limit, read, rejected = self.reject_limit, self.rows_read, self.rows_rejected
+        if limit is None or not limit.exceeded(read, rejected):
+            return
+        where = f" from {self.source_name}" if self.source_name else ""
+        common = ", ".join(
+            f"{code} x{count:,}" + (f" (first at line {self._first_lines[code]})" if code in self._first_lines else "")
+            for code, count in self._reasons.most_common(3))
+        raise BatchRefused(
+            f"registry {self.entity.registry}, entity {self.entity.name}, batch {self.batch_id}{where}: {rejected:,} "
+            f"of {read:,} records rejected ({100 * rejected / read:.1f}%), more than the limit of {limit.percent:g}% "
+            f"({limit.setting}); the batch was refused and nothing was loaded or quarantined. Most common: {common}. "
+            "Ask the registry to fix the data, or raise the limit for this registry "
+            f"(KHO_REJECT_LIMIT_PERCENT_{self.entity.registry.upper()}) to load it anyway."
+        )
 
     def _target_is_empty(self) -> bool:
         row = self.conn.execute(
@@ -376,12 +436,13 @@ class BatchLoader:
             self.conn.execute(
                 """
                 INSERT INTO kho.load_ledger (batch_id, registry, entity, source, run_id, started_at, cursor_from,
-                    cursor_to, rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, unknown_fields)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    cursor_to, rows_read, rows_new, rows_changed, rows_unchanged, rows_rejected, unknown_fields,
+                    source_name)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 (entry.batch_id, entry.registry, entry.entity, entry.source, self.run_id, self.started_at,
                  entry.cursor_from, entry.cursor_to, entry.rows_read, entry.rows_new, entry.rows_changed,
-                 entry.rows_unchanged, entry.rows_rejected, list(entry.unknown_fields)),
+                 entry.rows_unchanged, entry.rows_rejected, list(entry.unknown_fields), entry.source_name),
             )
         except psycopg.errors.CheckViolation as exc:
             raise LedgerMismatch(
@@ -406,18 +467,36 @@ class BatchLoader:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A checked table and its accepted rows already encoded as CSV for COPY."""
+    """A checked block: its accepted rows already encoded as CSV for COPY, where its rejects came from."""
 
     checked: CheckedBatch
     csv_chunks: list[memoryview]
+    rejected_lines: list[int | None]
+    rejected_raw: list[bytes | None]
 
 
-def _prepare(entity: Entity, table: pa.Table, dialect: Dialect) -> _Prepared:
-    """Check and CSV-encode one table: pure Arrow work, run off the connection's thread."""
-    checked = check_table(entity, table, dialect=dialect)
+def _prepare(entity: Entity, block: Block, dialect: Dialect) -> _Prepared:
+    """Check and CSV-encode one block: pure Arrow work, run off the connection's thread."""
+    checked = check_table(entity, block.table, dialect=dialect)
     ready = _copy_ready(checked.accepted)
     chunks = [_csv(batch) for batch in ready.to_batches(max_chunksize=COPY_CHUNK_ROWS)]
-    return _Prepared(checked, chunks)
+    rows = checked.rejected_rows.to_pylist()
+    return _Prepared(checked, chunks, block.line_numbers(rows), block.raw_records(rows))
+
+
+READABLE_CHARS = 4096
+"""A quarantined value's readable form (the payload) is cut here; the exact bytes are in `raw_record`."""
+_QUARANTINE_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, (
+    "batch_id", "registry", "entity", "record_key", "reason_code", "reason", "payload", "line_number", "raw_record")))
+
+
+def _readable(value: object) -> object:
+    """A value as jsonb can hold it: a NUL shown as \\x00 (jsonb refuses U+0000), a long text cut short."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    return value if len(value) <= READABLE_CHARS else value[:READABLE_CHARS] + "…"
 
 
 _UNQUOTED = pacsv.WriteOptions(include_header=False, quoting_style="none")

@@ -20,10 +20,11 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kho.config import KhoConfig
+from kho.config import KhoConfig, RejectLimit
 from kho.errors import ConfigError
 from kho.extract.api import ApiSource, RetryPolicy, iter_pages
-from kho.extract.files import ExportFile, FileFormat, iter_file_progress, prefetch
+from kho.extract.block import Block
+from kho.extract.files import ExportFile, FileFormat, iter_blocks, prefetch, read_header
 from kho.load.batch import BatchLoader, LedgerEntry
 from kho.load.state import bootstrap, read_watermark, read_watermark_row, restore_watermark
 from kho.sources.contract import Dialect, Entity, parse_field
@@ -82,7 +83,7 @@ def sync_api(config: KhoConfig, entity: Entity, options: SyncOptions = SyncOptio
         hold = _watermark_to_hold(conn, entity, options)
         pages = _pages_before(iter_pages(source, entity, start), entity, options.until)
         try:
-            return _load_batches(conn, entity, options, pages, start, hold)
+            return _load_batches(conn, entity, options, pages, start, hold, config.reject_limit(entity.registry))
         finally:
             pages.close()
 
@@ -110,8 +111,9 @@ def _watermark_to_hold(conn: psycopg.Connection, entity: Entity,
     return (current,)
 
 
-def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions, pages: Iterator[pa.Table],
-                  start: dt.datetime | None, hold: tuple[tuple[dt.datetime, int] | None] | None) -> list[LedgerEntry]:
+def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions, pages: Iterator[Block],
+                  start: dt.datetime | None, hold: tuple[tuple[dt.datetime, int] | None] | None,
+                  reject_limit: RejectLimit) -> list[LedgerEntry]:
     """One transaction per `pages_per_batch` pages; pages are fetched before the transaction opens, so a slow or
     retried registry never holds a transaction (or the entity's load lock) open. `hold` (a backfill past a gap)
     keeps the watermark where it was."""
@@ -123,11 +125,12 @@ def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions
         if not chunk and entries:
             return entries
         with conn.transaction():
-            loader = BatchLoader(conn, entity, "api", run_id=options.run_id, cursor_from=cursor_from)
+            loader = BatchLoader(conn, entity, "api", run_id=options.run_id, cursor_from=cursor_from,
+                                 reject_limit=reject_limit)
             for page in chunk:
                 loader.add(page)
                 pages_read += 1
-                rows_read += page.num_rows
+                rows_read += page.records
                 if options.on_page is not None:
                     options.on_page(pages_read, rows_read)
             entry = loader.finish()
@@ -139,21 +142,22 @@ def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions
             return entries
 
 
-def _pages_before(pages: Iterator[pa.Table], entity: Entity,
-                  until: dt.datetime | None) -> Generator[pa.Table, None, None]:
+def _pages_before(pages: Iterator[Block], entity: Entity,
+                  until: dt.datetime | None) -> Generator[Block, None, None]:
     """The pages, cut at the first record with updated_at >= until (pages come in updated_at order, so paging
     stops there: a backfill of [since, until) neither reads nor counts what lies beyond its interval)."""
     try:
         for page in pages:
-            if until is None or entity.cursor not in page.column_names:
+            table = page.table
+            if until is None or entity.cursor not in table.column_names:
                 yield page
                 continue
-            stamps = parse_field(entity.field(entity.cursor), page.column(entity.cursor))
+            stamps = parse_field(entity.field(entity.cursor), table.column(entity.cursor))
             before = pc.fill_null(pc.less(stamps, pa.scalar(until, stamps.type)), True)
-            kept = page.filter(before)
-            if kept.num_rows:
-                yield kept
-            if kept.num_rows < page.num_rows:
+            kept = table.filter(before)
+            if kept.num_rows or page.defects:  # a record that is not one has no cursor: read with its page
+                yield Block.of(kept, page.defects)
+            if kept.num_rows < table.num_rows:
                 return
     finally:
         close = getattr(pages, "close", None)
@@ -165,17 +169,24 @@ def load_file(config: KhoConfig, entity: Entity, path: Path | str, *, fmt: FileF
               run_id: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> LedgerEntry:
     """Load one registry export file (CSV or JSON Lines, optionally gzipped) as one batch.
 
-    The whole file commits or nothing does. CSV exports write dates as dd/mm/yyyy; JSON Lines keep the API's
-    wire form. `on_progress(rows_read, bytes_done)` is called after each block (the CLI draws a progress bar).
+    The whole file commits or nothing does. A file whose compression, encoding, header or separator is wrong is
+    refused before anything is written; a line that is not a record is quarantined with its line number and the
+    rest loads, unless the file's rejects pass the registry's limit (`KhoConfig.reject_limit`), which refuses the
+    file. CSV exports write dates as dd/mm/yyyy; JSON Lines keep the API's wire form. `on_progress(rows_read,
+    bytes_done)` is called after each block (the CLI draws a progress bar).
     """
     export = ExportFile.of(path, fmt)
+    if export.format == "csv":
+        read_header(export, entity)  # refused here, before a connection or a transaction is opened
     dialect = Dialect.EXPORT if export.format == "csv" else Dialect.API
+    limit = config.reject_limit(entity.registry)
     with connect(config.warehouse) as conn:
         bootstrap(conn)
         with conn.transaction():
-            loader = BatchLoader(conn, entity, "file", run_id=run_id, dialect=dialect)
-            for table, bytes_done in prefetch(iter_file_progress(export)):
-                loader.add(table)
+            loader = BatchLoader(conn, entity, "file", run_id=run_id, dialect=dialect, source_name=str(export.path),
+                                 reject_limit=limit)
+            for block in prefetch(iter_blocks(export, entity)):
+                loader.add(block)
                 if on_progress is not None:
-                    on_progress(loader.rows_read, bytes_done)
+                    on_progress(loader.rows_read, block.position)
             return loader.finish()

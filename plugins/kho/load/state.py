@@ -34,6 +34,7 @@ STATE_DDL = (
         rows_rejected   bigint NOT NULL CHECK (rows_rejected >= 0),
         rows_loaded     bigint GENERATED ALWAYS AS (rows_new + rows_changed) STORED,
         unknown_fields  text[] NOT NULL DEFAULT '{}',
+        source_name     text,
         CONSTRAINT load_ledger_adds_up
             CHECK (rows_read = rows_new + rows_changed + rows_unchanged + rows_rejected)
     )
@@ -49,8 +50,35 @@ STATE_DDL = (
         reason_code     text NOT NULL,
         reason          text NOT NULL,
         payload         jsonb NOT NULL,
-        quarantined_at  timestamptz NOT NULL DEFAULT now()
+        quarantined_at  timestamptz NOT NULL DEFAULT now(),
+        line_number     bigint,
+        raw_record      bytea
     )
+    """,
+    # Columns added after the first release, added in place to a warehouse that lacks them, and described once.
+    # Looked up first, so the usual case takes no lock and writes nothing (an ALTER would queue behind readers).
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'kho.load_ledger'::regclass
+                       AND attname = 'source_name' AND NOT attisdropped) THEN
+            ALTER TABLE kho.load_ledger ADD COLUMN source_name text;
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'kho.quarantine'::regclass
+                       AND attname = 'raw_record' AND NOT attisdropped) THEN
+            ALTER TABLE kho.quarantine ADD COLUMN line_number bigint, ADD COLUMN raw_record bytea;
+        END IF;
+        IF col_description('kho.quarantine'::regclass, (SELECT attnum FROM pg_attribute
+                           WHERE attrelid = 'kho.quarantine'::regclass AND attname = 'raw_record')) IS NULL THEN
+            COMMENT ON COLUMN kho.load_ledger.source_name IS 'The export file a file batch read (null for API)';
+            COMMENT ON COLUMN kho.quarantine.line_number IS
+                'Line of the export file the record was on (a CSV header is line 1); null for API records';
+            COMMENT ON COLUMN kho.quarantine.raw_record IS
+                'The record as received: the file line''s bytes (line break excluded; a too-long line''s first '
+                '4096 bytes), or an API record''s JSON';
+        END IF;
+    END
+    $$
     """,
     "CREATE INDEX IF NOT EXISTS quarantine_batch_idx ON kho.quarantine (batch_id)",
     """

@@ -4,20 +4,21 @@ caller noticing, rate limits waited out once, failures raised as ExtractError th
 from __future__ import annotations
 
 import httpx
-import pyarrow as pa
 import pytest
 
 from kho.config import RegistryCredentials
 from kho.errors import ExtractError
 from kho.extract.api import ApiSource, ClientCredentialsAuth, RetryPolicy, iter_pages, retry_after_seconds
+from kho.extract.block import Block
 from kho.simulator.faults import FaultSpec
 from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
 from kho.sources.population import CITIZENS
 from tests.unit.simulator.fakes import CLIENT, THINGS, FakeWorld, ManualClock
 
 
-def rows(tables: list[pa.Table]) -> list[dict[str, str | None]]:
-    return [row for table in tables for row in table.to_pylist()]
+def rows(blocks: list[Block]) -> list[dict[str, str | None]]:
+    assert not any(block.defects for block in blocks)
+    return [row for block in blocks for row in block.table.to_pylist()]
 
 
 def test_a_sync_fetches_one_token_and_pages_every_record(running: RunningSimulator, world: FakeWorld) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from kho.errors import ExtractError
-from kho.extract.files import ExportFile, iter_file, prefetch
+from kho.extract.files import ExportFile, iter_blocks, iter_file, prefetch
 
 ROWS = [
     {"cccd": "074090001234", "full_name": "Nguyễn Thị Hương", "date_of_birth": "17/05/1990", "note": "a, \"b\""},
@@ -73,11 +73,13 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         ExportFile.of(tmp_path / "nope.csv")
 
 
-def test_a_ragged_csv_row_is_reported_as_invalid_csv(tmp_path: Path) -> None:
+def test_a_ragged_csv_line_is_a_defect_with_its_line_number_and_the_rest_is_read(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text("a,b\n1,2\n3,4,5\n", encoding="utf-8")
-    with pytest.raises(ExtractError, match="not valid CSV"):
-        read_all(path)
+    path.write_text("a,b\n1,2\n3,4,5\n6,7\n", encoding="utf-8")
+    blocks = list(iter_blocks(ExportFile.of(path)))
+    assert [row for b in blocks for row in b.table.to_pylist()] == [{"a": "1", "b": "2"}, {"a": "6", "b": "7"}]
+    assert [(d.line, d.code, d.raw) for b in blocks for d in b.defects] == [(3, "ragged_line", b"3,4,5")]
+    assert [n for b in blocks for n in b.line_numbers(range(b.table.num_rows))] == [2, 4]
 
 
 def test_prefetch_yields_every_item_in_order() -> None:

@@ -38,7 +38,7 @@ def policy(sleeps: Sleeps, **overrides: object) -> RetryPolicy:
 
 
 def all_rows(source: ApiSource) -> list[dict[str, str | None]]:
-    return [row for page in iter_pages(source, THINGS) for row in page.to_pylist()]
+    return [row for page in iter_pages(source, THINGS) for row in page.table.to_pylist()]
 
 
 def test_backoff_doubles_from_the_base_and_stops_at_the_cap() -> None:

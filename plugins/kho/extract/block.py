@@ -1,0 +1,89 @@
+"""What an extractor hands the loader: a block of records read as text, and the lines it could not read as records.
+
+A registry's export file or API page may hold lines or records that are not records at all: a line with too few
+or too many fields, bytes that are not UTF-8, a NUL byte, a line that is not JSON, a quote never closed, a line
+longer than any record can be. Each is a *structural defect*: it cannot be typed or checked against the contract,
+so it goes to quarantine as it arrived (its bytes, its line number, a reason code), and the records around it load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+StructuralCode = Literal[
+    "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
+    "malformed_line", "line_too_long",
+]
+"""Reason codes of structural defects, beside the contract's (`kho.sources.contract.ReasonCode`)."""
+
+STRUCTURAL_CODES: tuple[StructuralCode, ...] = (
+    "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
+    "malformed_line", "line_too_long",
+)
+
+_NO_ROWS: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One line (or API record) that is not a record: quarantined as received, with where and why."""
+
+    code: StructuralCode
+    reason: str
+    """One line for the operator: what is wrong, and where in the line."""
+    raw: bytes
+    """The line's bytes exactly as read (line break excluded; a too-long line's first bytes only), or an API
+    record's JSON."""
+    line: int | None = None
+    """1-based line number in the file (the header is line 1 of a CSV file); None for API records."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of an export file or a page of an API: all-text records, plus the lines that were not records.
+
+    For a file, `data` is the block's bytes and `row_starts`/`row_ends` where each record's line lies in them, so
+    a record the contract rejects is quarantined with its exact bytes and line number.
+    """
+
+    table: pa.Table
+    defects: tuple[Defect, ...] = ()
+    first_line: int | None = None
+    """Line number of the block's first line (None for API pages)."""
+    row_lines: npt.NDArray[np.int64] = field(default_factory=lambda: _NO_ROWS)
+    """Per record, its line's index within the block (its line number is `first_line` + index)."""
+    data: bytes = b""
+    row_starts: npt.NDArray[np.int64] = field(default_factory=lambda: _NO_ROWS)
+    row_ends: npt.NDArray[np.int64] = field(default_factory=lambda: _NO_ROWS)
+    blank_lines: int = 0
+    """Empty or blank lines skipped: they hold no record and are not counted as read."""
+    position: int = 0
+    """Bytes of the file on disk consumed when this block was cut (the progress bar's numerator)."""
+
+    @classmethod
+    def of(cls, table: pa.Table, defects: Sequence[Defect] = ()) -> Block:
+        """A block with no file lines behind it (an API page, or records built in memory)."""
+        return cls(table, tuple(defects))
+
+    @property
+    def records(self) -> int:
+        """What the ledger counts as read: every record, and every line that should have been one."""
+        return self.table.num_rows + len(self.defects)
+
+    def line_numbers(self, rows: Sequence[int]) -> list[int | None]:
+        """The file line number of each of `rows` (None when the block has no lines behind it)."""
+        if self.first_line is None or not len(self.row_lines):
+            return [None] * len(rows)
+        return [self.first_line + int(self.row_lines[r]) for r in rows]
+
+    def raw_records(self, rows: Sequence[int]) -> list[bytes | None]:
+        """The exact bytes of each of `rows`' lines (None when the block has no lines behind it)."""
+        if not len(self.row_starts):
+            return [None] * len(rows)
+        return [self.data[int(self.row_starts[r]):int(self.row_ends[r])] for r in rows]
