@@ -22,7 +22,7 @@ import json
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
@@ -272,9 +272,14 @@ def iter_blocks(export: ExportFile, entity: Entity | None = None, *, block_bytes
         else:
             rest = source.read(len(codecs.BOM_UTF8)).removeprefix(codecs.BOM_UTF8)
             parse = _JsonBlocks(entity)
-        for data, first_line, defects, position in _line_blocks(source, rest, block_bytes, max_line_bytes,
-                                                                first_line=2 if header is not None else 1):
-            block = parse(data, first_line, defects, max_line_bytes, position)
+        cuts = _line_blocks(source, rest, block_bytes, max_line_bytes, first_line=2 if header is not None else 1)
+        carry: Carry | None = None
+        while True:
+            try:
+                data, first_line, defects, position, final = cuts.send(carry)
+            except StopIteration:
+                return
+            block, carry = parse(data, first_line, defects, max_line_bytes, position, final)
             if block.records or block.blank_lines:
                 yield block
     finally:
@@ -288,8 +293,9 @@ def iter_file(export: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator
 
 
 def _line_blocks(source: _Source, pending: bytes, block_bytes: int, max_line_bytes: int, *,
-                 first_line: int) -> Iterator[tuple[bytes, int, list[Defect], int]]:
-    """(bytes of whole lines, the first one's line number, lines too long to hold, file position) per block.
+                 first_line: int) -> Generator[tuple[bytes, int, list[Defect], int, bool], Carry | None, None]:
+    """(bytes of whole lines, the first one's line number, lines too long to hold, file position, whether it is
+    the last block) per block; a block's reader may send back its tail (`Carry`) to be read with the next one.
 
     `pending` is what was read past the header already. A line with no break within `max_line_bytes` is a
     defect: its first `KEPT_BYTES` are kept and the rest is read past, never held.
@@ -298,7 +304,7 @@ def _line_blocks(source: _Source, pending: bytes, block_bytes: int, max_line_byt
     long_lines: list[Defect] = []
     while True:
         chunk = source.read(block_bytes)
-        if not chunk and len(pending) <= max_line_bytes:
+        if not chunk:
             break
         data = pending + chunk if pending else chunk
         cut = data.rfind(b"\n")
@@ -310,11 +316,13 @@ def _line_blocks(source: _Source, pending: bytes, block_bytes: int, max_line_byt
             line_no += 1
             continue
         block, pending = data[: cut + 1], data[cut + 1:]
-        yield block, line_no, long_lines, source.position
+        carry = yield block, line_no, long_lines, source.position, False
         line_no += block.count(b"\n")
         long_lines = []
+        if carry is not None:
+            pending, line_no = carry[0] + pending, carry[1]
     if pending or long_lines:
-        yield pending, line_no, long_lines, source.position
+        yield pending, line_no, long_lines, source.position, True
 
 
 def _skip_long_line(source: _Source, data: bytes, line_no: int, max_line_bytes: int,
@@ -405,23 +413,47 @@ def _kept_data(data: bytes, lines: _Lines, kept: npt.NDArray[np.int64]) -> bytes
     return joined if joined.endswith(b"\n") else joined + b"\n"
 
 
+@dataclass
+class _Slow:
+    """What reading a block line by line found: records, where each lies, and where the block must stop."""
+
+    records: list[object]
+    rows: list[int]
+    """Per record, the index of its (first) line."""
+    ends: list[int]
+    """Per record, where its (last) line ends in the block."""
+    blanks: int = 0
+    carry: int | None = None
+    """Index of a line whose record may go on in the next block: it and every line after it are read again there."""
+
+
+Carry = tuple[bytes, int]
+"""Bytes handed back to the block reader to be read again at the start of the next block, and their line number."""
+
+
 class _Blocks:
     """Turn a block of whole lines into a `Block`: fast through Arrow, line by line only where Arrow refuses."""
 
     def __call__(self, data: bytes, first_line: int, long_lines: list[Defect], max_line_bytes: int,
-                 position: int) -> Block:
+                 position: int, final: bool) -> tuple[Block, Carry | None]:
         lines = _Lines.of(data)
         defects = list(long_lines)
         blank, bad = _screen(data, lines, first_line, max_line_bytes, defects)
         kept = np.flatnonzero(~(blank | bad)).astype(np.int64)
         table = self.fast(_kept_data(data, lines, kept), len(kept)) if len(kept) else self.empty()
-        blanks = int(blank.sum())
-        if table is None:
-            table, kept, slow_blanks = self.slow(data, lines, kept, first_line, defects)
-            blanks += slow_blanks
-        defects.sort(key=lambda d: d.line or 0)
-        return Block(table, tuple(defects), first_line, kept, data, lines.starts[kept], lines.ends[kept],
-                     blanks, position)
+        if table is not None:
+            block = Block(table, tuple(sorted(defects, key=_line_of)), first_line, kept, data, lines.starts[kept],
+                          lines.ends[kept], int(blank.sum()), position)
+            return block, None
+        slow = self.slow(data, lines, bad, first_line, defects, max_line_bytes, final)
+        carry: Carry | None = None
+        if slow.carry is not None:  # lines from there on are screened and read again with the next block
+            carry = (data[int(lines.starts[slow.carry]):], first_line + slow.carry)
+            defects = [d for d in defects if _line_of(d) < first_line + slow.carry]
+        rows = np.array(slow.rows, np.int64)
+        block = Block(self.table(slow.records, data), tuple(sorted(defects, key=_line_of)), first_line, rows, data,
+                      lines.starts[rows], np.array(slow.ends, np.int64), slow.blanks, position)
+        return block, carry
 
     def fast(self, data: bytes, expected: int) -> pa.Table | None:
         """Arrow's parse of the kept lines, or None unless it gave exactly one record per line."""
@@ -430,37 +462,70 @@ class _Blocks:
     def empty(self) -> pa.Table:
         raise NotImplementedError
 
-    def slow(self, data: bytes, lines: _Lines, kept: npt.NDArray[np.int64], first_line: int,
-             defects: list[Defect]) -> tuple[pa.Table, npt.NDArray[np.int64], int]:
-        """Line by line: (records, the lines they came from, blank lines); the rest become `defects`."""
-        rows: list[int] = []
-        records: list[object] = []
-        blanks = 0
-        for i in kept:
+    def slow(self, data: bytes, lines: _Lines, bad: npt.NDArray[np.bool_], first_line: int, defects: list[Defect],
+             max_line_bytes: int, final: bool) -> _Slow:
+        """Line by line (the lines `bad` marks are defects already): records, blank lines, and new defects."""
+        out = _Slow([], [], [])
+        i = 0
+        while i < len(lines):
+            if bad[i]:
+                i += 1
+                continue
             s, e = int(lines.starts[i]), int(lines.ends[i])
             line = data[s:e]
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 defects.append(Defect("invalid_encoding", f"not UTF-8: byte 0x{line[exc.start]:02x} at byte "
-                                      f"{exc.start + 1} of the line", line, first_line + int(i)))
+                                      f"{exc.start + 1} of the line", line, first_line + i))
+                i += 1
                 continue
             if not text.strip():
-                blanks += 1
+                out.blanks += 1
+                i += 1
                 continue
             outcome = self.record(text)
+            if isinstance(outcome, Defect) and outcome.code == "unterminated_quote":
+                joined = self.join(data, lines, bad, i, max_line_bytes, final)
+                if joined == "carry":
+                    out.carry = i
+                    return out
+                if isinstance(joined, tuple):  # a quoted value with line breaks: one record over several lines
+                    record, last = joined
+                    out.records.append(record)
+                    out.rows.append(i)
+                    out.ends.append(int(lines.ends[last]))
+                    i = last + 1
+                    continue
             if isinstance(outcome, Defect):
-                defects.append(Defect(outcome.code, outcome.reason, line, first_line + int(i)))
+                defects.append(Defect(outcome.code, outcome.reason, line, first_line + i))
             else:
-                rows.append(int(i))
-                records.append(outcome)
-        return self.table(records), np.array(rows, np.int64), blanks
+                out.records.append(outcome)
+                out.rows.append(i)
+                out.ends.append(e)
+            i += 1
+        return out
+
+    def join(self, data: bytes, lines: _Lines, bad: npt.NDArray[np.bool_], first: int, max_line_bytes: int,
+             final: bool) -> tuple[object, int] | Literal["carry"] | None:
+        """A record that starts on line `first` and goes on over the next lines, with its last line's index;
+        "carry" when it may go on past the block; None when it is not one."""
+        return None
 
     def record(self, text: str) -> object:
         raise NotImplementedError
 
-    def table(self, records: list[object]) -> pa.Table:
+    def table(self, records: list[object], data: bytes) -> pa.Table:
         raise NotImplementedError
+
+
+def _line_of(defect: Defect) -> int:
+    return defect.line or 0
+
+
+MAX_RECORD_LINES = 16
+"""A quoted CSV value may hold line breaks (RFC 4180), but no registry record spans more lines than this: a quote
+still open after them is a quote never closed, and only its own line is quarantined."""
 
 
 class _CsvBlocks(_Blocks):
@@ -508,7 +573,29 @@ class _CsvBlocks(_Blocks):
                           b"")
         return fields
 
-    def table(self, records: list[object]) -> pa.Table:
+    def join(self, data: bytes, lines: _Lines, bad: npt.NDArray[np.bool_], first: int, max_line_bytes: int,
+             final: bool) -> tuple[object, int] | Literal["carry"] | None:
+        start = int(lines.starts[first])
+        for last in range(first + 1, min(first + MAX_RECORD_LINES, len(lines))):
+            if bad[last] or int(lines.ends[last]) - start > max_line_bytes:
+                return None
+            try:
+                text = data[start:int(lines.ends[last])].decode("utf-8")
+                rows = list(csv.reader(text.splitlines(keepends=True), delimiter=self.header.delimiter, strict=True))
+            except UnicodeDecodeError:
+                return None
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    continue
+                return None
+            if len(rows) == 1 and len(rows[0]) == len(self.header.names):
+                return rows[0], last
+            return None
+        if not final and len(lines) - first < MAX_RECORD_LINES:
+            return "carry"  # the block ends before the quote could close: read these lines with the next block
+        return None
+
+    def table(self, records: list[object], data: bytes) -> pa.Table:
         names = self.header.names
         if not records:
             return self.empty()
@@ -545,15 +632,6 @@ class _JsonBlocks(_Blocks):
     def empty(self) -> pa.Table:
         return pa.table({})
 
-    def slow(self, data: bytes, lines: _Lines, kept: npt.NDArray[np.int64], first_line: int,
-             defects: list[Defect]) -> tuple[pa.Table, npt.NDArray[np.int64], int]:
-        """As `_Blocks.slow`; a contract field the block names but no good record holds is a column of nulls, as
-        the fast path makes it (absent from every line of the block is schema drift; absent from some is not)."""
-        table, rows, blanks = super().slow(data, lines, kept, first_line, defects)
-        for name in self.fields:
-            if name not in table.column_names and f'"{name}"'.encode() in data:
-                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
-        return table, rows, blanks
 
     def record(self, text: str) -> object:
         try:
@@ -570,10 +648,16 @@ class _JsonBlocks(_Blocks):
             return Defect("invalid_encoding", f"{unpaired} holds an unpaired surrogate (not Unicode text)", b"")
         return record
 
-    def table(self, records: list[object]) -> pa.Table:
+    def table(self, records: list[object], data: bytes) -> pa.Table:
+        """The good records' table; a contract field the block names but no good record holds is a column of
+        nulls, as the fast path makes it (absent from every line of a block is schema drift; from some, not)."""
         from kho.extract.api import records_to_table
 
-        return records_to_table(records) if records else self.empty()  # type: ignore[arg-type]
+        table = records_to_table(records) if records else self.empty()  # type: ignore[arg-type]
+        for name in self.fields:
+            if name not in table.column_names and f'"{name}"'.encode() in data:
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        return table
 
 
 def _json_kind(value: object) -> str:
