@@ -14,6 +14,11 @@
      make the same queryable table, with no checking at all (the floor for kho's path, for reference),
    - `kho load` of a change feed touching 1% of the records (merge on top of that round's full load; last, so
      the raw table's pages are no longer the freshest in the cache, as on a real next night).
+   With `--against REF` (a git commit, e.g. the loader before a change), each round also times `kho load` of the
+   same file into the emptied raw table by REF's code and by this checkout's, each in a process of its own,
+   in alternating order: the change's cost on a clean file, as a ratio measured in the same run.
+   With `--bad-lines P`, each round also loads a copy of the file in which P% of the lines are broken (ragged,
+   invalid UTF-8, NUL, unterminated quote, in turn): what reading around bad lines costs (no target).
 4. Optionally, peak RSS of `kho load` on a file of `--memory-citizens` rows (a separate process, into the
    emptied raw table: an initial bulk load).
 
@@ -40,14 +45,17 @@ import pyarrow.csv as pacsv
 from common import timed  # bench/common.py
 
 from kho.config import KhoConfig
-from kho.extract.files import ExportFile
+from kho.extract.files import ExportFile, read_header
 from kho.load.pipeline import load_file
 from kho.sources.population import CITIZENS
 from kho.warehouse import cluster
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 RESULTS = Path(__file__).parent / "results"
-PATHS = ("psql_copy", "kho_load", "dlt", "psql_copy_typed_raw", "kho_merge_1pct")
+PATHS = ("psql_copy", "kho_load", "dlt", "psql_copy_typed_raw", "kho_merge_1pct", "kho_load_ref", "kho_load_this",
+         "kho_load_bad_lines")
+BREAKAGES = (b"1,2,3", b"\xff\xfe broken \xc3", b"0\x00", b'"never closed,')
+"""What `--bad-lines` puts in place of a line, in turn: ragged, invalid UTF-8, a NUL, an unterminated quote."""
 
 
 
@@ -62,8 +70,14 @@ def export_citizens(citizens: int, seed: int, out_dir: Path) -> Path:
     return out_dir / entry.path
 
 
+def header_names(path: Path) -> list[str]:
+    header = read_header(ExportFile.of(path))
+    assert header is not None, f"{path} is empty"
+    return list(header.names)
+
+
 def read_text_csv(path: Path) -> pa.Table:
-    names = ExportFile.of(path).header()
+    names = header_names(path)
     return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names}, strings_can_be_null=True))
 
@@ -80,6 +94,49 @@ def change_feed(full: Path, out: Path, share: float = 0.01) -> int:
     picked = picked.set_column(names.index("updated_at"), "updated_at", stamp)
     pacsv.write_csv(picked, out)
     return picked.num_rows
+
+
+def break_lines(path: Path, out: Path, percent: float) -> int:
+    """A copy of `path` with every (100/percent)-th data line replaced by a broken one; returns how many."""
+    every = max(1, round(100 / percent))
+    broken = 0
+    with path.open("rb") as src, out.open("wb") as dst:
+        dst.write(src.readline())
+        for n, line in enumerate(src, start=1):
+            if n % every == 0:
+                line = BREAKAGES[broken % len(BREAKAGES)] + b"\r\n"
+                broken += 1
+            dst.write(line)
+    return broken
+
+
+def load_in_process(config: KhoConfig, path: Path, plugins: Path) -> float:
+    """Seconds `load_file` takes in a process of its own that imports kho from `plugins` (imports not timed)."""
+    env = dict(os.environ, **config.child_env(), KHO_PG_PASSWORD=config.warehouse.password())
+    code = (f"import sys, time; sys.path.insert(0, {str(plugins)!r}); from kho.config import KhoConfig; "
+            "from kho.load.pipeline import load_file; from kho.sources.population import CITIZENS; "
+            f"c = KhoConfig.from_env(); t = time.perf_counter(); load_file(c, CITIZENS, {str(path)!r}); "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def time_loads(config: KhoConfig, runs: list[tuple[str, Path, Path]], samples: dict[str, list[float]]) -> None:
+    """Time each (path name, kho code, file) in `runs` into the emptied raw table, each after a CHECKPOINT."""
+    for name, plugins, file in runs:
+        with connect(config.warehouse, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS raw.population__citizens")
+        checkpoint(config)
+        samples[name].append(load_in_process(config, file, plugins))
+
+
+def ref_checkout(ref: str, into: Path) -> Path:
+    """The `plugins` folder of `ref`, exported from this repository's history into `into`."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "plugins"], check=True, capture_output=True)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "plugins"
 
 
 def checkpoint(config: KhoConfig) -> None:
@@ -138,7 +195,7 @@ def dlt_load(config: KhoConfig, path: Path, work: Path, dataset: str = "dlt_benc
     wh = config.warehouse
     host, port = primary_address(wh)
     credentials = f"postgresql://{wh.user}:{wh.password()}@{host}:{port}/{wh.dbname}"
-    names = ExportFile.of(path).header()
+    names = header_names(path)
 
     @dlt.resource(name="population__citizens", write_disposition="append")
     def batches() -> Iterator[pa.RecordBatch]:
@@ -166,13 +223,22 @@ def peak_rss_of_load(config: KhoConfig, path: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--citizens", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20250701)
     parser.add_argument("--memory-citizens", type=int, default=0, help="also measure peak RSS at this size")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every timed path; medians are reported")
-    args = parser.parse_args()
+    parser.add_argument("--against", metavar="REF", help="also time kho load by this git commit's code, alternated")
+    parser.add_argument("--bad-lines", type=float, default=0.0, metavar="PERCENT",
+                        help="also load a copy with this share of broken lines")
+    parser.add_argument("--only-loads", action="store_true",
+                        help="time only the kho loads (--against, --bad-lines), not \\copy, dlt or the merge")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kho-bench-") as tmp:
         work = Path(tmp)
@@ -183,11 +249,22 @@ def main() -> int:
         print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
         try:
             cluster.up(config)  # inside the try: a start that fails half way leaves no server behind
-            header = ExportFile.of(path).header()
+            header = header_names(path)
             changes = work / "changes.csv"
             changed = change_feed(path, changes)
+            ref_plugins = ref_checkout(args.against, work / "ref") if args.against else None
+            this_plugins = Path(__file__).resolve().parents[1] / "plugins"
+            broken_file = work / "broken.csv"
+            broken = break_lines(path, broken_file, args.bad_lines) if args.bad_lines else 0
             samples: dict[str, list[float]] = {name: [] for name in PATHS}
             for round_ in range(args.repeat):  # interleaved rounds, so drift in the machine hits every path alike
+                pair = [("kho_load_ref", ref_plugins, path), ("kho_load_this", this_plugins, path)]
+                runs = (pair if round_ % 2 == 0 else pair[::-1]) if ref_plugins is not None else []
+                runs += [("kho_load_bad_lines", this_plugins, broken_file)] if broken else []
+                time_loads(config, runs, samples)  # type: ignore[arg-type]
+                if args.only_loads:
+                    print_round(round_, args.repeat, samples)
+                    continue
                 checkpoint(config)
                 samples["psql_copy"].append(psql_copy(config, path, header))
                 with connect(config.warehouse, autocommit=True) as conn:
@@ -204,8 +281,7 @@ def main() -> int:
                 checkpoint(config)  # the merge comes last: the raw table is no longer the hot one in the cache
                 merge_run, merge_entry = timed(lambda: load_file(config, CITIZENS, changes))
                 samples["kho_merge_1pct"].append(merge_run)
-                print(f"round {round_ + 1}/{args.repeat}: " + ", ".join(
-                    f"{name} {values[-1]:.2f} s" for name, values in samples.items() if len(values) > round_))
+                print_round(round_, args.repeat, samples)
             with connect(config.warehouse, autocommit=True) as conn:
                 raw_rows = conn.execute("SELECT count(*) FROM raw.population__citizens").fetchone()[0]  # type: ignore[index]
             rss = big_s = None
@@ -219,6 +295,16 @@ def main() -> int:
             cluster.destroy(config)
 
     seconds = {name: statistics.median(values) if values else None for name, values in samples.items()}
+    compared = {
+        "against": args.against, "bad_lines": broken,
+        "this_vs_ref": (seconds["kho_load_this"] / seconds["kho_load_ref"]  # type: ignore[operator]
+                        if seconds["kho_load_ref"] else None),
+        "bad_lines_vs_clean": (seconds["kho_load_bad_lines"] / (seconds["kho_load_this"] or seconds["kho_load"])  # type: ignore[operator]
+                               if seconds["kho_load_bad_lines"] and (seconds["kho_load_this"] or seconds["kho_load"])
+                               else None),
+    }
+    if args.only_loads:
+        return report_loads(args, seconds, samples, compared)
     copy_s, kho_s, dlt_s = seconds["psql_copy"], seconds["kho_load"], seconds["dlt"]
     merge_s, typed_s = seconds["kho_merge_1pct"], seconds["psql_copy_typed_raw"]
     assert copy_s and kho_s and dlt_s and merge_s
@@ -232,7 +318,7 @@ def main() -> int:
         "targets": {"kho_vs_copy": 0.7, "kho_vs_dlt": 3.0, "merge_vs_full": 0.10},
         "ledger_full": entry.summary(), "ledger_merge": merge_entry.summary(), "changed_rows": changed,
         "raw_rows": raw_rows, "peak_rss_bytes": rss, "memory_citizens": args.memory_citizens or None,
-        "memory_load_seconds": big_s,
+        "memory_load_seconds": big_s, "compared": compared,
         "bench_process_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -251,7 +337,38 @@ def main() -> int:
     if rss is not None:
         print(f"peak RSS at {args.memory_citizens:,} rows: {rss / 2**20:.0f} MiB (target < 1024),"
               f" load {big_s:.1f} s in its own process")
+    print_compared(compared)
     print(f"\n{entry.summary()}\n{merge_entry.summary()}\nresults: {RESULTS / 'ingest.json'}")
+    return 0
+
+
+def print_round(round_: int, rounds: int, samples: dict[str, list[float]]) -> None:
+    print(f"round {round_ + 1}/{rounds}: " + ", ".join(
+        f"{name} {values[-1]:.2f} s" for name, values in samples.items() if len(values) > round_))
+
+
+def print_compared(compared: dict[str, object]) -> None:
+    if compared["this_vs_ref"] is not None:
+        print(f"this checkout vs {compared['against']} on the clean file: {compared['this_vs_ref']:.3f}x the time"
+              "  (target <= 1.05)")
+    if compared["bad_lines_vs_clean"] is not None:
+        print(f"with {compared['bad_lines']:,} broken lines: {compared['bad_lines_vs_clean']:.2f}x the clean load's"
+              " time  (no target)")
+
+
+def report_loads(args: argparse.Namespace, seconds: dict[str, float | None], samples: dict[str, list[float]],
+                 compared: dict[str, object]) -> int:
+    """The report of an `--only-loads` run (written to bench/results/ingest_loads.json)."""
+    results = {"citizens": args.citizens, "rounds": args.repeat, "seconds": seconds, "samples": samples,
+               "compared": compared}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest_loads.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{'path (median of ' + str(args.repeat) + ')':<26}{'seconds':>10}   samples")
+    for name, secs in seconds.items():
+        if secs is not None:
+            print(f"{name:<26}{secs:>10.2f}   {' '.join(f'{v:.2f}' for v in samples[name])}")
+    print_compared(compared)
+    print(f"results: {RESULTS / 'ingest_loads.json'}")
     return 0
 
 
