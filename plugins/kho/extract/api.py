@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from kho.config import RegistryCredentials
 from kho.errors import ExtractError
-from kho.extract.block import Block, Defect
+from kho.extract.block import MAX_UNKNOWN_FIELDS, Block, Defect, UnknownFields
 from kho.sources.contract import Entity
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = No
             if not isinstance(records, list):
                 raise ExtractError(f"{entity.qualified_name}: {url} answered without a `data` list")
             if records:
-                yield page_block(records)
+                yield page_block(records, entity.field_names)
             cursor = body.get("next_cursor")
             if not cursor:
                 return
@@ -284,13 +284,19 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("message", response.text[:200])) if isinstance(body, dict) else response.text[:200]
 
 
-def page_block(records: list[object]) -> Block:
-    """A page's records as a block: the JSON objects as an all-text table, anything else as a defect."""
+def page_block(records: list[object], fields: tuple[str, ...] = ()) -> Block:
+    """A page's records as a block: the JSON objects as an all-text table, anything else as a defect (so is a
+    record whose fields outside the contract, `fields`, would take the page past `MAX_UNKNOWN_FIELDS`)."""
     try:
         if all(isinstance(r, dict) for r in records):
-            return Block.of(records_to_table(records))  # type: ignore[arg-type]
+            names: set[str] = set()
+            for r in records:
+                names.update(r)  # type: ignore[arg-type]
+            if len(names - set(fields)) <= MAX_UNKNOWN_FIELDS:
+                return Block.of(records_to_table(records))  # type: ignore[arg-type]
     except UnicodeEncodeError:  # a lone surrogate escape somewhere on the page: sort the records one by one
         pass
+    unknown = UnknownFields(fields)
     good: list[dict] = []
     defects: list[Defect] = []
     for record in records:
@@ -304,6 +310,10 @@ def page_block(records: list[object]) -> Block:
             json.dumps(record, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             defects.append(Defect("invalid_encoding", "holds an unpaired surrogate escape (not Unicode text)", raw))
+            continue
+        beyond = unknown.admit(record)
+        if beyond is not None:
+            defects.append(Defect("too_many_fields", beyond, raw))
             continue
         good.append(record)
     return Block.of(records_to_table(good) if good else pa.table({}), defects)

@@ -18,16 +18,37 @@ import pyarrow as pa
 
 StructuralCode = Literal[
     "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
-    "malformed_line", "line_too_long",
+    "malformed_line", "line_too_long", "too_many_fields",
 ]
 """Reason codes of structural defects, beside the contract's (`kho.sources.contract.ReasonCode`)."""
 
 STRUCTURAL_CODES: tuple[StructuralCode, ...] = (
     "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
-    "malformed_line", "line_too_long",
+    "malformed_line", "line_too_long", "too_many_fields",
 )
+MAX_UNKNOWN_FIELDS = 64
+"""Fields outside the contract one block (or API page) may bring, all its records together. A registry's drift
+adds a field or two; thousands of names are not a registry's records, and each distinct name costs a column."""
 
 _NO_ROWS: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+
+
+class UnknownFields:
+    """The fields outside the contract a block's records have brought so far, up to `MAX_UNKNOWN_FIELDS`."""
+
+    def __init__(self, known: tuple[str, ...]) -> None:
+        self.known = frozenset(known)
+        self.seen: set[str] = set()
+
+    def admit(self, names: object) -> str | None:
+        """None if a record with these field names fits; else why not (its new names would pass the cap)."""
+        new = [n for n in names if n not in self.known and n not in self.seen]  # type: ignore[attr-defined]
+        if len(self.seen) + len(new) > MAX_UNKNOWN_FIELDS:
+            shown = ", ".join(repr(n)[:40] for n in new[:3])
+            return (f"brings field(s) {shown}{', …' if len(new) > 3 else ''} beyond the {MAX_UNKNOWN_FIELDS} fields "
+                    "outside the contract a block may hold")
+        self.seen.update(new)
+        return None
 
 
 @dataclass(frozen=True)

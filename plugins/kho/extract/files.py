@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from kho.errors import ContractError, ExtractError
-from kho.extract.block import Block, Defect
+from kho.extract.block import MAX_UNKNOWN_FIELDS, Block, Defect, UnknownFields
 from kho.sources.contract import Entity
 
 FileFormat = Literal["csv", "jsonl"]
@@ -183,6 +183,10 @@ def read_header(export: ExportFile, entity: Entity | None = None, *,
     if any(not name for name in names):
         where = ", ".join(str(i + 1) for i, name in enumerate(names) if not name)
         raise _refuse(path, f"its header has no name for column(s) {where}", "Every column needs a name.")
+    outside = [name for name in names if entity is not None and name not in entity.field_names]
+    if len(outside) > MAX_UNKNOWN_FIELDS:
+        raise _refuse(path, f"its header has {len(outside):,} columns the contract does not know (more than "
+                      f"{MAX_UNKNOWN_FIELDS})", "Check that the file is this entity's export.")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise _refuse(path, f"its header repeats column(s) {', '.join(repeated)}", "Every column needs its own name.")
@@ -607,21 +611,25 @@ class _CsvBlocks(_Blocks):
 class _JsonBlocks(_Blocks):
     def __init__(self, entity: Entity | None) -> None:
         self.fields = entity.field_names if entity is not None else ()
+        self.unknown = UnknownFields(self.fields)
 
     def fast(self, data: bytes, expected: int) -> pa.Table | None:
+        """Arrow's parse with the first record's fields (text as text: Arrow must not guess timestamps out of ISO
+        strings) and every contract field the block names at all; a record with any other field, or a value of
+        another JSON type, sends the block to the line-by-line path, which bounds the fields a block may bring."""
         first = data[: data.find(b"\n")] if b"\n" in data else data
         try:
             record = json.loads(first)
         except ValueError:
             return None
-        if not isinstance(record, dict):
+        if not isinstance(record, dict) or len(set(record) - set(self.fields)) > MAX_UNKNOWN_FIELDS:
             return None
-        # Text stays text: Arrow must not guess timestamps out of ISO strings, for the first record's text fields
-        # and for every contract field the block names at all (a field null in the first record).
-        names = dict.fromkeys(name for name, value in record.items() if isinstance(value, str))
-        names.update(dict.fromkeys(name for name in self.fields if f'"{name}"'.encode() in data))
-        schema = pa.schema([(name, pa.string()) for name in names])
-        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        types = {name: _ARROW_JSON_TYPES.get(type(value)) for name, value in record.items()}
+        if any(t is None for t in types.values()):  # a nested value: rendered as JSON text by the slow path
+            return None
+        types.update({name: pa.string() for name in self.fields if f'"{name}"'.encode() in data})
+        schema = pa.schema(list(types.items()))
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
         try:
             table = pajson.read_json(pa.BufferReader(data), parse_options=options,
                                      read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1))
@@ -632,6 +640,10 @@ class _JsonBlocks(_Blocks):
     def empty(self) -> pa.Table:
         return pa.table({})
 
+    def slow(self, data: bytes, lines: _Lines, bad: npt.NDArray[np.bool_], first_line: int, defects: list[Defect],
+             max_line_bytes: int, final: bool) -> _Slow:
+        self.unknown = UnknownFields(self.fields)
+        return super().slow(data, lines, bad, first_line, defects, max_line_bytes, final)
 
     def record(self, text: str) -> object:
         try:
@@ -646,6 +658,9 @@ class _JsonBlocks(_Blocks):
         unpaired = _unpaired_surrogate(record)
         if unpaired is not None:
             return Defect("invalid_encoding", f"{unpaired} holds an unpaired surrogate (not Unicode text)", b"")
+        beyond = self.unknown.admit(record)
+        if beyond is not None:
+            return Defect("too_many_fields", beyond, b"")
         return record
 
     def table(self, records: list[object], data: bytes) -> pa.Table:
@@ -658,6 +673,11 @@ class _JsonBlocks(_Blocks):
             if name not in table.column_names and f'"{name}"'.encode() in data:
                 table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
         return table
+
+
+_ARROW_JSON_TYPES: dict[type, pa.DataType] = {
+    str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), type(None): pa.string()}
+"""The Arrow type a first record's JSON value fixes for its field (null: text, the wire form of every field)."""
 
 
 def _json_kind(value: object) -> str:
