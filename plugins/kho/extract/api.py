@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from kho.config import RegistryCredentials
 from kho.errors import ExtractError
-from kho.extract.block import MAX_UNKNOWN_FIELDS, Block, Defect, UnknownFields
+from kho.extract.block import Block, Defect, UnknownFields
 from kho.sources.contract import Entity
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def page_block(records: list[object], fields: tuple[str, ...] = ()) -> Block:
             names: set[str] = set()
             for r in records:
                 names.update(r)  # type: ignore[arg-type]
-            if len(names - set(fields)) <= MAX_UNKNOWN_FIELDS:
+            if UnknownFields(fields).admit(names) is None:
                 return Block.of(records_to_table(records))  # type: ignore[arg-type]
     except UnicodeEncodeError:  # a lone surrogate escape somewhere on the page: sort the records one by one
         pass
@@ -311,9 +311,9 @@ def page_block(records: list[object], fields: tuple[str, ...] = ()) -> Block:
         except UnicodeEncodeError:
             defects.append(Defect("invalid_encoding", "holds an unpaired surrogate escape (not Unicode text)", raw))
             continue
-        beyond = unknown.admit(record)
-        if beyond is not None:
-            defects.append(Defect("too_many_fields", beyond, raw))
+        refused = unknown.admit(record)
+        if refused is not None:
+            defects.append(Defect(refused[0], refused[1], raw))
             continue
         good.append(record)
     return Block.of(records_to_table(good) if good else pa.table({}), defects)

@@ -8,7 +8,7 @@ so it goes to quarantine as it arrived (its bytes, its line number, a reason cod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,14 +18,16 @@ import pyarrow as pa
 
 StructuralCode = Literal[
     "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
-    "malformed_line", "line_too_long", "too_many_fields",
+    "malformed_line", "line_too_long", "too_many_fields", "bad_field_name",
 ]
 """Reason codes of structural defects, beside the contract's (`kho.sources.contract.ReasonCode`)."""
 
 STRUCTURAL_CODES: tuple[StructuralCode, ...] = (
     "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
-    "malformed_line", "line_too_long", "too_many_fields",
+    "malformed_line", "line_too_long", "too_many_fields", "bad_field_name",
 )
+MAX_FIELD_NAME_CHARS = 128
+"""A field name outside the contract longer than this, or holding a NUL, is no registry's field."""
 MAX_UNKNOWN_FIELDS = 64
 """Fields outside the contract one block (or API page) may bring, all its records together. A registry's drift
 adds a field or two; thousands of names are not a registry's records, and each distinct name costs a column."""
@@ -40,13 +42,18 @@ class UnknownFields:
         self.known = frozenset(known)
         self.seen: set[str] = set()
 
-    def admit(self, names: object) -> str | None:
-        """None if a record with these field names fits; else why not (its new names would pass the cap)."""
-        new = [n for n in names if n not in self.known and n not in self.seen]  # type: ignore[attr-defined]
+    def admit(self, names: Iterable[str]) -> tuple[StructuralCode, str] | None:
+        """None if a record with these field names fits; else its reason code and why not: a name no registry
+        would use, or new names that would take the block past the cap."""
+        new = [n for n in names if n not in self.known and n not in self.seen]
+        for name in new:
+            if "\x00" in name or len(name) > MAX_FIELD_NAME_CHARS:
+                what = "holds a NUL" if "\x00" in name else f"is longer than {MAX_FIELD_NAME_CHARS} characters"
+                return "bad_field_name", f"a field name {what} ({repr(name)[:40]}…)"
         if len(self.seen) + len(new) > MAX_UNKNOWN_FIELDS:
             shown = ", ".join(repr(n)[:40] for n in new[:3])
-            return (f"brings field(s) {shown}{', …' if len(new) > 3 else ''} beyond the {MAX_UNKNOWN_FIELDS} fields "
-                    "outside the contract a block may hold")
+            return "too_many_fields", (f"brings field(s) {shown}{', …' if len(new) > 3 else ''} beyond the "
+                                       f"{MAX_UNKNOWN_FIELDS} fields outside the contract a block may hold")
         self.seen.update(new)
         return None
 

@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from kho.errors import ContractError, ExtractError
-from kho.extract.block import MAX_UNKNOWN_FIELDS, Block, Defect, UnknownFields
+from kho.extract.block import MAX_FIELD_NAME_CHARS, MAX_UNKNOWN_FIELDS, Block, Defect, UnknownFields
 from kho.sources.contract import Entity
 
 FileFormat = Literal["csv", "jsonl"]
@@ -184,6 +184,11 @@ def read_header(export: ExportFile, entity: Entity | None = None, *,
         where = ", ".join(str(i + 1) for i, name in enumerate(names) if not name)
         raise _refuse(path, f"its header has no name for column(s) {where}", "Every column needs a name.")
     outside = [name for name in names if entity is not None and name not in entity.field_names]
+    overlong = [name for name in outside if len(name) > MAX_FIELD_NAME_CHARS]
+    if overlong:
+        raise _refuse(path, f"its header names a column of {len(overlong[0]):,} characters ({overlong[0][:40]!r}…); "
+                      f"no registry field name is longer than {MAX_FIELD_NAME_CHARS}",
+                      "Check that the file is this entity's export.")
     if len(outside) > MAX_UNKNOWN_FIELDS:
         raise _refuse(path, f"its header has {len(outside):,} columns the contract does not know (more than "
                       f"{MAX_UNKNOWN_FIELDS})", "Check that the file is this entity's export.")
@@ -622,7 +627,7 @@ class _JsonBlocks(_Blocks):
             record = json.loads(first)
         except ValueError:
             return None
-        if not isinstance(record, dict) or len(set(record) - set(self.fields)) > MAX_UNKNOWN_FIELDS:
+        if not isinstance(record, dict) or UnknownFields(self.fields).admit(record) is not None:
             return None
         types = {name: _ARROW_JSON_TYPES.get(type(value)) for name, value in record.items()}
         if any(t is None for t in types.values()):  # a nested value: rendered as JSON text by the slow path
@@ -658,9 +663,9 @@ class _JsonBlocks(_Blocks):
         unpaired = _unpaired_surrogate(record)
         if unpaired is not None:
             return Defect("invalid_encoding", f"{unpaired} holds an unpaired surrogate (not Unicode text)", b"")
-        beyond = self.unknown.admit(record)
-        if beyond is not None:
-            return Defect("too_many_fields", beyond, b"")
+        refused = self.unknown.admit(record)
+        if refused is not None:
+            return Defect(refused[0], refused[1], b"")
         return record
 
     def table(self, records: list[object], data: bytes) -> pa.Table:
