@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kho.config import PROJECT_ROOT
+from kho.sources.bounds import CLOCK_SKEW
 from kho.sources.contract import Entity, Field
 
 BEGIN = "<!-- BEGIN generated entity reference: python -m kho.simulator.docs -->"
@@ -30,7 +31,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _rules(field: Field) -> str:
+def _rules(field: Field, *, cursor: bool = False) -> str:
     rules = ["required" if field.required else "optional"]
     if field.pattern is not None:
         rules.append(f"matches `{field.pattern}`")
@@ -38,12 +39,28 @@ def _rules(field: Field) -> str:
         rules.append("one of " + ", ".join(f"`{v}`" for v in sorted(field.allowed)))
     if field.reference is not None:
         rules.append(f"in reference set `{field.reference}`")
-    minimum = getattr(field, "minimum", None)
-    if minimum is not None:
-        rules.append(f"{'>' if getattr(field, 'minimum_exclusive', False) else '>='} {minimum:g}")
+    rules += _bounds(field, cursor=cursor)
     if field.normalise_nfc:
         rules.append("normalised to NFC")
     return "; ".join(rules)
+
+
+def _bounds(field: Field, *, cursor: bool) -> list[str]:
+    """Length, range and date bounds, as `kho.sources.contract.check_table` applies them."""
+    bounds = [f"at most {field.max_length} characters"] if field.max_length is not None else []
+    if field.minimum is not None:
+        bounds.append(f"{'>' if field.minimum_exclusive else '>='} {field.minimum:g}")
+    if field.maximum is not None:
+        bounds.append(f"<= {field.maximum:g}")
+    if field.type in ("date", "timestamptz"):
+        bounds.append(f"from {field.floor.isoformat()}")
+    if field.days_after_update == 0:
+        bounds.append("not after `updated_at`")
+    elif field.days_after_update is not None:
+        bounds.append(f"at most {field.days_after_update} days after `updated_at`")
+    if cursor and field.type == "timestamptz":
+        bounds.append(f"at most {CLOCK_SKEW.days} day after the check's clock")
+    return bounds
 
 
 def render_entity(entity: Entity) -> str:
@@ -57,8 +74,8 @@ def render_entity(entity: Entity) -> str:
         "| field | wire form | rules | meaning |",
         "|---|---|---|---|",
     ]
-    lines += [f"| `{f.name}` | {_WIRE_FORM[f.type]} | {_cell(_rules(f))} | {_cell(f.description)} |"
-              for f in entity.fields]
+    lines += [f"| `{f.name}` | {_WIRE_FORM[f.type]} | {_cell(_rules(f, cursor=f.name == entity.cursor))} | "
+              f"{_cell(f.description)} |" for f in entity.fields]
     if entity.checks:
         lines += ["", "Row checks (several fields together):", ""]
         lines += [f"- `{c.name}` ({c.code}): {c.message}" for c in entity.checks]

@@ -18,6 +18,15 @@ REGISTRY = "business"
 LEGAL_FORMS = frozenset({"tnhh_1tv", "tnhh_2tv", "co_phan", "tu_nhan", "hop_danh"})
 """Law on Enterprises 59/2020/QH14: single- and multi-member LLC, joint-stock, sole proprietorship, partnership."""
 ENTERPRISE_STATUS = frozenset({"active", "suspended", "dissolved"})
+NAME_MAX_LENGTH = 255
+"""Characters of an enterprise's or branch's registered name (Vietnamese name in full, legal form included)."""
+REASON_MAX_LENGTH = 500
+"""Characters of a free-text reason for a status change: a sentence or two, not a document."""
+MAX_REGISTERED_CAPITAL = 10**15
+"""VND: ten times the largest charter capitals on record (state economic groups, a few 10^14 VND); more is a slip."""
+AHEAD_DAYS = 366
+"""A status change may be notified ahead of the day it takes effect (a suspension, at least three working days
+before, Law on Enterprises 59/2020/QH14 art. 206), but not by more than a year."""
 
 
 def _enterprise_code(description: str) -> Field:
@@ -63,17 +72,20 @@ ENTERPRISES = Entity(
     cursor="updated_at",
     fields=(
         _enterprise_code("10-digit enterprise code = tax code (MST), with a valid check digit"),
-        Field("name", "text", required=True, normalise_nfc=True, description="Registered name, NFC"),
+        Field("name", "text", required=True, normalise_nfc=True, max_length=NAME_MAX_LENGTH,
+              description="Registered name, NFC; at most 255 characters"),
         Field("legal_form", "text", required=True, allowed=LEGAL_FORMS,
               description="tnhh_1tv, tnhh_2tv, co_phan, tu_nhan or hop_danh"),
         Field("industry_code", "text", required=True, pattern=r"\d{4}",
               description="Main business line, VSIC 2018 4-digit code"),
         _commune(),
         Field("registered_capital", "numeric", required=True, minimum=0, minimum_exclusive=True,
-              description="Registered charter capital in VND (> 0)"),
+              maximum=MAX_REGISTERED_CAPITAL,
+              description="Registered charter capital in VND (> 0, at most 10^15: above any on record)"),
         cccd_field("legal_rep_cccd", "CCCD of the legal representative"),
         _status("active, suspended or dissolved"),
-        Field("established_on", "date", required=True, description="Date of first registration"),
+        Field("established_on", "date", required=True, days_after_update=0,
+              description="Date of first registration; not after updated_at: registered before it was recorded"),
         UPDATED_AT,
     ),
     checks=(CHECK_DIGIT,),
@@ -91,7 +103,8 @@ BRANCHES = Entity(
         Field("branch_code", "text", required=True, pattern=BRANCH_CODE_PATTERN,
               description="13-digit branch code, the parent's code plus 001..999, without the dash"),
         _enterprise_code("Parent enterprise code"),
-        Field("name", "text", required=True, normalise_nfc=True, description="Branch name, NFC"),
+        Field("name", "text", required=True, normalise_nfc=True, max_length=NAME_MAX_LENGTH,
+              description="Branch name, NFC; at most 255 characters"),
         _commune(),
         _status("active, suspended or dissolved"),
         UPDATED_AT,
@@ -126,8 +139,10 @@ ENTERPRISE_STATUS_CHANGES = Entity(
     fields=(
         _enterprise_code("Enterprise whose status changed"),
         _status("Status from effective_on: active, suspended or dissolved"),
-        Field("effective_on", "date", required=True, description="Date the status takes effect"),
-        Field("reason", "text", normalise_nfc=True, description="Free-text reason, if given"),
+        Field("effective_on", "date", required=True, days_after_update=AHEAD_DAYS,
+              description="Date the status takes effect; may follow the notice, at most 366 days after updated_at"),
+        Field("reason", "text", normalise_nfc=True, max_length=REASON_MAX_LENGTH,
+              description="Free-text reason, if given; at most 500 characters"),
         UPDATED_AT,
     ),
     checks=(CHECK_DIGIT,),

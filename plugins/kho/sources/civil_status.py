@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
+from kho.sources.contract import UPDATED_AT, Entity, Field, PiiLevel, RowCheck, SchemaDrift
 from kho.sources.identity import cccd_contradicts_sex_and_year, cccd_field
 from kho.sources.reference import reference_sets
 from kho.sources.rules import date_order_check, younger_than
@@ -17,11 +17,19 @@ REGISTRY = "civil_status"
 SEX = frozenset({"M", "F"})
 MIN_MARRIAGE_AGE = {"husband": 20, "wife": 18}
 """Law on Marriage and Family 52/2014/QH13 art. 8: men from full 20 years, women from full 18."""
+FULL_NAME_MAX_LENGTH = 100
+"""As the population registry's full names (`kho.sources.population.FULL_NAME_MAX_LENGTH`)."""
 
 
 def _registration_id(prefix: str, what: str) -> Field:
     return Field("registration_id", "text", required=True, pattern=rf"{prefix}\d{{12}}",
                  description=f"{what} registration number, {prefix} followed by 12 digits")
+
+
+def _past(name: str, description: str, *, pii: PiiLevel = "none") -> Field:
+    """A required date of something that had happened when the registry recorded it: not after updated_at."""
+    return Field(name, "date", required=True, pii=pii, days_after_update=0,
+                 description=f"{description}; not after updated_at")
 
 
 def _place() -> Field:
@@ -54,14 +62,14 @@ BIRTHS = Entity(
         _registration_id("KS", "Birth"),
         cccd_field("child_cccd", "CCCD issued to the child at registration"),
         Field("child_full_name", "text", required=True, normalise_nfc=True, pii="direct",
-              description="Child's full name, NFC"),
+              max_length=FULL_NAME_MAX_LENGTH, description="Child's full name, NFC; at most 100 characters"),
         Field("child_sex", "text", required=True, allowed=SEX, pii="quasi", description="M or F"),
-        Field("date_of_birth", "date", required=True, pii="quasi", description="Child's date of birth"),
+        _past("date_of_birth", "Child's date of birth", pii="quasi"),
         _place(),
         cccd_field("father_cccd", "Father's CCCD, when the father is registered", required=False),
         cccd_field("mother_cccd", "Mother's CCCD"),
-        Field("registered_on", "date", required=True,
-              description="Registration date (within 60 days of birth is normal, not a contract rule)"),
+        _past("registered_on", "Registration date, not before date_of_birth (within 60 days of birth is normal, "
+                               "not a contract rule)"),
         UPDATED_AT,
     ),
     checks=(
@@ -89,9 +97,9 @@ MARRIAGES = Entity(
         _registration_id("KH", "Marriage"),
         cccd_field("husband_cccd", "Husband's CCCD"),
         cccd_field("wife_cccd", "Wife's CCCD"),
-        Field("husband_date_of_birth", "date", required=True, pii="quasi", description="Husband's date of birth"),
-        Field("wife_date_of_birth", "date", required=True, pii="quasi", description="Wife's date of birth"),
-        Field("registered_on", "date", required=True, description="Date the marriage was registered"),
+        _past("husband_date_of_birth", "Husband's date of birth", pii="quasi"),
+        _past("wife_date_of_birth", "Wife's date of birth", pii="quasi"),
+        _past("registered_on", "Date the marriage was registered"),
         _place(),
         UPDATED_AT,
     ),
@@ -109,10 +117,10 @@ DEATHS = Entity(
     fields=(
         _registration_id("KT", "Death"),
         cccd_field("cccd", "CCCD of the deceased"),
-        Field("date_of_death", "date", required=True, pii="quasi", description="Date of death"),
+        _past("date_of_death", "Date of death", pii="quasi"),
         _place(),
-        Field("registered_on", "date", required=True,
-              description="Registration date (within 15 days of the death is normal, not a contract rule)"),
+        _past("registered_on", "Registration date, not before date_of_death (within 15 days of the death is normal, "
+                               "not a contract rule)"),
         UPDATED_AT,
     ),
     checks=(date_order_check("date_of_death", "registered_on"),),

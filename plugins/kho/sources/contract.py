@@ -9,23 +9,41 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kho.errors import ConfigError
+from kho.sources.bounds import (
+    CLOCK_SKEW,
+    EARLIEST_DATE,
+    EXTRA_MAX_LENGTH,
+    above,
+    below,
+    days_after,
+    longer_than,
+    nul_rows,
+    pattern_max_length,
+    registry_day_numbers,
+)
 from kho.sources.nfc import normalize_nfc
 
 Column: TypeAlias = pa.Array | pa.ChunkedArray
 """A column as pyarrow.compute takes and returns it."""
 FieldType = Literal["text", "date", "timestamptz", "integer", "numeric", "boolean"]
 PiiLevel = Literal["none", "quasi", "direct"]
-ReasonCode = Literal["missing_required", "malformed", "invalid_value", "unknown_reference", "inconsistent"]
+ReasonCode = Literal[
+    "missing_required", "malformed", "invalid_value", "unknown_reference", "inconsistent", "out_of_bounds",
+]
+"""Why the contract rejected a row; `out_of_bounds` is a well-formed value beyond a field's bound (too long, too
+large, too early, or later than the record's own updated_at or the check's clock allow)."""
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -52,6 +70,8 @@ EXPORT_DATE_FORMAT = "%d/%m/%Y"
 """Dates in the registries' CSV export files: dd/mm/yyyy, as Vietnamese registries write them."""
 _MAX_INTEGER_DIGITS = 18
 """Longer digit strings would overflow int64 in Arrow's cast (an error, not a null): reject them as malformed."""
+_UPDATED = "updated_at"
+"""The field `Field.days_after_update` counts from: when the registry last changed the record."""
 
 
 class Dialect(enum.Enum):
@@ -110,6 +130,32 @@ class Field:
     minimum: float | None = None
     """Smallest allowed value of an integer or numeric field (inclusive unless `minimum_exclusive`)."""
     minimum_exclusive: bool = False
+    maximum: float | None = None
+    """Largest allowed value of an integer or numeric field (inclusive)."""
+    max_length: int | None = None
+    """Most characters (code points) a text value may have, counted after trim and NFC, as stored. Every text field
+    is bounded, by this or by a pattern, an allowed set or a reference set (`Entity` refuses one that is not)."""
+    earliest: date | None = None
+    """Earliest allowed date of a date field, or day (from midnight UTC) of a timestamptz field; None means the
+    contract's floor, `EARLIEST_DATE` (1900-01-01)."""
+    days_after_update: int | None = None
+    """How many calendar days (in Vietnam) after the record's own `updated_at` this date or instant may lie: 0 for
+    an event the registry can only record once it has happened; None where the field is not bounded by it."""
+
+    @property
+    def floor(self) -> date:
+        """The earliest allowed date of a date or timestamptz field."""
+        return self.earliest or EARLIEST_DATE
+
+    @property
+    def unbounded(self) -> bool:
+        """A text field that nothing bounds: no max_length, allowed set or reference set, and no pattern whose
+        matches have a longest length (`\\d{12}` bounds, `.*` does not)."""
+        if self.type != "text" or self.max_length is not None or self.allowed is not None:
+            return False
+        if self.reference is not None:
+            return False
+        return self.pattern is None or pattern_max_length(self.pattern) is None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -148,8 +194,8 @@ class Entity:
             problems.append(f"cursor {self.cursor!r} is not a field")
         problems += [f"field {f.name!r} names reference set {f.reference!r}, which `references` lacks"
                      for f in self.fields if f.reference is not None and f.reference not in self.references]
-        problems += [f"field {f.name!r} has a minimum but is {f.type}" for f in self.fields
-                     if f.minimum is not None and f.type not in ("integer", "numeric")]
+        for f in self.fields:
+            problems += _bound_problems(f, has_updated_at=_UPDATED in known)
         if not self.key:
             problems.append("no key")
         if problems:
@@ -188,9 +234,31 @@ class Entity:
         return pa.schema([pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields])
 
 
+def _bound_problems(f: Field, *, has_updated_at: bool) -> list[str]:
+    """What is wrong with one field's bounds: a bound its type cannot have, or a text field with none."""
+    numeric, temporal = f.type in ("integer", "numeric"), f.type in ("date", "timestamptz")
+    problems = [f"field {f.name!r} has a {bound} but is {f.type}" for bound, value, fits in (
+        ("minimum", f.minimum, numeric), ("maximum", f.maximum, numeric),
+        ("max_length", f.max_length, f.type == "text"), ("date floor", f.earliest, temporal),
+        ("days_after_update bound", f.days_after_update, temporal),
+    ) if value is not None and not fits]
+    if f.unbounded:
+        problems.append(f"text field {f.name!r} has no bound: give it a max_length (or a pattern, allowed set or "
+                        "reference set that bounds its length)")
+    if f.max_length is not None and f.max_length < 1:
+        problems.append(f"field {f.name!r} has max_length {f.max_length}; it must be at least 1")
+    if f.minimum is not None and f.maximum is not None and f.maximum < f.minimum:
+        problems.append(f"field {f.name!r} has a maximum below its minimum")
+    if f.days_after_update is not None and (f.days_after_update < 0 or not has_updated_at):
+        problems.append(f"field {f.name!r} is bounded by updated_at, which needs days_after_update >= 0 and an "
+                        "updated_at field")
+    return problems
+
+
 UPDATED_AT = Field(
     "updated_at", "timestamptz", required=True,
-    description="When the registry last changed this record: the incremental cursor",
+    description="When the registry last changed this record: the incremental cursor. At most one day (clock skew) "
+                "after the moment of the check: a later one would carry the extraction's watermark into the future",
 )
 """Every registry entity carries this cursor: extraction pages by it with `updated_since`."""
 
@@ -368,20 +436,28 @@ def _possible_instant(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(pc.and_(ok, zone_ok), False)
 
 
-def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.API) -> CheckedBatch:
+def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.API,
+                now: datetime | None = None) -> CheckedBatch:
     """Check every row against `entity`'s contract; the first broken rule names the row's reason.
 
     Fully vectorised: no Python loop over rows, so it runs on the hot path of every load. `dialect` says which wire
-    form the table is in: `Dialect.EXPORT` reads dates as the entity's `export_date_format` (dd/mm/yyyy).
+    form the table is in: `Dialect.EXPORT` reads dates as the entity's `export_date_format` (dd/mm/yyyy). `now`
+    (aware; the wall clock by default) is the moment an `updated_at` may not lie more than `CLOCK_SKEW` after.
+
+    Rules run in this order: each field's own rules (field order), the unknown fields kept in `_extra`, bounds
+    relative to the record's `updated_at`, then the entity's row checks.
     """
+    latest = _latest_update(now)
     n = table.num_rows
     broken: pa.ChunkedArray = pa.chunked_array([pa.nulls(n, pa.int16())])
     """Per row, the index in `rules` of the first rule it breaks (null while it breaks none)."""
     rules: list[tuple[str, str]] = []
 
-    def flag(bad: pa.ChunkedArray | pa.Array, reason_code: str, message: str) -> None:
+    def flag(bad: Column | None, reason_code: str, message: str) -> None:
         nonlocal broken
         rules.append((reason_code, message))
+        if bad is None:  # the bound's own scan found nobody beyond it
+            return
         bad = pc.fill_null(bad, False)
         if not pc.any(bad).as_py():  # the common case: a clean column costs one scan, not a rewrite
             return
@@ -394,18 +470,20 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
         trimmed = pc.utf8_trim_whitespace(raw)
         blank = _blank_trimmed(trimmed)
         value = _parse_trimmed(f, trimmed, date_format=date_format)
-        for bad, reason_code, message in _field_rules(entity, f, raw, value, blank):
-            flag(bad, reason_code, message)
+        for violation in _field_rules(entity, f, raw, value, blank, latest):
+            flag(*violation)
         typed[f.name] = pc.if_else(blank, pa.scalar(None, f.arrow_type), value)
 
+    known = set(entity.field_names)
+    unknown = [i for i, c in enumerate(table.column_names) if c not in known]  # "_note" too: never dropped silently
+    for violation in itertools.chain(_extra_rules(table, unknown, entity.drift), _update_rules(entity, typed)):
+        flag(*violation)
     # Table.from_arrays, not pa.table(dict): pa.table asks whether its input is a pandas DataFrame, which
     # imports pandas (~1 s, once per process) on the hot path of every load.
     typed_table = pa.Table.from_arrays(list(typed.values()), schema=_nullable(entity.arrow_schema()))
     for check in entity.checks:
         flag(check.violates(typed_table), check.code, check.message)
 
-    known = set(entity.field_names)
-    unknown = tuple(c for c in table.column_names if c not in known)  # "_note" too: reported, never dropped silently
     rejected_mask = pc.is_valid(broken)
     if broken.null_count == n:  # nothing rejected: no filtering copies
         accepted, clean = typed_table, table
@@ -417,36 +495,108 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
     rejected = rejected.append_column("_reason_code", pc.take(pa.array([c for c, _ in rules], pa.string()), which))
     rejected = rejected.append_column("_reason", pc.take(pa.array([m for _, m in rules], pa.string()), which))
     rows = pc.indices_nonzero(rejected_mask) if rejected.num_rows else pa.array([], pa.uint64())
-    return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=unknown,
+    names = tuple(dict.fromkeys(_storable(table.column_names[i]) for i in unknown))
+    return CheckedBatch(accepted=accepted, rejected=rejected, unknown_fields=names,
                         rejected_rows=pc.cast(rows, pa.int64()))
 
 
-Violation = tuple[pa.ChunkedArray, ReasonCode, str]
-"""Where a rule is broken (True), the reason code and the message the quarantine records."""
+def _latest_update(now: datetime | None) -> datetime:
+    """The latest `updated_at` a check at `now` (the wall clock when None) accepts."""
+    if now is not None and now.tzinfo is None:
+        raise ValueError(f"now={now.isoformat()} has no time zone; give an aware datetime (UTC or with an offset)")
+    return (now or datetime.now(UTC)) + CLOCK_SKEW
+
+
+Violation = tuple[pa.ChunkedArray | None, ReasonCode, str]
+"""Where a rule is broken (True; None when nowhere), the reason code and the message the quarantine records."""
+NUL = "contains a NUL character (U+0000)"
+"""PostgreSQL text and jsonb cannot hold U+0000: such a value would fail the whole batch's COPY."""
 
 
 def _field_rules(
-    entity: Entity, f: Field, raw: pa.ChunkedArray, value: pa.ChunkedArray, blank: pa.ChunkedArray
+    entity: Entity, f: Field, raw: pa.ChunkedArray, value: pa.ChunkedArray, blank: pa.ChunkedArray,
+    latest: datetime,
 ) -> Iterator[Violation]:
     """One field's rules, in the order a row's first broken rule is reported."""
     present = pc.invert(blank)
     if f.required:
         yield blank, "missing_required", f"missing required field {f.name}"
+    yield nul_rows(raw), "malformed", f"malformed {f.name}: {NUL}"
     if f.pattern is not None:
         ok = pc.match_substring_regex(raw, f"^(?:{f.pattern})$")
         yield pc.and_(present, pc.invert(ok)), "malformed", f"malformed {f.name}: does not match {f.pattern}"
     yield pc.and_(present, pc.is_null(value)), "malformed", f"malformed {f.name}: not a valid {f.type}"
+    if f.max_length is not None:
+        yield (longer_than(value, f.max_length), "out_of_bounds",
+               f"out of bounds {f.name}: longer than {f.max_length} characters")
     if f.allowed is not None:
         ok = pc.is_in(value, value_set=pa.array(sorted(f.allowed)))
         allowed = ", ".join(sorted(f.allowed))
         yield pc.and_(present, pc.invert(ok)), "invalid_value", f"invalid {f.name}: not one of {allowed}"
-    if f.minimum is not None:
-        below = pc.less_equal(value, f.minimum) if f.minimum_exclusive else pc.less(value, f.minimum)
-        bound = f"> {f.minimum:g}" if f.minimum_exclusive else f">= {f.minimum:g}"
-        yield below, "invalid_value", f"invalid {f.name}: must be {bound}"
+    yield from _range_rules(entity, f, value, latest)
     if f.reference is not None:
         ok = pc.is_in(value, value_set=pa.array(sorted(entity.references[f.reference])))
         yield pc.and_(present, pc.invert(ok)), "unknown_reference", f"unknown {f.name}: not in {f.reference}"
+
+
+def _range_rules(entity: Entity, f: Field, value: pa.ChunkedArray, latest: datetime) -> Iterator[Violation]:
+    """A number's minimum and maximum; a date's or instant's floor, and the cursor's ceiling (the check's clock)."""
+    if f.minimum is not None:
+        bound = f"> {f.minimum:g}" if f.minimum_exclusive else f">= {f.minimum:g}"
+        yield (below(value, f.minimum, inclusive=not f.minimum_exclusive), "invalid_value",
+               f"invalid {f.name}: must be {bound}")
+    if f.maximum is not None:
+        yield above(value, f.maximum), "out_of_bounds", f"out of bounds {f.name}: greater than {f.maximum:g}"
+    if f.type in ("date", "timestamptz"):
+        yield below(value, f.floor), "out_of_bounds", f"out of bounds {f.name}: before {f.floor.isoformat()}"
+    if f.name == entity.cursor and f.type == "timestamptz":
+        yield (above(value, latest), "out_of_bounds",
+               f"out of bounds {f.name}: more than {_days(CLOCK_SKEW.days)} after the check's clock")
+
+
+def _update_rules(entity: Entity, typed: dict[str, pa.ChunkedArray]) -> Iterator[Violation]:
+    """Dates and instants no later than their `days_after_update` bound: events happened before they were recorded."""
+    bounded = [f for f in entity.fields if f.days_after_update is not None]
+    if not bounded:
+        return
+    update_days = registry_day_numbers(typed[_UPDATED])
+    for f in bounded:
+        days = f.days_after_update or 0
+        bound = "after updated_at" if days == 0 else f"more than {_days(days)} after updated_at"
+        yield days_after(typed[f.name], update_days, days), "out_of_bounds", f"out of bounds {f.name}: {bound}"
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"
+
+
+def _extra_rules(table: pa.Table, unknown: Sequence[int], drift: SchemaDrift) -> Iterator[Violation]:
+    """Unknown fields kept in `_extra` obey bounds too: no NUL, at most `EXTRA_MAX_LENGTH` characters. Values that
+    are dropped (`DISCARD_EXTRA`) or whose batch is refused (`FREEZE`) are never stored, so cost no row."""
+    if drift is not SchemaDrift.KEEP_EXTRA:
+        return
+    for i in unknown:
+        col, name = _extra_text(table, i), _storable(table.column_names[i])
+        yield nul_rows(col), "malformed", f"malformed {name}: {NUL}"
+        yield (longer_than(col, EXTRA_MAX_LENGTH), "out_of_bounds",
+               f"out of bounds {name}: longer than {EXTRA_MAX_LENGTH} characters")
+
+
+def _storable(name: str) -> str:
+    """A field name PostgreSQL can store (in the ledger, a reason, an `_extra` key): NUL replaced by U+FFFD."""
+    return name.replace("\x00", "\ufffd")
+
+
+def _extra_text(table: pa.Table, i: int) -> pa.ChunkedArray:
+    """Column `i` as text; nested values (structs, lists) as JSON, which Arrow's cast to string refuses."""
+    col = table.column(i)
+    if pa.types.is_string(col.type):
+        return col
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in col.to_pylist()]
+        return pa.chunked_array([pa.array(values, pa.string())])
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
@@ -454,12 +604,16 @@ def _nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, f.type, nullable=True) for f in schema])
 
 
-def _extra_json(table: pa.Table, unknown: Sequence[str], drift: SchemaDrift) -> pa.ChunkedArray:
-    """Unknown fields as a JSON object per row, kept in `_extra` under SchemaDrift.KEEP_EXTRA."""
+def _extra_json(table: pa.Table, unknown: Sequence[int], drift: SchemaDrift) -> pa.ChunkedArray:
+    """Unknown fields as a JSON object per row, kept in `_extra` under SchemaDrift.KEEP_EXTRA.
+
+    It cannot fail on what reaches it: values are text (nested ones as JSON), rows with a NUL or an over-long
+    value were rejected, and names are made storable.
+    """
     n = table.num_rows
     if not unknown or drift is not SchemaDrift.KEEP_EXTRA or n == 0:
         return pa.chunked_array([pa.nulls(n, pa.string())])
     # Unknown fields are rare (a drift day) and small; build JSON per row only on that cold path.
-    columns = {name: _text(table, name).to_pylist() for name in unknown}
-    rows = [json.dumps({k: columns[k][i] for k in unknown}, ensure_ascii=False) for i in range(n)]
+    columns = {_storable(table.column_names[i]): _extra_text(table, i).to_pylist() for i in unknown}
+    rows = [json.dumps({k: v[row] for k, v in columns.items()}, ensure_ascii=False) for row in range(n)]
     return pa.chunked_array([pa.array(rows, pa.string())])

@@ -13,6 +13,13 @@ PARTICIPANT_TYPES = frozenset({
 CONTRIBUTION_STATUS = frozenset({"paid", "owing", "suspended"})
 COVERAGE_TYPES = frozenset({"health", "social", "unemployment"})
 COVERAGE_STATUS = frozenset({"active", "lapsed", "ended"})
+FULL_NAME_MAX_LENGTH = 100
+"""As the population registry's full names (`kho.sources.population.FULL_NAME_MAX_LENGTH`)."""
+START_AHEAD_DAYS = 366
+"""Cover bought or renewed in advance starts within a year of being recorded (it is bought for at most 12 months)."""
+END_AHEAD_DAYS = 3653
+"""A period's planned end lies at most ten years ahead: the longest card, a child's under 6, runs to the sixth
+birthday; further is a typing slip (2125 for 2025), not a plan."""
 
 
 def _social_insurance_code(name: str, description: str) -> Field:
@@ -32,8 +39,8 @@ PARTICIPANTS = Entity(
             "10-digit social insurance code; its first two digits are commonly the issuing province (not enforced)",
         ),
         cccd_field("cccd", "CCCD of the participant"),
-        Field("full_name", "text", required=True, normalise_nfc=True, pii="direct",
-              description="Full name as the insurer holds it, NFC"),
+        Field("full_name", "text", required=True, normalise_nfc=True, pii="direct", max_length=FULL_NAME_MAX_LENGTH,
+              description="Full name as the insurer holds it, NFC; at most 100 characters"),
         Field("participant_type", "text", required=True, allowed=PARTICIPANT_TYPES,
               description="Who pays: employee, self_employed, household, student, poor_household, ..."),
         Field("registered_hospital_code", "text", required=True, pattern=r"\d{5}",
@@ -57,8 +64,12 @@ COVERAGE_PERIODS = Entity(
         _social_insurance_code("social_insurance_code", "Participant covered"),
         Field("coverage_type", "text", required=True, allowed=COVERAGE_TYPES,
               description="health, social or unemployment"),
-        Field("valid_from", "date", required=True, description="First day of cover"),
-        Field("valid_to", "date", description="Last day of cover; absent while open-ended"),
+        Field("valid_from", "date", required=True, days_after_update=START_AHEAD_DAYS,
+              description="First day of cover; may be in the future (cover bought in advance), at most 366 days "
+                          "after updated_at"),
+        Field("valid_to", "date", days_after_update=END_AHEAD_DAYS,
+              description="Last day of cover; absent while open-ended; usually in the future, at most 3653 days "
+                          "(ten years) after updated_at"),
         Field("status", "text", required=True, allowed=COVERAGE_STATUS, description="active, lapsed or ended"),
         UPDATED_AT,
     ),

@@ -16,6 +16,16 @@ SEX = frozenset({"M", "F"})
 CITIZEN_STATUS = frozenset({"alive", "deceased"})
 RELATIONS_TO_HEAD = frozenset({"head", "spouse", "child", "parent", "grandchild", "sibling", "other"})
 RESIDENCE_KINDS = frozenset({"permanent", "temporary"})
+FULL_NAME_MAX_LENGTH = 100
+"""Characters of a full name: the national population database holds about 100 (the longest real Vietnamese names,
+with several middle names or a foreign-born spouse's, stay far below)."""
+ADDRESS_MAX_LENGTH = 250
+"""Characters of an address line within a commune (number, street, hamlet, residential group)."""
+MAX_HOUSEHOLD_MEMBERS = 100
+"""Members of one household: families of more than a few dozen do not exist, so more than 100 is a typing slip (an
+extra digit). Collective residences (dormitories, religious houses) are not households of this registry."""
+AHEAD_DAYS = 366
+"""How far after the record's updated_at a residence may take effect: a move registered in advance, within a year."""
 
 
 def _deceased_without_date(t: pa.Table) -> pa.ChunkedArray:
@@ -34,10 +44,12 @@ CITIZENS = Entity(
     cursor="updated_at",
     fields=(
         cccd_field("cccd", "12-digit citizen identity number (số định danh cá nhân)"),
-        Field("full_name", "text", required=True, normalise_nfc=True, pii="direct",
-              description="Full name with diacritics, normalised to NFC"),
-        Field("date_of_birth", "date", required=True, pii="quasi",
-              description="Date of birth (ISO 8601 on the API, dd/mm/yyyy in exports)"),
+        Field("full_name", "text", required=True, normalise_nfc=True, pii="direct", max_length=FULL_NAME_MAX_LENGTH,
+              description="Full name with diacritics, normalised to NFC; at most 100 characters, what the national "
+                          "population database holds"),
+        Field("date_of_birth", "date", required=True, pii="quasi", days_after_update=0,
+              description="Date of birth (ISO 8601 on the API, dd/mm/yyyy in exports); not after updated_at: the "
+                          "registry records a birth once it happened"),
         Field("sex", "text", required=True, allowed=SEX, pii="quasi",
               description="M or F, as encoded in the CCCD's 4th digit"),
         Field("ethnicity", "text", required=True, normalise_nfc=True, reference="ethnicities", pii="quasi",
@@ -53,7 +65,8 @@ CITIZENS = Entity(
         Field("household_id", "text", pattern=HOUSEHOLD_ID_PATTERN,
               description="Household (hộ khẩu) the citizen belongs to, if any"),
         Field("status", "text", required=True, allowed=CITIZEN_STATUS, description="alive or deceased"),
-        Field("date_of_death", "date", pii="quasi", description="Date of death; present exactly when deceased"),
+        Field("date_of_death", "date", pii="quasi", days_after_update=0,
+              description="Date of death; present exactly when deceased; not after updated_at"),
         UPDATED_AT,
     ),
     checks=(
@@ -102,10 +115,10 @@ HOUSEHOLDS = Entity(
         cccd_field("head_cccd", "CCCD of the head of household (chủ hộ)"),
         Field("commune_code", "text", required=True, reference="commune_codes",
               description="GSO 5-digit code of the household's commune"),
-        Field("address_line", "text", required=True, normalise_nfc=True, pii="quasi",
-              description="Street, number or hamlet within the commune, NFC"),
-        Field("member_count", "integer", required=True, minimum=1,
-              description="Number of members, the head included (at least 1)"),
+        Field("address_line", "text", required=True, normalise_nfc=True, pii="quasi", max_length=ADDRESS_MAX_LENGTH,
+              description="Street, number or hamlet within the commune, NFC; at most 250 characters"),
+        Field("member_count", "integer", required=True, minimum=1, maximum=MAX_HOUSEHOLD_MEMBERS,
+              description="Number of members, the head included (1 to 100; more is a typing slip)"),
         UPDATED_AT,
     ),
     drift=SchemaDrift.KEEP_EXTRA,
@@ -124,8 +137,10 @@ HOUSEHOLD_MEMBERS = Entity(
         cccd_field("cccd", "CCCD of the member"),
         Field("relation_to_head", "text", required=True, allowed=RELATIONS_TO_HEAD,
               description="Relation to the head of household (head for the head)"),
-        Field("joined_on", "date", required=True, description="Date the citizen joined the household"),
-        Field("left_on", "date", description="Date the citizen left the household, if they did"),
+        Field("joined_on", "date", required=True, days_after_update=0,
+              description="Date the citizen joined the household; not after updated_at (recorded once it happened)"),
+        Field("left_on", "date", days_after_update=0,
+              description="Date the citizen left the household, if they did; not after updated_at"),
         UPDATED_AT,
     ),
     checks=(date_order_check("joined_on", "left_on"),),
@@ -146,8 +161,11 @@ RESIDENCE_CHANGES = Entity(
         Field("from_commune_code", "text", reference="commune_codes",
               description="Commune left (absent for a first registration)"),
         Field("to_commune_code", "text", required=True, reference="commune_codes", description="Commune moved to"),
-        Field("effective_on", "date", required=True, description="Date the new residence takes effect"),
-        Field("registered_at", "timestamptz", required=True, description="When the registry recorded the move"),
+        Field("effective_on", "date", required=True, days_after_update=AHEAD_DAYS,
+              description="Date the new residence takes effect; may follow the registration (a move registered in "
+                          "advance), by at most 366 days after updated_at"),
+        Field("registered_at", "timestamptz", required=True, days_after_update=0,
+              description="When the registry recorded the move; not on a later day than updated_at"),
         UPDATED_AT,
     ),
     drift=SchemaDrift.KEEP_EXTRA,

@@ -20,10 +20,10 @@ THINGS = Entity(
     key=("book", "line"),
     cursor="updated_at",
     fields=(
-        Field("book", "text", required=True),
-        Field("line", "text", required=True),
+        Field("book", "text", required=True, max_length=20),
+        Field("line", "text", required=True, max_length=20),
         Field("registered_on", "date", required=True),
-        Field("note", "text"),
+        Field("note", "text", max_length=200),
         Field("updated_at", "timestamptz", required=True),
     ),
 )

@@ -7,7 +7,7 @@ import tracemalloc
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,13 @@ import pytest
 
 from kho.errors import ConfigError
 from kho.simulator import ALL_DEFECT_KINDS, WorldSpec, generate_citizens, ground_truth
+from kho.simulator import calendar as cal
 from kho.simulator.defects import ANOMALY_KINDS, Defect
 from kho.simulator.generate import engine, stream_changes, stream_ground_truth, stream_snapshot, write_manifest
 from kho.simulator.people import Model
 from kho.simulator.registries import FIELDS
 from kho.sources import ENTITIES, check_table
+from kho.sources.bounds import CLOCK_SKEW
 from kho.sources.identity import cccd_prefix, is_valid_tax_code
 from kho.sources.population import CITIZENS
 
@@ -86,10 +88,18 @@ def test_records_carry_the_contract_fields_as_text() -> None:
             assert all(v is None or isinstance(v, str) for v in record.values())
 
 
+def clock_at_end_of(day: int) -> datetime:
+    """A check's clock such that `updated_at` may be at most the end of simulated `day` (the contract allows a
+    day of skew): a record stamped after the day that serves it would be rejected."""
+    return datetime.fromtimestamp(cal.day_start(day + 1), UTC) - CLOCK_SKEW
+
+
 def test_a_clean_world_passes_every_contract_on_every_day() -> None:
+    """Every bound included: names, addresses, dates within their floors and no later than their own updated_at,
+    and every updated_at no later than the end of the day that serves it."""
     for day, name, records in batches(CLEAN):
         if records:
-            checked = check_table(BY_NAME[name], pa.Table.from_pylist(records))
+            checked = check_table(BY_NAME[name], pa.Table.from_pylist(records), now=clock_at_end_of(day))
             assert checked.rejected.num_rows == 0, (day, name, checked.rejected.slice(0, 2).to_pylist())
 
 
@@ -102,7 +112,7 @@ def test_check_table_rejects_exactly_the_ground_truth_row_defects(truth: list[De
         if not records:
             continue
         entity = BY_NAME[name]
-        checked = check_table(entity, pa.Table.from_pylist(records))
+        checked = check_table(entity, pa.Table.from_pylist(records), now=clock_at_end_of(day))
         defects = by_batch.get((day, name), [])
         renamed = {d.key for d in defects if d.kind == "schema_drift_renamed_field"}
         rejected = Counter((tuple(str(r[k]) for k in entity.key), r["_reason_code"])

@@ -141,10 +141,13 @@ def test_parse_field_takes_an_explicit_date_format() -> None:
     assert [str(v) if v is not None else None for v in parsed.to_pylist()] == ["2025-07-01", None, None]
 
 
+ID = Field("id", required=True, max_length=10)
+
+
 def _entity(**changes: object) -> Entity:
     base: dict[str, object] = {
         "registry": "test", "name": "things", "key": ("id",), "cursor": "updated_at",
-        "fields": (Field("id", required=True), Field("n", "integer", minimum=1), Field("updated_at", "timestamptz")),
+        "fields": (ID, Field("n", "integer", minimum=1), Field("updated_at", "timestamptz")),
     }
     return Entity(**{**base, **changes})  # type: ignore[arg-type]
 
@@ -176,7 +179,7 @@ def test_a_minimum_rejects_smaller_numbers_as_invalid_values(value: str, ok: boo
 
 
 def test_an_exclusive_minimum_rejects_the_bound_itself() -> None:
-    entity = _entity(fields=(Field("id", required=True), Field("x", "numeric", minimum=0, minimum_exclusive=True),
+    entity = _entity(fields=(ID, Field("x", "numeric", minimum=0, minimum_exclusive=True),
                              Field("updated_at", "timestamptz")))
     rows = [{"id": str(i), "x": x, "updated_at": None} for i, x in enumerate(["0", "0.01", "-0.5"])]
     result = check_table(entity, pa.Table.from_pylist(rows))
