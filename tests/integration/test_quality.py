@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 RAW_SUITE = PROJECT_ROOT / "expectations" / "raw.population__citizens.json"
 MART_SUITE = PROJECT_ROOT / "expectations" / "mart_population.citizens_per_commune.json"
-GOOD_BATCH, BAD_BATCH, EMPTY_BATCH = 1, 2, 999
+GOOD_BATCH, BAD_BATCH, OUT_OF_BOUNDS_BATCH, EMPTY_BATCH = 1, 2, 3, 999
 
 CITIZEN_ROWS = [
     # cccd, full_name, date_of_birth, sex, birth_province_code, permanent_commune_code, status, batch
@@ -39,6 +39,7 @@ CITIZEN_ROWS = [
     ("074050000003", "Lê Văn Cường", "1950-05-06", "M", "74", "25744", "deceased", GOOD_BATCH),
     ("074300000004", "Phạm Thị Dung", "2000-07-08", "F", "74", "25747", "alive", BAD_BATCH),
     ("074090000005", None, "1990-09-10", "M", "74", "25747", "alive", BAD_BATCH),
+    ("074099000006", "Đ" * 101, "1899-12-31", "M", "74", "25747", "alive", OUT_OF_BOUNDS_BATCH),
 ]
 
 
@@ -122,6 +123,15 @@ def test_a_null_required_value_fails_the_batch_as_blocking(warehouse: Server, gx
     message = r"raw\.population__citizens \(batch 2\).*to_not_be_null\(full_name\): 1 unexpected"
     with pytest.raises(QualityError, match=message):
         raise_for_blocking(result)
+
+
+def test_a_value_beyond_a_contract_bound_fails_the_raw_suite(warehouse: Server, gx_home: Path) -> None:
+    """A name of 101 characters and a birth in 1899: what the loader quarantines, caught if it reached raw."""
+    result = _raw(warehouse, gx_home, OUT_OF_BOUNDS_BATCH, build_docs=False)
+    assert sorted(result.failures) == [
+        ("expect_column_value_lengths_to_be_between", "full_name", False, 1, "blocking"),
+        ("expect_column_values_to_be_between", "date_of_birth", False, 1, "blocking"),
+    ]
 
 
 def test_only_the_given_batchs_rows_are_validated(warehouse: Server, gx_home: Path) -> None:

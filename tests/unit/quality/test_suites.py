@@ -133,15 +133,26 @@ def test_gx_suite_refuses_what_gx_would_drop_or_reject_obscurely(expectation: di
         gx_suite(suite)
 
 
-def test_raw_suite_turns_minimums_into_between_checks() -> None:
+def test_raw_suite_turns_minimums_and_maximums_into_between_checks() -> None:
     from kho.sources.business import ENTERPRISES
     from kho.sources.population import HOUSEHOLDS
 
     members = _checks(raw_suite(HOUSEHOLDS), "expect_column_values_to_be_between")["member_count"]
-    assert members["kwargs"] == {"column": "member_count", "min_value": 1}
+    assert members["kwargs"] == {"column": "member_count", "min_value": 1, "max_value": 100}
     capital = _checks(raw_suite(ENTERPRISES), "expect_column_values_to_be_between")["registered_capital"]
-    assert capital["kwargs"] == {"column": "registered_capital", "min_value": 0, "strict_min": True}
+    assert capital["kwargs"] == {"column": "registered_capital", "min_value": 0, "strict_min": True,
+                                 "max_value": 10**15}
     assert capital["meta"] == {"severity": "blocking"}
+
+
+def test_raw_suite_bounds_text_lengths_and_the_earliest_dates() -> None:
+    lengths = _checks(raw_suite(CITIZENS), "expect_column_value_lengths_to_be_between")
+    assert {name: e["kwargs"] for name, e in lengths.items()} == {
+        "full_name": {"column": "full_name", "max_value": 100}}
+    between = _checks(raw_suite(CITIZENS), "expect_column_values_to_be_between")
+    assert {name: e["kwargs"]["min_value"] for name, e in between.items()} == {
+        "date_of_birth": "1900-01-01", "date_of_death": "1900-01-01", "updated_at": "1900-01-01T00:00:00+00:00"}
+    assert {e["meta"]["severity"] for e in [*lengths.values(), *between.values()]} == {"blocking"}
 
 
 def test_there_is_one_committed_raw_suite_per_entity() -> None:
