@@ -330,3 +330,25 @@ def test_an_old_raw_table_with_dependent_views_says_what_to_drop(fresh_db_config
     with pytest.raises(WarehouseError, match=r"older kho.*view stg_citizens depends on column _row_hash"):
         load(fresh_db_config, [citizen(3)])
     assert raw_rows(fresh_db_config) == 2
+
+
+def test_the_watermark_never_passes_the_moment_the_batch_started(fresh_db_config: KhoConfig) -> None:
+    """A record stamped ahead of the loader's clock (within the contract's skew, so accepted) and one stamped in
+    2199 (quarantined) must not move the watermark past changes the registry has not written yet."""
+    import datetime as dt
+
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = dt.datetime.now(dt.UTC)
+    with connect(fresh_db_config.warehouse) as conn:
+        bootstrap(conn)
+        with conn.transaction():
+            loader = BatchLoader(conn, CITIZENS, "api")
+            loader.add(pa.Table.from_pylist([citizen(1, updated_at=ahead),
+                                             citizen(2, updated_at="2199-01-01T00:00:00Z")]))
+            entry = loader.finish()
+    after = dt.datetime.now(dt.UTC)
+    assert (entry.rows_new, entry.rows_rejected) == (1, 1)
+    watermark = scalar(fresh_db_config, "SELECT cursor_value FROM kho.watermarks WHERE entity = 'citizens'")
+    assert isinstance(watermark, dt.datetime)
+    assert before - dt.timedelta(seconds=1) <= watermark <= after
+    assert entry.cursor_to == watermark

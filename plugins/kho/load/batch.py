@@ -219,14 +219,19 @@ class BatchLoader:
             )
 
     def _advance_cursor(self, checked: CheckedBatch) -> None:
-        """The newest cursor value read, rejected rows included; accepted rows are already typed (no re-parse)."""
+        """The newest cursor value read, rejected rows included (accepted rows are already typed, no re-parse),
+        but never past the moment this batch started: a record stamped later (a registry clock running ahead, or
+        a bogus date that was quarantined) must not move the watermark past changes not yet written. Records past
+        it are read again next time and count as unchanged; nothing is skipped."""
         name = self.entity.cursor
         tops = [pc.max(checked.accepted.column(name)).as_py()] if name in checked.accepted.column_names else []
         if name in checked.rejected.column_names and checked.rejected.num_rows:
             tops.append(pc.max(parse_field(self.entity.field(name), checked.rejected.column(name))).as_py())
         for top in tops:
-            if top is not None and (self.cursor_to is None or top > self.cursor_to):
-                self.cursor_to = top
+            if top is not None:
+                top = min(top, self.started_at)
+                if self.cursor_to is None or top > self.cursor_to:
+                    self.cursor_to = top
 
     def _quarantine(self, rejected: pa.Table, lines: list[int | None], raws: list[bytes | None]) -> None:
         """Rejected rows keep their payload, reason, batch id, line number and exact bytes. Rejects are few:
