@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from kho.config import RegistryCredentials
 from kho.errors import ExtractError
-from kho.extract.block import Block, Defect, UnknownFields
+from kho.extract.block import Block, Defect, UnknownFields, nul_field, with_rows
 from kho.sources.contract import Entity
 
 logger = logging.getLogger(__name__)
@@ -292,8 +292,9 @@ def page_block(records: list[object], fields: tuple[str, ...] = ()) -> Block:
             names: set[str] = set()
             for r in records:
                 names.update(r)  # type: ignore[arg-type]
-            if UnknownFields(fields).admit(names) is None:
-                return Block.of(records_to_table(records))  # type: ignore[arg-type]
+            if UnknownFields(fields).admit(names) is None and not any(
+                    nul_field(r) for r in records):  # type: ignore[arg-type]
+                return Block.of(with_rows(records_to_table(records), len(records)))  # type: ignore[arg-type]
     except UnicodeEncodeError:  # a lone surrogate escape somewhere on the page: sort the records one by one
         pass
     unknown = UnknownFields(fields)
@@ -315,8 +316,13 @@ def page_block(records: list[object], fields: tuple[str, ...] = ()) -> Block:
         if refused is not None:
             defects.append(Defect(refused[0], refused[1], raw))
             continue
+        holding = nul_field(record)
+        if holding is not None:
+            defects.append(Defect("nul_byte", f"{holding} holds a NUL (\\u0000; PostgreSQL text cannot hold one)",
+                                  raw))
+            continue
         good.append(record)
-    return Block.of(records_to_table(good) if good else pa.table({}), defects)
+    return Block.of(with_rows(records_to_table(good), len(good)) if good else pa.table({}), defects)
 
 
 def records_to_table(records: list[dict]) -> pa.Table:

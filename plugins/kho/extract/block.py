@@ -8,6 +8,7 @@ so it goes to quarantine as it arrived (its bytes, its line number, a reason cod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -115,3 +116,19 @@ class Block:
         if not len(self.row_starts):
             return [None] * len(rows)
         return [self.data[int(self.row_starts[r]):int(self.row_ends[r])] for r in rows]
+
+
+def nul_field(record: dict[str, object]) -> str | None:
+    """The first field (as repr) whose value holds a NUL character, at any depth; None if none does."""
+    for name, value in record.items():
+        if "\x00" in (value if isinstance(value, str) else json.dumps(value) if value is not None else ""):
+            return repr(name)
+    return None
+
+
+def with_rows(table: pa.Table, rows: int) -> pa.Table:
+    """`table`, or, when it has no columns (records that held no field at all), a table that still counts its
+    `rows`: a record with no field is a record, to be judged (and refused) like any other, never dropped."""
+    if table.num_columns or not rows:
+        return table
+    return pa.table({"_": pa.nulls(rows)}).drop_columns(["_"])
