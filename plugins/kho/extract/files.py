@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import json
 import queue
 import threading
@@ -352,11 +353,12 @@ def _skip_long_line(source: _Source, data: bytes, line_no: int, max_line_bytes: 
             rest = b""
             break
         cut = chunk.find(b"\n")
+        own = chunk if cut < 0 else chunk[:cut]
+        head += own[:KEPT_BYTES - len(head)]
+        total += len(own)
         if cut >= 0:
-            total += cut
             rest = chunk[cut + 1:]
             break
-        total += len(chunk)
     defects.append(Defect("line_too_long", f"line of {total:,} bytes, longer than the {max_line_bytes:,} a line "
                           f"may be (the first {len(head):,} are kept)", head, line_no))
     return rest
@@ -632,7 +634,7 @@ class _CsvBlocks(_Blocks):
                 return None
             try:
                 text = data[start:int(lines.ends[last])].decode("utf-8")
-                rows = list(csv.reader(text.splitlines(keepends=True), delimiter=self.header.delimiter, strict=True))
+                rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self.header.delimiter, strict=True))
             except UnicodeDecodeError:
                 return None
             except csv.Error as exc:

@@ -13,6 +13,8 @@ import pytest
 
 from kho.errors import ExtractError
 from kho.extract.files import ExportFile, iter_blocks, iter_file, prefetch
+from kho.sources.population import CITIZENS
+from tests.unit.extract.test_bad_lines_property import ExportSpec, citizen, write_record
 
 ROWS = [
     {"cccd": "074090001234", "full_name": "Nguyễn Thị Hương", "date_of_birth": "17/05/1990", "note": "a, \"b\""},
@@ -116,3 +118,20 @@ def test_a_consumer_that_stops_early_stops_and_closes_the_producer() -> None:
     stream.close()  # what a failed load does to its block iterator
     assert closed.wait(5)
     assert len(produced) < 10, "the producer ran on past the consumer"
+
+
+def test_a_multi_line_record_with_a_form_feed_in_an_unquoted_field_loads(tmp_path: Path) -> None:
+    record = citizen(5, "a\nb", "csv")  # the name is quoted: the record runs over two lines (RFC 4180)
+    record["ethnicity"] = "Ki\x0cnh"  # or \x0b, \x1c-\x1e, \x85, \u2028, \u2029: what str.splitlines splits at
+    path = ExportSpec("csv", (write_record("csv", record),), {}).write(tmp_path)
+    blocks = list(iter_blocks(ExportFile.of(path), CITIZENS))
+    assert [b.table.num_rows for b in blocks] == [1]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 512])
+def test_a_too_long_line_read_in_small_blocks_keeps_up_to_4096_of_its_bytes(tmp_path: Path, block_bytes: int) -> None:
+    long = b"x" * 1500
+    path = ExportSpec("jsonl", (b'{"a": "1"}', long, b'{"a": "2"}'), {}).write(tmp_path)
+    defects = [d for b in iter_blocks(ExportFile.of(path), block_bytes=block_bytes, max_line_bytes=1000)
+               for d in b.defects]
+    assert [(d.line, d.raw) for d in defects] == [(2, long)]
