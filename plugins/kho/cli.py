@@ -130,8 +130,9 @@ def _load(args: argparse.Namespace, config: KhoConfig) -> int:
     else:
         from tqdm import tqdm
 
+        # Drawn only once the load has run a second: a file refused at once gets its one line of error, no bar.
         with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{entity.qualified_name}",
-                  file=sys.stderr) as bar:
+                  file=sys.stderr, delay=1.0) as bar:
             def progress(rows: int, done: int) -> None:
                 bar.set_postfix_str(f"{rows:,} rows", refresh=False)
                 bar.update(done - bar.n)
