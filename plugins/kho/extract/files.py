@@ -335,9 +335,10 @@ def _line_blocks(source: _Source, pending: bytes, block_bytes: int, max_line_byt
             continue
         block, pending = data[: cut + 1], data[cut + 1:]
         carry = yield block, line_no, long_lines, source.position, False
-        line_no += block.count(b"\n")
         long_lines = []
-        if carry is not None:
+        if carry is None:  # driven without replies: count the lines here
+            line_no += block.count(b"\n")
+        else:  # the reader's reply: what to read again (if anything) and the next line's number
             pending, line_no = carry[0] + pending, carry[1]
     if pending or long_lines:
         yield pending, line_no, long_lines, source.position, True
@@ -471,14 +472,15 @@ class _Slow:
 
 
 Carry = tuple[bytes, int]
-"""Bytes handed back to the block reader to be read again at the start of the next block, and their line number."""
+"""The reply to the block reader: bytes to read again at the start of the next block (a record that may go on
+there; usually none), and the line number the next block starts at."""
 
 
 class _Blocks:
     """Turn a block of whole lines into a `Block`: fast through Arrow, line by line only where Arrow refuses."""
 
     def __call__(self, data: bytes, first_line: int, long_lines: list[Defect], max_line_bytes: int,
-                 position: int, final: bool) -> tuple[Block, Carry | None]:
+                 position: int, final: bool) -> tuple[Block, Carry]:
         lines = _Lines.of(data)
         defects = list(long_lines)
         blank, bad = _screen(data, lines, first_line, max_line_bytes, defects)
@@ -487,14 +489,14 @@ class _Blocks:
         table = None
         if not len(kept):
             table = self.empty()
-        elif _utf8(kept_data) and not _stray_cr(data, lines) and self.one_per_line(data, lines, kept):
+        elif self.valid_text(kept_data) and not _stray_cr(data, lines) and self.one_per_line(data, lines, kept):
             table = self.fast(kept_data, len(kept))
         if table is not None:
             block = Block(table, tuple(sorted(defects, key=_line_of)), first_line, kept, data, lines.starts[kept],
                           lines.ends[kept], int(blank.sum()), position)
-            return block, None
+            return block, (b"", first_line + len(lines))
         slow = self.slow(data, lines, bad, first_line, defects, max_line_bytes, final)
-        carry: Carry | None = None
+        carry: Carry = (b"", first_line + len(lines))
         if slow.carry is not None:  # lines from there on are screened and read again with the next block
             carry = (data[int(lines.starts[slow.carry]):], first_line + slow.carry)
             defects = [d for d in defects if _line_of(d) < first_line + slow.carry]
@@ -506,6 +508,10 @@ class _Blocks:
     def fast(self, data: bytes, expected: int) -> pa.Table | None:
         """Arrow's parse of the kept lines, or None unless it gave exactly one record per line."""
         raise NotImplementedError
+
+    def valid_text(self, data: bytes) -> bool:
+        """Whether the kept lines may go to Arrow's reader: no bytes that are not UTF-8 (`_utf8`)."""
+        return _utf8(data)
 
     def one_per_line(self, data: bytes, lines: _Lines, kept: npt.NDArray[np.int64]) -> bool:
         """False when some kept line could give Arrow more than one record: then a record's line cannot be told
@@ -585,7 +591,8 @@ class _CsvBlocks(_Blocks):
     def __init__(self, header: Header) -> None:
         self.header = header
         names = list(header.names)
-        self.read_options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=BLOCK_BYTES)
+        self.read_options = pacsv.ReadOptions(column_names=names, block_size=BLOCK_BYTES)
+        self.parse = pacsv.ParseOptions(delimiter=header.delimiter, newlines_in_values=False)
         self.convert_options = pacsv.ConvertOptions(
             column_types={name: pa.string() for name in names},
             strings_can_be_null=True,
@@ -594,20 +601,17 @@ class _CsvBlocks(_Blocks):
         )
 
     def fast(self, data: bytes, expected: int) -> pa.Table | None:
-        invalid: list[int] = []
-
-        def count_invalid(_row: object) -> str:
-            invalid.append(1)
-            return "skip"
-
-        parse = pacsv.ParseOptions(delimiter=self.header.delimiter, newlines_in_values=False,
-                                   invalid_row_handler=count_invalid)
+        """Arrow refuses a ragged row (no handler: a bad line's text never reaches Python) and validates the
+        UTF-8 of every value (all columns are text), so any such line sends the block line by line."""
         try:
-            table = pacsv.read_csv(pa.BufferReader(data), read_options=self.read_options, parse_options=parse,
+            table = pacsv.read_csv(pa.BufferReader(data), read_options=self.read_options, parse_options=self.parse,
                                    convert_options=self.convert_options)
-        except (pa.ArrowInvalid, UnicodeDecodeError):
+        except pa.ArrowInvalid:
             return None
-        return table if not invalid and table.num_rows == expected else None
+        return table if table.num_rows == expected else None
+
+    def valid_text(self, data: bytes) -> bool:
+        return True  # Arrow's CSV reader checks it (ConvertOptions.check_utf8)
 
     def empty(self) -> pa.Table:
         return pa.Table.from_arrays([pa.array([], pa.string()) for _ in self.header.names],
