@@ -18,6 +18,9 @@ demo: setup
 lint: setup
 	$(UV) run --frozen ruff check plugins dags tests
 	$(UV) run --frozen mypy plugins/kho
+	@# Every import declared, every runtime dependency used (pyproject's [tool.deptry] says what is ignored and why).
+	$(UV) run --frozen deptry plugins dags
+	$(UV) run --frozen deptry bench tests --ignore DEP002,DEP004
 
 # A skip fails the run (tests/conftest.py), unless this machine cannot have what the test needs; those are listed
 # at the end as not tested. `KHO_TEST_NO_SKIP=0 make test` lets skips pass.
