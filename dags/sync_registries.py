@@ -1,8 +1,10 @@
 """
-Generates one sync DAG per national registry from `kho.sources`: `sync_population`, `sync_insurance`,
-`sync_civil_status`, `sync_business` (a family, so dag_id is `sync_<registry>`, not this file's name).
+Generates one sync DAG per registry in `kho.sources.REGISTRIES`: `sync_population`, `sync_insurance`,
+`sync_civil_status`, `sync_business`, and one for each registry added through `KHO_REGISTRY_MODULES` (a family,
+so dag_id is `sync_<registry>`, not this file's name).
 
-Each DAG runs nightly (Asia/Ho_Chi_Minh) and holds, per entity of its registry, a task group:
+Each DAG runs on its registry's schedule, in the registry's timezone, owned as the `Registry` says, and holds, per
+entity of its registry, a task group:
 
 1. `extract_load` pages the registry API (OAuth2) from the entity's committed watermark, checks each row against
    its contract, quarantines rejects with a reason, COPYs and merges the rest, and writes one `kho.load_ledger`
@@ -21,12 +23,8 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup, task
 
 from kho import pipelines
 from kho.assets import raw_uri
-from kho.sources import REGISTRIES, entities_of
+from kho.sources import REGISTRIES
 from kho.sources.contract import Entity
-
-NIGHTLY = {"population": "0 1 * * *", "insurance": "15 1 * * *", "civil_status": "30 1 * * *",
-           "business": "45 1 * * *"}
-"""Staggered after midnight, when the registries publish the previous day's changes."""
 
 
 def entity_group(entity: Entity) -> TaskGroup:
@@ -45,15 +43,16 @@ def entity_group(entity: Entity) -> TaskGroup:
 
 for registry in REGISTRIES:
     with DAG(
-        dag_id=f"sync_{registry}",
-        schedule=NIGHTLY[registry],
-        start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
+        dag_id=registry.dag_id,
+        description=f"{registry.title}, owned by {registry.agency}",
+        schedule=registry.schedule,
+        start_date=pendulum.datetime(2025, 7, 1, tz=registry.timezone),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=dt.timedelta(hours=4),
-        tags=["kho", "ingest", registry],
+        tags=["kho", "ingest", registry.slug],
         doc_md=__doc__,
-        default_args={"owner": "kho-data-engineering", "retries": 3, "retry_delay": dt.timedelta(minutes=2),
+        default_args={"owner": registry.owner, "retries": 3, "retry_delay": dt.timedelta(minutes=2),
                       "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=20)},
         params={
             "full_refresh": Param(False, type="boolean", description="Re-read the registry from the beginning"),
@@ -61,5 +60,5 @@ for registry in REGISTRIES:
                            description="Start from this instant instead of the watermark (ISO 8601)"),
         },
     ):
-        for entity in entities_of(registry):
+        for entity in registry.entities:
             entity_group(entity)

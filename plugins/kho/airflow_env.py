@@ -64,7 +64,8 @@ def write_env_file(config: KhoConfig) -> Path:
 
     It holds no secret: the password is read from its file when the shell sources it.
     """
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in {**config.child_env(), **airflow_environment(config)}.items()]
+    lines = [f"export {k}={shlex.quote(v)}"
+             for k, v in {**config.child_env(secrets=False), **airflow_environment(config)}.items()]
     lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     if not config.warehouse.password_env:
         lines.append(f'export KHO_PG_PASSWORD="$(cat {shlex.quote(str(config.warehouse.password_file))})"')

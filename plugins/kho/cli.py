@@ -58,7 +58,7 @@ def _server_options(args: argparse.Namespace, config: KhoConfig) -> ServerOption
     if args.token_ttl <= 0 or args.rate < 0 or (args.burst is not None and args.burst < 1):
         raise ConfigError("--token-ttl must be positive, --rate 0 (unlimited) or more, --burst 1 or more")
     return ServerOptions(
-        credentials=None if args.no_auth else config.ensure_registry_credentials(),
+        credentials=None if args.no_auth else config.ensure_simulator_credentials(),
         token_ttl_s=args.token_ttl, rate_per_s=args.rate or None, burst=args.burst, faults=faults,
     )
 
@@ -81,7 +81,7 @@ def _simulate_serve(args: argparse.Namespace, config: KhoConfig) -> int:
             print("  open: no token needed (--no-auth)")
         else:
             where = ("KHO_REGISTRY_CLIENT_SECRET" if config.registry_client_secret
-                     else str(config.registry_credentials_file))
+                     else str(config.simulator_credentials_file))
             print(f"  POST {url}/oauth/token  client {options.credentials.client_id!r} (secret in {where}), "
                   f"tokens live {options.token_ttl_s:g} s")
         rate = f"{options.rate_per_s:g} requests/s per client" if options.rate_per_s else "no rate limit"
@@ -174,7 +174,7 @@ def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     spec = WorldSpec(config.simulator_seed, config.simulator_citizens, demo.DEMO_DAYS, demo.DEMO_DEFECT_RATE,
                      ALL_DEFECT_KINDS - demo.DEMO_LEAVES_OUT)
     world = World.build(spec)
-    options = ServerOptions(credentials=config.ensure_registry_credentials())
+    options = ServerOptions(credentials=config.ensure_simulator_credentials())
     simulator = serve_in_thread(world, config.simulator_host, config.simulator_port, options)
     print(f"simulated registries: {spec.citizens} citizens (seed {spec.seed}), {spec.days} days of feeds, "
           f"{spec.defect_rate:.0%} defective records, on {simulator.url}", flush=True)

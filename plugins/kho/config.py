@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field as Setting
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kho.errors import ConfigError
 
@@ -131,8 +138,117 @@ class RegistryCredentials:
     client_secret: str = field(repr=False)
 
 
-REGISTRY_CLIENT_ID = "kho-warehouse"
-"""The client id written to a generated credentials file: an identity, not a secret."""
+SIMULATOR_CLIENT_ID = "kho-warehouse"
+"""The client id written to the simulator's generated credentials file: an identity, not a secret."""
+REGISTRY_CLIENT_ID = SIMULATOR_CLIENT_ID
+"""Old name of `SIMULATOR_CLIENT_ID`."""
+REGISTRY_PREFIX = "KHO_REGISTRY_"
+GLOBAL_CLIENT_SETTINGS = ("KHO_REGISTRY_CLIENT_ID", "KHO_REGISTRY_CLIENT_SECRET")
+"""One client for every registry: the fallback when a registry has no `KHO_REGISTRY_<SLUG>_CLIENT_ID` of its own."""
+REGISTRY_SETTINGS = ("BASE_URL", "TOKEN_URL", "CLIENT_ID", "CLIENT_SECRET_FILE", "CLIENT_SECRET", "TIMEOUT_S",
+                     "RATE_LIMIT_PER_S")
+"""What `KHO_REGISTRY_<SLUG>_…` may set (`RegistrySettings`); the longer of two names sharing an ending first."""
+SECRET_SETTINGS = ("CLIENT_SECRET",)
+
+
+def registry_prefix(slug: str) -> str:
+    """`KHO_REGISTRY_POPULATION_` for `population`."""
+    return f"{REGISTRY_PREFIX}{slug.upper()}_"
+
+
+class _GivenEnvironment(EnvSettingsSource):
+    """pydantic-settings' environment source over the mapping `KhoConfig.from_env` was given, not os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str], prefix: str) -> None:
+        self._given = env
+        super().__init__(settings_cls, case_sensitive=False, env_prefix=prefix, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._given.items() if value != ""}
+
+
+class RegistrySettings(BaseSettings):
+    """How kho reaches one registry: `KHO_REGISTRY_<SLUG>_<SETTING>`, read once (`KhoConfig.from_env`).
+
+    Unset, a registry is the development default: the simulator (`KHO_SIM_HOST`/`KHO_SIM_PORT`) with the
+    simulator's credentials file. The secret comes from the environment or from a file outside the repository.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    base_url: str | None = None
+    """Where the registry's API is; its entities are under `<base_url>/<api_slug>/v1/<entity>`."""
+    token_url: str | None = None
+    """The OAuth2 token endpoint; default `<base_url>/oauth/token`."""
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    """A file holding the secret (first line), readable by kho only: what a secrets manager mounts."""
+    timeout_s: Annotated[float, Setting(gt=0, le=3600)] = 30.0
+    """Seconds to connect, and to wait for each read, of one HTTP request."""
+    rate_limit_per_s: Annotated[float, Setting(gt=0)] | None = None
+    """Requests per second kho sends at most (the registry's published limit); None: as fast as answered."""
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("give an http(s) URL, such as https://api.registry.example/")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what `from_env` hands over: a configuration never reads os.environ behind its caller's back."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, slug: str, env: Mapping[str, str]) -> RegistrySettings:
+        prefix = registry_prefix(slug)
+        values: dict[str, Any] = _GivenEnvironment(cls, env, prefix)()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = prefix + str(error["loc"][0]).upper()
+            shown = "" if name.endswith(SECRET_SETTINGS) else f"={error.get('input')!r}"
+            raise ConfigError(f"{name}{shown}: {error['msg'].removeprefix('Value error, ')}") from None
+
+
+def _registry_settings(env: Mapping[str, str]) -> dict[str, RegistrySettings]:
+    """Per registry slug, the settings named in `env`; a KHO_REGISTRY_ variable kho does not know is an error
+    (a typo would otherwise send a sync to the default registry)."""
+    slugs: set[str] = set()
+    for name in sorted(env):
+        if not name.startswith(REGISTRY_PREFIX) or name in (*GLOBAL_CLIENT_SETTINGS, "KHO_REGISTRY_MODULES"):
+            continue
+        rest = name.removeprefix(REGISTRY_PREFIX)
+        setting = next((s for s in REGISTRY_SETTINGS if rest.endswith("_" + s) and len(rest) > len(s) + 1), None)
+        if setting is None:
+            raise ConfigError(f"{name} is not a kho setting: a registry's are {REGISTRY_PREFIX}<REGISTRY>_"
+                              f"{{{','.join(REGISTRY_SETTINGS)}}}, e.g. KHO_REGISTRY_POPULATION_BASE_URL")
+        slugs.add(rest.removesuffix("_" + setting).lower())
+    return {slug: RegistrySettings.from_env(slug, env) for slug in sorted(slugs)}
+
+
+@dataclass(frozen=True)
+class RegistryConnection:
+    """Everything the API client needs to reach one registry, resolved from its settings and the defaults."""
+
+    registry: str
+    base_url: str
+    token_url: str
+    credentials: RegistryCredentials
+    timeout_s: float = 30.0
+    rate_limit_per_s: float | None = None
+    credentials_from: str = ""
+    """Which settings (or file) the credentials came from, for a message about a refused client."""
 
 
 @dataclass(frozen=True)
@@ -192,24 +308,27 @@ class KhoConfig:
     pg_os_user: str
     project_root: Path = PROJECT_ROOT
     registry_client_id: str | None = None
-    """From KHO_REGISTRY_CLIENT_ID; with the secret it overrides the credentials file."""
+    """From KHO_REGISTRY_CLIENT_ID: with the secret, the client of every registry without one of its own."""
     registry_client_secret: str | None = field(default=None, repr=False)
+    registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
+    """Per registry slug, its `KHO_REGISTRY_<SLUG>_*` settings; a registry absent here is the simulator."""
+    registry_modules: str = ""
+    """KHO_REGISTRY_MODULES as given: `kho.sources` reads it itself on import; kept to pass on to children."""
     reject_limits: dict[str, RejectLimit] = field(default_factory=dict)
     """When a batch's rejects refuse it as a whole (`RejectLimit`): under "" for every registry, under a
     registry's name for that one."""
 
     def reject_limit(self, registry: str) -> RejectLimit:
         """The registry's own limit, else the default; a limit set for a registry kho does not know is an error."""
-        from kho.sources import REGISTRIES
-
-        unknown = sorted(set(self.reject_limits) - {"", *REGISTRIES})
+        known = _known_registries()
+        unknown = sorted(set(self.reject_limits) - {"", *known})
         if unknown:
             names = ", ".join(self.reject_limits[u].setting for u in unknown)
-            raise ConfigError(f"{names} names no registry kho knows; registries: {', '.join(REGISTRIES)}")
+            raise ConfigError(f"{names} names no registry kho knows; registries: {', '.join(known)}")
         return self.reject_limits.get(registry) or self.reject_limits.get("") or RejectLimit()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> KhoConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KhoConfig:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("KHO_HOME", str(Path.cwd() / ".kho"))).resolve()
         host = env.get("KHO_PG_HOST", "127.0.0.1")
@@ -242,6 +361,8 @@ class KhoConfig:
             pg_os_user=env.get("KHO_PG_OS_USER", "postgres"),
             registry_client_id=env.get("KHO_REGISTRY_CLIENT_ID") or None,
             registry_client_secret=env.get("KHO_REGISTRY_CLIENT_SECRET") or None,
+            registries=_registry_settings(env),
+            registry_modules=env.get("KHO_REGISTRY_MODULES", ""),
             reject_limits=_reject_limits(env),
         )
 
@@ -249,24 +370,97 @@ class KhoConfig:
     def simulator_url(self) -> str:
         return f"http://{self.simulator_host}:{self.simulator_port}"
 
+    # --- reaching the registries ---------------------------------------------------------------------------------
+
+    def registry_settings(self, slug: str) -> RegistrySettings:
+        """The registry's settings (defaults if none are set); settings naming no registry kho knows are an error."""
+        known = _known_registries()
+        unknown = sorted(set(self.registries) - set(known))
+        if unknown:
+            names = ", ".join(f"{registry_prefix(u)}*" for u in unknown)
+            raise ConfigError(f"{names} names no registry kho knows; registries: {', '.join(known)}")
+        if slug not in known:
+            raise ConfigError(f"unknown registry {slug!r}; known registries: {', '.join(known)}")
+        return self.registries.get(slug) or RegistrySettings()
+
+    def registry_connection(self, slug: str) -> RegistryConnection:
+        """Where and as whom kho reaches one registry. Fails fast, naming the setting to set; never generates
+        anything (only `kho demo` and `kho simulate` create the simulator's credentials)."""
+        settings = self.registry_settings(slug)
+        base_url = settings.base_url or self.simulator_url
+        credentials, origin = self._registry_client(slug, settings)
+        return RegistryConnection(
+            registry=slug, base_url=base_url, token_url=settings.token_url or base_url + "/oauth/token",
+            credentials=credentials, timeout_s=settings.timeout_s, rate_limit_per_s=settings.rate_limit_per_s,
+            credentials_from=origin)
+
+    def _registry_client(self, slug: str, settings: RegistrySettings) -> tuple[RegistryCredentials, str]:
+        """The registry's own client, else the global one, else (for the simulator only) the simulator's file."""
+        prefix = registry_prefix(slug)
+        wanted = (f"set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET (or {prefix}CLIENT_SECRET_FILE, a file "
+                  "holding it)")
+        if settings.client_id or settings.client_secret or settings.client_secret_file:
+            return self._own_client(prefix, settings), f"{prefix}CLIENT_ID and its secret"
+        if self.registry_client_id or self.registry_client_secret:
+            return self._global_client(), "KHO_REGISTRY_CLIENT_ID and KHO_REGISTRY_CLIENT_SECRET"
+        if settings.base_url is not None:
+            raise ConfigError(f"registry {slug} ({settings.base_url}) has no client credentials: {wanted}")
+        path = self.simulator_credentials_file
+        if not path.exists():
+            raise ConfigError(f"registry {slug} has no client credentials: {wanted}; or, for the simulator "
+                              f"(the default registry), run `kho simulate serve` or `kho demo` to create {path}")
+        return self._simulator_file_credentials(), f"the simulator's {path}"
+
+    @staticmethod
+    def _own_client(prefix: str, settings: RegistrySettings) -> RegistryCredentials:
+        if not settings.client_id:
+            raise ConfigError(f"{prefix}CLIENT_SECRET or _CLIENT_SECRET_FILE is set but not {prefix}CLIENT_ID: "
+                              "set the client id too")
+        if settings.client_secret and settings.client_secret_file:
+            raise ConfigError(f"set {prefix}CLIENT_SECRET or {prefix}CLIENT_SECRET_FILE, not both")
+        if settings.client_secret:
+            return RegistryCredentials(settings.client_id, settings.client_secret.get_secret_value())
+        if settings.client_secret_file is None:
+            raise ConfigError(f"{prefix}CLIENT_ID is set without a secret: set {prefix}CLIENT_SECRET or "
+                              f"{prefix}CLIENT_SECRET_FILE")
+        path = settings.client_secret_file
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{prefix}CLIENT_SECRET_FILE={path}: cannot read it ({exc.strerror})") from None
+        if not secret:
+            raise ConfigError(f"{prefix}CLIENT_SECRET_FILE={path} is empty; put the client secret in it")
+        return RegistryCredentials(settings.client_id, secret)
+
+    def _global_client(self) -> RegistryCredentials:
+        if not (self.registry_client_id and self.registry_client_secret):
+            raise ConfigError("set both KHO_REGISTRY_CLIENT_ID and KHO_REGISTRY_CLIENT_SECRET, or neither "
+                              f"(then {self.simulator_credentials_file} is used for the simulator)")
+        return RegistryCredentials(self.registry_client_id, self.registry_client_secret)
+
+    # --- the simulator's own client (development and tests) ----------------------------------------------------------
+
     @property
-    def registry_credentials_file(self) -> Path:
-        """Where generated registry client credentials live: outside the repository, readable by its owner only."""
+    def simulator_credentials_file(self) -> Path:
+        """The simulator's generated client credentials: outside the repository, readable by its owner only."""
         return self.home / "secrets" / "registry_client.json"
 
-    def registry_credentials(self) -> RegistryCredentials:
-        """The registry client credentials from KHO_REGISTRY_CLIENT_ID/_SECRET, else from the credentials file."""
-        if self.registry_client_id and self.registry_client_secret:
-            return RegistryCredentials(self.registry_client_id, self.registry_client_secret)
+    def simulator_credentials(self) -> RegistryCredentials:
+        """The client the simulator accepts: KHO_REGISTRY_CLIENT_ID/_SECRET, else its credentials file."""
         if self.registry_client_id or self.registry_client_secret:
-            raise ConfigError("set both KHO_REGISTRY_CLIENT_ID and KHO_REGISTRY_CLIENT_SECRET, or neither "
-                              f"(then {self.registry_credentials_file} is used)")
-        path = self.registry_credentials_file
+            return self._global_client()
+        if not self.simulator_credentials_file.exists():
+            raise ConfigError("no client credentials for the simulator: set KHO_REGISTRY_CLIENT_ID and "
+                              "KHO_REGISTRY_CLIENT_SECRET, or run `kho simulate serve` to create "
+                              f"{self.simulator_credentials_file}")
+        return self._simulator_file_credentials()
+
+    def _simulator_file_credentials(self) -> RegistryCredentials:
+        path = self.simulator_credentials_file
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"no registry client credentials: set KHO_REGISTRY_CLIENT_ID and "
-                              f"KHO_REGISTRY_CLIENT_SECRET, or run `kho simulate serve` to create {path}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path} ({exc.strerror})") from None
         except ValueError as exc:
             raise ConfigError(f"{path} is not JSON ({exc}); delete it to have it generated again") from exc
         if not (isinstance(value, dict) and isinstance(value.get("client_id"), str)
@@ -274,20 +468,26 @@ class KhoConfig:
             raise ConfigError(f"{path} must hold a JSON object with string client_id and client_secret")
         return RegistryCredentials(value["client_id"], value["client_secret"])
 
-    def ensure_registry_credentials(self) -> RegistryCredentials:
-        """Return the registry client credentials, generating the file on first use (like `ensure_password`)."""
-        path = self.registry_credentials_file
+    def ensure_simulator_credentials(self) -> RegistryCredentials:
+        """The simulator's client, generating its file on first use. Only `kho simulate`, `kho demo` and tests
+        that stand a simulator up call this; syncs only read (`registry_connection`)."""
+        path = self.simulator_credentials_file
         if self.registry_client_id or self.registry_client_secret or path.exists():
-            return self.registry_credentials()
+            return self.simulator_credentials()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
-        credentials = RegistryCredentials(REGISTRY_CLIENT_ID, secrets.token_urlsafe(32))
+        credentials = RegistryCredentials(SIMULATOR_CLIENT_ID, secrets.token_urlsafe(32))
         # Created 0600 from the start: the secret is never readable by others, not even for an instant.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump({"client_id": credentials.client_id, "client_secret": credentials.client_secret}, out)
             out.write("\n")
         return credentials
+
+    # Old names, kept for callers that stand a simulator up (tests, benchmarks).
+    registry_credentials_file = simulator_credentials_file
+    registry_credentials = simulator_credentials
+    ensure_registry_credentials = ensure_simulator_credentials
 
     @property
     def airflow_home(self) -> Path:
@@ -301,8 +501,9 @@ class KhoConfig:
     def expectations_dir(self) -> Path:
         return self.project_root / "expectations"
 
-    def child_env(self) -> dict[str, str]:
-        """Environment for subprocesses (dbt, airflow) that must reach the same warehouse and simulator."""
+    def child_env(self, *, secrets: bool = True) -> dict[str, str]:
+        """Environment for subprocesses (dbt, airflow) that must reach the same warehouse, simulator and
+        registries. `secrets=False` leaves out registry secrets given by value (for a file written to disk)."""
         wh = self.warehouse
         return {
             "KHO_HOME": str(self.home),
@@ -322,12 +523,29 @@ class KhoConfig:
             "KHO_SIM_PORT": str(self.simulator_port),
             "KHO_SIM_SEED": str(self.simulator_seed),
             "KHO_SIM_CITIZENS": str(self.simulator_citizens),
-            **self._registry_client_env(),
+            **self._registry_env(secrets),
         }
 
-    def _registry_client_env(self) -> dict[str, str]:
-        """Credentials given in the environment follow into subprocesses; a file is found there via KHO_HOME."""
+    def _registry_env(self, secrets: bool) -> dict[str, str]:
+        """Registry settings given in the environment follow into subprocesses (a file is found via KHO_HOME)."""
+        env = {"KHO_REGISTRY_MODULES": self.registry_modules} if self.registry_modules else {}
         if self.registry_client_id and self.registry_client_secret:
-            return {"KHO_REGISTRY_CLIENT_ID": self.registry_client_id,
-                    "KHO_REGISTRY_CLIENT_SECRET": self.registry_client_secret}
-        return {}
+            env["KHO_REGISTRY_CLIENT_ID"] = self.registry_client_id
+            if secrets:
+                env["KHO_REGISTRY_CLIENT_SECRET"] = self.registry_client_secret
+        for slug, settings in self.registries.items():
+            prefix = registry_prefix(slug)
+            for name, value in settings.model_dump(exclude_none=True).items():
+                if isinstance(value, SecretStr):
+                    if not secrets:
+                        continue
+                    value = value.get_secret_value()
+                env[prefix + name.upper()] = str(value)
+        return env
+
+
+def _known_registries() -> tuple[str, ...]:
+    """The slugs of `kho.sources.REGISTRIES`, imported late: config is read before (and below) the sources."""
+    from kho.sources import REGISTRIES
+
+    return tuple(r.slug for r in REGISTRIES)

@@ -28,7 +28,7 @@ from kho.sources import REGISTRIES
 from kho.warehouse import cluster
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
 
-SYNC_DAGS = tuple(f"sync_{registry}" for registry in REGISTRIES)
+SYNC_DAGS = tuple(registry.dag_id for registry in REGISTRIES)
 DAG_ORDER = (*SYNC_DAGS, "build_warehouse")
 DEMO_DAYS = 2
 """Daily feeds after the initial state: enough for moves, births, deaths and late updates to show."""

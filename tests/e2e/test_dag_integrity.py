@@ -21,18 +21,19 @@ def test_every_dag_file_imports_without_errors(dagbag: Any) -> None:
 
 
 def test_there_is_one_sync_dag_per_registry_and_the_build_dag(dagbag: Any) -> None:
-    assert set(dagbag.dag_ids) == {f"sync_{r}" for r in REGISTRIES} | {"build_warehouse"}
+    assert set(dagbag.dag_ids) == {f"sync_{r.slug}" for r in REGISTRIES} | {"build_warehouse"}
 
 
 def test_each_sync_dag_loads_and_validates_every_entity_of_its_registry(dagbag: Any) -> None:
     from airflow.sdk import Asset  # after the dagbag fixture pointed Airflow at its home
 
     for registry in REGISTRIES:
-        dag = dagbag.get_dag(f"sync_{registry}")
-        expected = {f"{e.name}.{step}" for e in entities_of(registry) for step in ("extract_load", "validate_raw")}
+        dag = dagbag.get_dag(f"sync_{registry.slug}")
+        entities = entities_of(registry.slug)
+        expected = {f"{e.name}.{step}" for e in entities for step in ("extract_load", "validate_raw")}
         assert {t.task_id for t in dag.tasks} == expected
         emitted = {outlet.uri for t in dag.tasks for outlet in t.outlets}
-        assert emitted == {Asset(raw_uri(e)).uri for e in entities_of(registry)}
+        assert emitted == {Asset(raw_uri(e)).uri for e in entities}
 
 
 def test_every_dag_has_tags_owner_retries_and_docs(dagbag: Any) -> None:
@@ -53,7 +54,7 @@ def test_no_dag_has_a_cycle(dagbag: Any) -> None:
 def test_dag_id_matches_its_file_name_unless_generated_from_the_sources(dagbag: Any) -> None:
     for dag_id, dag in dagbag.dags.items():
         if Path(dag.fileloc).stem == "sync_registries":
-            assert dag_id in {f"sync_{r}" for r in REGISTRIES}
+            assert dag_id in {f"sync_{r.slug}" for r in REGISTRIES}
         else:
             assert Path(dag.fileloc).stem == dag_id
 
@@ -68,12 +69,12 @@ def asset_uris(condition: Any) -> set[str]:
 def test_the_build_dag_waits_for_every_raw_table_the_sync_dags_emit(dagbag: Any) -> None:
     from airflow.sdk.definitions.asset import AssetAll
 
-    emitted = {outlet.uri for registry in REGISTRIES for task in dagbag.get_dag(f"sync_{registry}").tasks
+    emitted = {outlet.uri for registry in REGISTRIES for task in dagbag.get_dag(f"sync_{registry.slug}").tasks
                for outlet in task.outlets}
     condition = dagbag.get_dag("build_warehouse").timetable.asset_condition
     assert isinstance(condition, AssetAll), "the build must wait for all raw tables, not any one of them"
     assert asset_uris(condition) == emitted
-    assert len(emitted) == len([e for r in REGISTRIES for e in entities_of(r)])
+    assert len(emitted) == len([e for r in REGISTRIES for e in entities_of(r.slug)])
 
 
 def test_the_build_dag_publishes_only_after_dbt_and_the_audit(dagbag: Any) -> None:

@@ -159,7 +159,7 @@ def watermark(config: KhoConfig, entity: Entity) -> dt.datetime | None:
     return found[0][0] if found else None
 
 
-@pytest.mark.parametrize("registry", REGISTRIES)
+@pytest.mark.parametrize("registry", [r.slug for r in REGISTRIES])
 def test_a_full_load_then_incremental_days_reach_exactly_the_served_state(
     fresh_db_config: KhoConfig, registry: str
 ) -> None:

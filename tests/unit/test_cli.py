@@ -36,11 +36,23 @@ def test_sync_of_an_unknown_entity_names_the_known_ones(nothing_running: Path, c
     assert "Traceback" not in err
 
 
-def test_sync_without_a_warehouse_says_how_to_start_one(nothing_running: Path, capsys: pytest.CaptureFixture[str]
-                                                        ) -> None:
+def test_sync_without_a_warehouse_says_how_to_start_one(nothing_running: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KHO_REGISTRY_POPULATION_CLIENT_ID", "kho-prod")
+    monkeypatch.setenv("KHO_REGISTRY_POPULATION_CLIENT_SECRET", "from-env")
     assert main(["sync", "population", "citizens"]) == 2
     err = capsys.readouterr().err
     assert "kho warehouse up" in err and "Traceback" not in err
+
+
+def test_sync_without_registry_credentials_names_the_setting_and_generates_nothing(
+        nothing_running: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sync", "population", "citizens"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kho: error: registry population has no client credentials: set "
+                          "KHO_REGISTRY_POPULATION_CLIENT_ID and KHO_REGISTRY_POPULATION_CLIENT_SECRET")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (nothing_running / "secrets").exists()
 
 
 def test_a_bad_port_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -15,7 +15,7 @@ import yaml
 
 from kho.config import PROJECT_ROOT
 from kho.load.ddl import META_COLUMNS, RAW_SCHEMA
-from kho.sources import REGISTRIES, entities_of
+from kho.sources import REGISTRIES, Registry
 from kho.sources.contract import Entity, Field
 from kho.sources.reference import REFERENCE_DIR
 
@@ -39,15 +39,6 @@ META_DESCRIPTIONS: dict[str, str] = {
 }
 META_TYPES: dict[str, str] = {"_extra": "jsonb", "_row_hash": "bigint", "_batch_id": "bigint",
                               "_first_batch_id": "bigint", "_loaded_at": "timestamptz"}
-FRESHNESS = {"warn_after": {"count": 2, "period": "day"}, "error_after": {"count": 7, "period": "day"}}
-"""Loads run nightly: two days without a load is worth a warning, a week is an outage."""
-
-REGISTRY_NAMES: dict[str, str] = {
-    "population": "National population registry (Cơ sở dữ liệu quốc gia về dân cư)",
-    "insurance": "Vietnam Social Security registry (Bảo hiểm xã hội Việt Nam)",
-    "civil_status": "Civil status registry (Cơ sở dữ liệu hộ tịch điện tử)",
-    "business": "National business registry (Cơ sở dữ liệu quốc gia về đăng ký doanh nghiệp)",
-}
 SEEDS: dict[str, str] = {
     "communes.csv": "ref_communes.csv",
     "commune_mapping_2025.csv": "ref_commune_mapping_2025.csv",
@@ -68,27 +59,28 @@ def _field_description(f: Field) -> str:
     return f"{f.description.rstrip('.')}.{pii}"
 
 
-def sources_yml(registry: str) -> str:
-    """`_<registry>__sources.yml`: every raw table of the registry with its columns, loaded_at and freshness."""
+def sources_yml(registry: Registry) -> str:
+    """`_<registry>__sources.yml`: every raw table of the registry with its columns, loaded_at and the freshness
+    its schedule gives (`Registry.source_freshness`)."""
     tables = []
-    for entity in entities_of(registry):
+    for entity in registry.entities:
         columns = [{"name": f.name, "description": _field_description(f)} for f in entity.fields]
         columns += [{"name": name, "description": META_DESCRIPTIONS[name]} for name, _ in META_COLUMNS]
         tables.append({"name": entity.raw_table, "description": entity.description, "columns": columns})
     source = {
-        "name": registry,
-        "description": f"{REGISTRY_NAMES[registry]}, as `kho load` / `kho sync` land it in {RAW_SCHEMA}.",
+        "name": registry.slug,
+        "description": f"{registry.title}, as `kho load` / `kho sync` land it in {RAW_SCHEMA}.",
         "schema": RAW_SCHEMA,
-        "config": {"loaded_at_field": "_loaded_at", "freshness": FRESHNESS},
+        "config": {"loaded_at_field": "_loaded_at", "freshness": registry.source_freshness.dbt()},
         "tables": tables,
     }
     return _yaml({"sources": [source]})
 
 
-def staging_yml(registry: str) -> str:
+def staging_yml(registry: Registry) -> str:
     """`_<registry>__models.yml`: each staging view documented column by column (keys are enforced by raw's PK)."""
     models = []
-    for entity in entities_of(registry):
+    for entity in registry.entities:
         columns = [{"name": f.name, "description": _field_description(f), "data_type": f.postgres_type}
                    for f in entity.fields]
         columns += [{"name": META_RENAMES[name], "description": META_DESCRIPTIONS[name],
@@ -131,10 +123,10 @@ def _yaml(data: object) -> str:
 def generated_files(root: Path = DBT_PROJECT) -> Iterator[tuple[Path, bytes]]:
     """Every file this module owns in the dbt project, with the content the contracts give."""
     for registry in REGISTRIES:
-        folder = root / "models" / "staging" / registry
-        yield folder / f"_{registry}__sources.yml", sources_yml(registry).encode()
-        yield folder / f"_{registry}__models.yml", staging_yml(registry).encode()
-        for entity in entities_of(registry):
+        folder = root / "models" / "staging" / registry.slug
+        yield folder / f"_{registry.slug}__sources.yml", sources_yml(registry).encode()
+        yield folder / f"_{registry.slug}__models.yml", staging_yml(registry).encode()
+        for entity in registry.entities:
             yield folder / f"{staging_model(entity)}.sql", staging_sql(entity).encode()
     for reference, seed in SEEDS.items():
         yield root / "seeds" / seed, (REFERENCE_DIR / reference).read_bytes()

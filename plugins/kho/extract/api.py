@@ -18,12 +18,14 @@ import random
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 from urllib.parse import quote_plus
 
 import httpx
 import pyarrow as pa
+import tenacity
 
-from kho.config import RegistryCredentials
+from kho.config import RegistryConnection, RegistryCredentials, registry_prefix
 from kho.errors import ExtractError
 from kho.extract.block import Block, Defect, UnknownFields, nul_field, with_rows
 from kho.sources.contract import Entity
@@ -64,7 +66,8 @@ class RetryPolicy:
     backoff and full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"), so many workers hitting one
     registry do not retry in lockstep. A `Retry-After` header wins over the backoff (capped by `max_wait_s`).
     Retrying stops after `max_attempts` sends or once the next wait would pass `deadline_s` since the first send,
-    whichever comes first. Sleep, clock and jitter are injectable so tests never wait.
+    whichever comes first. Sleep, clock and jitter are injectable so tests never wait. `run` drives one request
+    with tenacity; this class only decides.
     """
 
     max_attempts: int = 8
@@ -109,10 +112,65 @@ class RetryPolicy:
         """Whether one more send fits: `attempts` sends so far, the first at clock time `started`."""
         return attempts < self.max_attempts and self.clock() - started + wait <= self.deadline_s
 
+    def run(self, send: Callable[[], httpx.Response], *, on_retry: Callable[[str, int, float], None],
+            give_up: Callable[[str, int, float], NoReturn]) -> httpx.Response:
+        """`send()` until it answers something not worth retrying (returned as is) or the budget is spent.
+
+        `on_retry(reason, attempts, wait)` is called before each wait; `give_up(reason, attempts, elapsed)` must
+        raise. An exception that is not a transport failure (a refused token, say) propagates at once.
+        """
+        started = self.clock()
+        retrying = tenacity.Retrying(
+            retry=(tenacity.retry_if_exception_type(httpx.TransportError)
+                   | tenacity.retry_if_result(lambda response: response.status_code in self.retry_statuses)),
+            wait=lambda state: self.delay(_response(state), state.attempt_number - 1) or 0.0,
+            stop=lambda state: not self.allows(state.attempt_number, started, state.upcoming_sleep),
+            sleep=self.sleep,
+            before_sleep=lambda state: on_retry(_reason(state), state.attempt_number, state.upcoming_sleep),
+            retry_error_callback=lambda state: give_up(_reason(state), state.attempt_number,
+                                                       self.clock() - started),
+        )
+        return retrying(send)
+
+
+def _response(state: tenacity.RetryCallState) -> httpx.Response | None:
+    """The response of the attempt just made; None for a transport failure."""
+    outcome = state.outcome
+    return None if outcome is None or outcome.failed else outcome.result()
+
+
+def _reason(state: tenacity.RetryCallState) -> str:
+    """Why the attempt just made failed, in one line for the log and the final error."""
+    outcome = state.outcome
+    if outcome is not None and outcome.failed:
+        exc = outcome.exception()
+        return f"{type(exc).__name__}: {str(exc).rstrip('.')}" if str(exc) else type(exc).__name__
+    response = _response(state)
+    return "no answer" if response is None else f"answered {response.status_code}: {_detail(response).rstrip('.')}"
+
+
+class Pace:
+    """Spaces requests at least `1 / rate` seconds apart: the registry's published rate limit, kept by kho rather
+    than learnt from its 429s. On the retry policy's clock and sleep, so tests never wait."""
+
+    def __init__(self, rate_per_s: float | None, *, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = -math.inf
+
+    def __call__(self) -> None:
+        if not self.interval:
+            return
+        now = self._clock()
+        if now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
 
 @dataclass(frozen=True)
 class ApiSource:
-    """Where one registry's API lives and how kho is known to it (credentials come from `KhoConfig`)."""
+    """Where one registry's API lives and how kho is known to it (`KhoConfig.registry_connection` resolves it)."""
 
     base_url: str
     page_size: int = 500
@@ -122,6 +180,17 @@ class ApiSource:
     token_url: str | None = None
     """The token endpoint; default: `<base_url>/oauth/token`."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rate_limit_per_s: float | None = None
+    """Send at most this many requests per second (`Pace`); None: as fast as the registry answers."""
+    credentials_from: str = ""
+    """Where the credentials came from (settings or file), for the message when the registry refuses them."""
+
+    @classmethod
+    def of(cls, connection: RegistryConnection, *, page_size: int, retry: RetryPolicy | None = None) -> ApiSource:
+        """The client side of a resolved registry connection."""
+        return cls(connection.base_url, page_size, connection.timeout_s, connection.credentials,
+                   connection.token_url, retry or RetryPolicy(), connection.rate_limit_per_s,
+                   connection.credentials_from)
 
     @property
     def token_endpoint(self) -> str:
@@ -138,8 +207,11 @@ class ClientCredentialsAuth(httpx.Auth):
     requires_response_body = True
 
     def __init__(self, token_url: str, credentials: RegistryCredentials, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, settings: str = "the registry's client settings"
+                 ) -> None:
         self.token_url = token_url
+        self.settings = settings
+        """Where the credentials came from, named when the token endpoint refuses them."""
         self._basic = _basic_authorization(credentials)
         self._clock = clock
         self._token: str | None = None
@@ -161,7 +233,7 @@ class ClientCredentialsAuth(httpx.Auth):
         requested_at = self._clock()
         response = yield httpx.Request("POST", self.token_url, data={"grant_type": "client_credentials"},
                                        headers={"Authorization": self._basic, "Accept": "application/json"})
-        token, expires_in = _parse_token(self.token_url, response)
+        token, expires_in = _parse_token(self.token_url, response, self.settings)
         self._token = token
         # Renew a little early (a tenth of the lifetime, at most 30 s) so a token never expires in flight.
         self._expires_at = requested_at + expires_in - min(30.0, expires_in / 10)
@@ -174,7 +246,7 @@ def _basic_authorization(credentials: RegistryCredentials) -> str:
     return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
-def _parse_token(url: str, response: httpx.Response) -> tuple[str, float]:
+def _parse_token(url: str, response: httpx.Response, settings: str) -> tuple[str, float]:
     """(access_token, expires_in seconds) from a token response, or an ExtractError that says what to fix."""
     try:
         body = response.json()
@@ -184,8 +256,7 @@ def _parse_token(url: str, response: httpx.Response) -> tuple[str, float]:
         error = body if isinstance(body, dict) else {}
         code = error.get("error", "")
         detail = error.get("error_description") or error.get("message")
-        hint = (" Check KHO_REGISTRY_CLIENT_ID/KHO_REGISTRY_CLIENT_SECRET or $KHO_HOME/secrets/registry_client.json."
-                if code == "invalid_client" else "")
+        hint = f" Check {settings}." if code == "invalid_client" else ""
         raise ExtractError(f"the token endpoint {url} answered {response.status_code} {code}: "
                            f"{detail or response.text[:200]}.{hint}")
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
@@ -210,10 +281,14 @@ def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = No
     if since is not None:
         params["updated_since"] = since.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     url = source.base_url.rstrip("/") + entity.endpoint
-    auth = ClientCredentialsAuth(source.token_endpoint, source.credentials) if source.credentials else None
+    prefix = registry_prefix(entity.registry)
+    settings = source.credentials_from or f"{prefix}CLIENT_ID and {prefix}CLIENT_SECRET"
+    auth = (ClientCredentialsAuth(source.token_endpoint, source.credentials, settings=settings)
+            if source.credentials else None)
+    pace = Pace(source.rate_limit_per_s, clock=source.retry.clock, sleep=source.retry.sleep)
     with httpx.Client(timeout=source.timeout_s, auth=auth) as client:
         while True:
-            body = _get_json(client, source, url, params, entity)
+            body = _get_json(client, source, url, params, entity, pace)
             records = body.get("data")
             if not isinstance(records, list):
                 raise ExtractError(f"{entity.qualified_name}: {url} answered without a `data` list")
@@ -226,13 +301,14 @@ def iter_pages(source: ApiSource, entity: Entity, since: dt.datetime | None = No
 
 
 def _get_json(client: httpx.Client, source: ApiSource, url: str, params: dict[str, str | int],
-              entity: Entity) -> dict:
-    response = _get(client, source, url, params, entity)
+              entity: Entity, pace: Pace) -> dict:
+    response = _get(client, source, url, params, entity, pace)
     if response.status_code != 200:
         detail = _detail(response)
         hint = ""
         if response.status_code == 401 and source.credentials is None:
-            hint = " (this registry needs client credentials: give ApiSource its RegistryCredentials)"
+            prefix = registry_prefix(entity.registry)
+            hint = f" (this registry needs client credentials: set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET)"
         raise ExtractError(f"{entity.qualified_name}: {url} answered {response.status_code}: {detail}{hint}")
     try:
         body = response.json()
@@ -243,37 +319,31 @@ def _get_json(client: httpx.Client, source: ApiSource, url: str, params: dict[st
     return body
 
 
-def _get(client: httpx.Client, source: ApiSource, url: str, params: dict[str, str | int],
-         entity: Entity) -> httpx.Response:
+def _get(client: httpx.Client, source: ApiSource, url: str, params: dict[str, str | int], entity: Entity,
+         pace: Pace) -> httpx.Response:
     """One GET, sent again while the retry policy allows; a response not worth retrying is returned as is.
 
     Every retry is logged with its reason; giving up raises an ExtractError naming the registry, entity, URL and
     the last failure, so the task log says what to check without a traceback.
     """
     policy = source.retry
-    started = policy.clock()
-    attempts = 0
-    while True:
-        response: httpx.Response | None = None
-        attempts += 1
-        try:
-            response = client.get(url, params=params)
-        except httpx.TransportError as exc:
-            reason = f"{type(exc).__name__}: {str(exc).rstrip('.')}" if str(exc) else type(exc).__name__
-        else:
-            if response.status_code not in policy.retry_statuses:
-                return response
-            reason = f"answered {response.status_code}: {_detail(response).rstrip('.')}"
-        wait = policy.delay(response, attempts - 1)
-        if wait is None or not policy.allows(attempts, started, wait):
-            raise ExtractError(
-                f"registry {entity.registry}, entity {entity.name}: GET {url} gave up after {attempts} attempt(s) "
-                f"in {policy.clock() - started:.1f} s; last error: {reason}. Is the registry up? A later run "
-                "resumes from the last committed watermark."
-            )
+
+    def send() -> httpx.Response:
+        pace()
+        return client.get(url, params=params)
+
+    def on_retry(reason: str, attempts: int, wait: float) -> None:
         logger.warning("registry %s, entity %s: GET %s failed (%s); retry %d/%d in %.2f s", entity.registry,
                        entity.name, url, reason, attempts, policy.max_attempts - 1, wait)
-        policy.sleep(wait)
+
+    def give_up(reason: str, attempts: int, elapsed: float) -> NoReturn:
+        raise ExtractError(
+            f"registry {entity.registry}, entity {entity.name}: GET {url} gave up after {attempts} attempt(s) "
+            f"in {elapsed:.1f} s; last error: {reason}. Is the registry up? A later run resumes from the last "
+            "committed watermark."
+        )
+
+    return policy.run(send, on_retry=on_retry, give_up=give_up)
 
 
 def _detail(response: httpx.Response) -> str:

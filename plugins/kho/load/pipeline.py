@@ -27,10 +27,9 @@ from kho.extract.block import Block
 from kho.extract.files import ExportFile, FileFormat, iter_blocks, prefetch, read_header
 from kho.load.batch import BatchLoader, LedgerEntry
 from kho.load.state import bootstrap, read_watermark, read_watermark_row, restore_watermark
+from kho.sources import registry
 from kho.sources.contract import Dialect, Entity, parse_field
 from kho.warehouse.connection import connect
-
-DEFAULT_PAGES_PER_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -46,9 +45,10 @@ class SyncOptions:
     lookback: dt.timedelta = dt.timedelta(0)
     """Start this long before the watermark: re-reads (as unchanged) what a registry publishes late with an older
     `updated_at` (a late-arriving update), which an exact watermark would miss. Not applied to `since`."""
-    page_size: int = 500
-    pages_per_batch: int = DEFAULT_PAGES_PER_BATCH
-    """Pages per committed checkpoint: one batch, one ledger row, one watermark step."""
+    page_size: int | None = None
+    """Records per page; None: the registry's (`Registry.paging`)."""
+    pages_per_batch: int | None = None
+    """Pages per committed checkpoint (one batch, one ledger row, one watermark step); None: the registry's."""
     run_id: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_page: Callable[[int, int], None] | None = None
@@ -56,7 +56,7 @@ class SyncOptions:
     (progress for the CLI; an exception raised here aborts that batch like a crashed worker)."""
 
     def __post_init__(self) -> None:
-        if self.pages_per_batch < 1:
+        if self.pages_per_batch is not None and self.pages_per_batch < 1:
             raise ConfigError(f"pages_per_batch must be at least 1, not {self.pages_per_batch}")
         for name, value in (("since", self.since), ("until", self.until)):
             if value is not None and value.tzinfo is None:
@@ -74,16 +74,22 @@ def sync_api(config: KhoConfig, entity: Entity, options: SyncOptions = SyncOptio
     The start point is `since`, else the beginning (`full_refresh`), else the committed watermark. Batches end
     at page boundaries, and the API never splits records sharing (updated_at, *key) across pages, so no such
     group is split across batches either.
+
+    Where the registry is, as whom kho reads it and how it pages come from its settings
+    (`KhoConfig.registry_connection`) and its `Registry`; missing credentials fail here, before any connection.
     """
-    source = ApiSource(config.simulator_url, options.page_size, credentials=config.ensure_registry_credentials(),
-                       retry=options.retry)
+    paging = registry(entity.registry).paging
+    source = ApiSource.of(config.registry_connection(entity.registry), page_size=options.page_size or paging.page_size,
+                          retry=options.retry)
+    per_batch = options.pages_per_batch or paging.pages_per_batch
+    reject_limit = config.reject_limit(entity.registry)
     with connect(config.warehouse) as conn:
         bootstrap(conn)
         start = _start_point(conn, entity, options)
         hold = _watermark_to_hold(conn, entity, options)
         pages = _pages_before(iter_pages(source, entity, start), entity, options.until)
         try:
-            return _load_batches(conn, entity, options, pages, start, hold, config.reject_limit(entity.registry))
+            return _load_batches(conn, entity, options, pages, per_batch, start, hold, reject_limit)
         finally:
             pages.close()
 
@@ -112,16 +118,16 @@ def _watermark_to_hold(conn: psycopg.Connection, entity: Entity,
 
 
 def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions, pages: Iterator[Block],
-                  start: dt.datetime | None, hold: tuple[tuple[dt.datetime, int] | None] | None,
+                  per_batch: int, start: dt.datetime | None, hold: tuple[tuple[dt.datetime, int] | None] | None,
                   reject_limit: RejectLimit) -> list[LedgerEntry]:
-    """One transaction per `pages_per_batch` pages; pages are fetched before the transaction opens, so a slow or
+    """One transaction per `per_batch` pages; pages are fetched before the transaction opens, so a slow or
     retried registry never holds a transaction (or the entity's load lock) open. `hold` (a backfill past a gap)
     keeps the watermark where it was."""
     entries: list[LedgerEntry] = []
     cursor_from = start
     pages_read = rows_read = 0
     while True:
-        chunk = list(itertools.islice(pages, options.pages_per_batch))
+        chunk = list(itertools.islice(pages, per_batch))
         if not chunk and entries:
             return entries
         with conn.transaction():
@@ -138,7 +144,7 @@ def _load_batches(conn: psycopg.Connection, entity: Entity, options: SyncOptions
                 restore_watermark(conn, entity.registry, entity.name, hold[0])
         entries.append(entry)
         cursor_from = entry.cursor_to or cursor_from
-        if len(chunk) < options.pages_per_batch:
+        if len(chunk) < per_batch:
             return entries
 
 

@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import BRANCH_CODE_PATTERN, TAX_CODE_PATTERN, cccd_field, valid_tax_codes
 from kho.sources.reference import reference_sets
+from kho.sources.registry import Registry
 
-REGISTRY = "business"
+SLUG = "business"
 LEGAL_FORMS = frozenset({"tnhh_1tv", "tnhh_2tv", "co_phan", "tu_nhan", "hop_danh"})
 """Law on Enterprises 59/2020/QH14: single- and multi-member LLC, joint-stock, sole proprietorship, partnership."""
 ENTERPRISE_STATUS = frozenset({"active", "suspended", "dissolved"})
@@ -65,7 +66,7 @@ def _branch_of_other_parent(t: pa.Table) -> pa.ChunkedArray:
 
 
 ENTERPRISES = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="enterprises",
     description="One row per registered enterprise, keyed by its 10-digit enterprise (tax) code.",
     key=("enterprise_code",),
@@ -89,12 +90,11 @@ ENTERPRISES = Entity(
         UPDATED_AT,
     ),
     checks=(CHECK_DIGIT,),
-    drift=SchemaDrift.DISCARD_EXTRA,
     references=reference_sets("commune_codes"),
 )
 
 BRANCHES = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="branches",
     description="Branches and dependent units: 13-digit code = the parent's 10 digits + 001..999.",
     key=("branch_code",),
@@ -126,12 +126,11 @@ BRANCHES = Entity(
             needs=("branch_code", "enterprise_code"),
         ),
     ),
-    drift=SchemaDrift.DISCARD_EXTRA,
     references=reference_sets("commune_codes"),
 )
 
 ENTERPRISE_STATUS_CHANGES = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="enterprise_status_changes",
     description="History of enterprise status: one row per change (opening, suspension, dissolution).",
     key=("enterprise_code", "effective_on"),
@@ -146,7 +145,16 @@ ENTERPRISE_STATUS_CHANGES = Entity(
         UPDATED_AT,
     ),
     checks=(CHECK_DIGIT,),
-    drift=SchemaDrift.DISCARD_EXTRA,
 )
 
-ENTITIES: tuple[Entity, ...] = (ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES)
+REGISTRY = Registry(
+    slug=SLUG,
+    name="National business registry",
+    local_name="Cơ sở dữ liệu quốc gia về đăng ký doanh nghiệp",
+    agency="Ministry of Finance (Bộ Tài chính)",
+    schedule="45 1 * * *",
+    drift=SchemaDrift.DISCARD_EXTRA,
+    entities=(ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES),
+)
+ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES = ENTITIES = REGISTRY.entities
+"""The entities as the registry completed them (its defaults filled in): what every stage reads."""

@@ -11,9 +11,10 @@ import pyarrow as pa
 from kho.sources.contract import UPDATED_AT, Entity, Field, PiiLevel, RowCheck, SchemaDrift
 from kho.sources.identity import cccd_contradicts_sex_and_year, cccd_field
 from kho.sources.reference import reference_sets
+from kho.sources.registry import Registry
 from kho.sources.rules import date_order_check, younger_than
 
-REGISTRY = "civil_status"
+SLUG = "civil_status"
 SEX = frozenset({"M", "F"})
 MIN_MARRIAGE_AGE = {"husband": 20, "wife": 18}
 """Law on Marriage and Family 52/2014/QH13 art. 8: men from full 20 years, women from full 18."""
@@ -53,7 +54,7 @@ def _under_age(party: str) -> RowCheck:
 
 
 BIRTHS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="births",
     description="Birth registrations (khai sinh): the child, the parents' CCCDs and the place.",
     key=("registration_id",),
@@ -83,12 +84,11 @@ BIRTHS = Entity(
         ),
         date_order_check("date_of_birth", "registered_on"),
     ),
-    drift=SchemaDrift.FREEZE,
     references=reference_sets("commune_codes"),
 )
 
 MARRIAGES = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="marriages",
     description="Marriage registrations (kết hôn): both parties, their dates of birth, date and place.",
     key=("registration_id",),
@@ -104,12 +104,11 @@ MARRIAGES = Entity(
         UPDATED_AT,
     ),
     checks=(_under_age("husband"), _under_age("wife")),
-    drift=SchemaDrift.FREEZE,
     references=reference_sets("commune_codes"),
 )
 
 DEATHS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="deaths",
     description="Death registrations (khai tử); the population registry then marks the citizen deceased.",
     key=("registration_id",),
@@ -124,8 +123,17 @@ DEATHS = Entity(
         UPDATED_AT,
     ),
     checks=(date_order_check("date_of_death", "registered_on"),),
-    drift=SchemaDrift.FREEZE,
     references=reference_sets("commune_codes"),
 )
 
-ENTITIES: tuple[Entity, ...] = (BIRTHS, MARRIAGES, DEATHS)
+REGISTRY = Registry(
+    slug=SLUG,
+    name="Civil status registry",
+    local_name="Cơ sở dữ liệu hộ tịch điện tử",
+    agency="Ministry of Justice (Bộ Tư pháp)",
+    schedule="30 1 * * *",
+    drift=SchemaDrift.FREEZE,
+    entities=(BIRTHS, MARRIAGES, DEATHS),
+)
+BIRTHS, MARRIAGES, DEATHS = ENTITIES = REGISTRY.entities
+"""The entities as the registry completed them (its defaults filled in): what every stage reads."""

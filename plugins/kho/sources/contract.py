@@ -177,10 +177,15 @@ class Entity:
     cursor: str
     description: str = ""
     checks: tuple[RowCheck, ...] = ()
-    drift: SchemaDrift = SchemaDrift.KEEP_EXTRA
+    drift: SchemaDrift | None = None
+    """What to do with fields the contract does not know; None: its registry's default, which `Registry` fills in
+    when it is declared (an entity outside any registry keeps them, as `KEEP_EXTRA`)."""
     references: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
     export_date_format: str = EXPORT_DATE_FORMAT
     """strptime format of dates in this entity's CSV export files (see `Dialect.EXPORT`)."""
+    api_slug: str | None = None
+    """The registry's path segment on its API (`Registry.api_slug`, filled in by the registry); None: the
+    registry's slug hyphenated."""
 
     def __post_init__(self) -> None:
         """A contract that cannot be right fails at import, naming the entity, not at the first load."""
@@ -209,7 +214,7 @@ class Entity:
     @property
     def endpoint(self) -> str:
         """The registry API path that serves this entity (`endpoint_path`)."""
-        return endpoint_path(self.registry, self.name)
+        return f"/{self.api_slug}/v1/{self.name}" if self.api_slug else endpoint_path(self.registry, self.name)
 
     @property
     def qualified_name(self) -> str:
@@ -476,7 +481,8 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
 
     known = set(entity.field_names)
     unknown = [i for i, c in enumerate(table.column_names) if c not in known]  # "_note" too: never dropped silently
-    for violation in itertools.chain(_extra_rules(table, unknown, entity.drift), _update_rules(entity, typed)):
+    drift = entity.drift or SchemaDrift.KEEP_EXTRA
+    for violation in itertools.chain(_extra_rules(table, unknown, drift), _update_rules(entity, typed)):
         flag(*violation)
     # Table.from_arrays, not pa.table(dict): pa.table asks whether its input is a pandas DataFrame, which
     # imports pandas (~1 s, once per process) on the hot path of every load.
@@ -489,7 +495,7 @@ def check_table(entity: Entity, table: pa.Table, *, dialect: Dialect = Dialect.A
         accepted, clean = typed_table, table
     else:
         accepted, clean = typed_table.filter(pc.invert(rejected_mask)), table.filter(pc.invert(rejected_mask))
-    accepted = accepted.append_column("_extra", _extra_json(clean, unknown, entity.drift))
+    accepted = accepted.append_column("_extra", _extra_json(clean, unknown, drift))
     which = pc.filter(broken, rejected_mask)
     rejected = table.filter(rejected_mask)
     rejected = rejected.append_column("_reason_code", pc.take(pa.array([c for c, _ in rules], pa.string()), which))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift
 from kho.sources.identity import SOCIAL_INSURANCE_CODE_PATTERN, cccd_field
+from kho.sources.registry import Registry
 from kho.sources.rules import date_order_check
 
-REGISTRY = "insurance"
+SLUG = "insurance"
 PARTICIPANT_TYPES = frozenset({
     "employee", "self_employed", "household", "student", "poor_household", "child_under_6", "pensioner",
 })
@@ -28,7 +29,7 @@ def _social_insurance_code(name: str, description: str) -> Field:
 
 
 PARTICIPANTS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="participants",
     description="One row per insured person, keyed by the 10-digit social insurance code (mã số BHXH).",
     key=("social_insurance_code",),
@@ -49,11 +50,10 @@ PARTICIPANTS = Entity(
               description="paid, owing or suspended"),
         UPDATED_AT,
     ),
-    drift=SchemaDrift.KEEP_EXTRA,
 )
 
 COVERAGE_PERIODS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="coverage_periods",
     description="Periods of health, social or unemployment insurance cover, one row per period.",
     key=("coverage_id",),
@@ -74,7 +74,16 @@ COVERAGE_PERIODS = Entity(
         UPDATED_AT,
     ),
     checks=(date_order_check("valid_from", "valid_to"),),
-    drift=SchemaDrift.KEEP_EXTRA,
 )
 
-ENTITIES: tuple[Entity, ...] = (PARTICIPANTS, COVERAGE_PERIODS)
+REGISTRY = Registry(
+    slug=SLUG,
+    name="Vietnam Social Security registry",
+    local_name="Bảo hiểm xã hội Việt Nam",
+    agency="Vietnam Social Security (Bảo hiểm xã hội Việt Nam)",
+    schedule="15 1 * * *",
+    drift=SchemaDrift.KEEP_EXTRA,
+    entities=(PARTICIPANTS, COVERAGE_PERIODS),
+)
+PARTICIPANTS, COVERAGE_PERIODS = ENTITIES = REGISTRY.entities
+"""The entities as the registry completed them (its defaults filled in): what every stage reads."""

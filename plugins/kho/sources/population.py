@@ -8,9 +8,10 @@ import pyarrow.compute as pc
 from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import cccd_contradicts_birth, cccd_field
 from kho.sources.reference import reference_sets
+from kho.sources.registry import Registry
 from kho.sources.rules import before, date_order_check
 
-REGISTRY = "population"
+SLUG = "population"
 HOUSEHOLD_ID_PATTERN = r"HK\d{10}"
 SEX = frozenset({"M", "F"})
 CITIZEN_STATUS = frozenset({"alive", "deceased"})
@@ -37,7 +38,7 @@ def _alive_with_date(t: pa.Table) -> pa.ChunkedArray:
 
 
 CITIZENS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="citizens",
     description="One row per citizen known to the population registry, keyed by the 12-digit CCCD.",
     key=("cccd",),
@@ -99,12 +100,11 @@ CITIZENS = Entity(
             needs=("date_of_birth", "date_of_death"),
         ),
     ),
-    drift=SchemaDrift.KEEP_EXTRA,
     references=reference_sets("province_codes", "commune_codes", "ethnicities"),
 )
 
 HOUSEHOLDS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="households",
     description="One row per registered household (hộ khẩu): its head, commune, address and size.",
     key=("household_id",),
@@ -121,12 +121,11 @@ HOUSEHOLDS = Entity(
               description="Number of members, the head included (1 to 100; more is a typing slip)"),
         UPDATED_AT,
     ),
-    drift=SchemaDrift.KEEP_EXTRA,
     references=reference_sets("commune_codes"),
 )
 
 HOUSEHOLD_MEMBERS = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="household_members",
     description="Membership of citizens in households over time: one row per (household, citizen).",
     key=("household_id", "cccd"),
@@ -144,11 +143,10 @@ HOUSEHOLD_MEMBERS = Entity(
         UPDATED_AT,
     ),
     checks=(date_order_check("joined_on", "left_on"),),
-    drift=SchemaDrift.KEEP_EXTRA,
 )
 
 RESIDENCE_CHANGES = Entity(
-    registry=REGISTRY,
+    registry=SLUG,
     name="residence_changes",
     description="Registrations of permanent or temporary residence moves, one row per registration.",
     key=("change_id",),
@@ -168,8 +166,17 @@ RESIDENCE_CHANGES = Entity(
               description="When the registry recorded the move; not on a later day than updated_at"),
         UPDATED_AT,
     ),
-    drift=SchemaDrift.KEEP_EXTRA,
     references=reference_sets("commune_codes"),
 )
 
-ENTITIES: tuple[Entity, ...] = (CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES)
+REGISTRY = Registry(
+    slug=SLUG,
+    name="National population registry",
+    local_name="Cơ sở dữ liệu quốc gia về dân cư",
+    agency="Ministry of Public Security (Bộ Công an)",
+    schedule="0 1 * * *",
+    drift=SchemaDrift.KEEP_EXTRA,
+    entities=(CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES),
+)
+CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES = ENTITIES = REGISTRY.entities
+"""The entities as the registry completed them (its defaults filled in): what every stage reads."""
