@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from kho.config import RegistryCredentials
+from kho.config import RegistryConnection, RegistryCredentials
 from kho.errors import ExtractError
 from kho.extract.api import ApiSource, ClientCredentialsAuth, RetryPolicy, iter_pages, retry_after_seconds
 from kho.extract.block import Block
@@ -53,7 +53,24 @@ def test_wrong_credentials_fail_the_sync_saying_which_settings_to_check(running:
     source = ApiSource(running.url, credentials=RegistryCredentials("kho-test", "wrong"))
     with pytest.raises(ExtractError, match="401 invalid_client") as caught:
         list(iter_pages(source, CITIZENS))
-    assert "KHO_REGISTRY_CLIENT_SECRET" in str(caught.value)
+    assert "Check KHO_REGISTRY_POPULATION_CLIENT_ID and KHO_REGISTRY_POPULATION_CLIENT_SECRET." in str(caught.value)
+
+
+def test_a_refused_client_is_traced_to_the_settings_it_came_from(running: RunningSimulator) -> None:
+    connection = RegistryConnection("population", running.url, running.url + "/oauth/token",
+                                    RegistryCredentials("kho-test", "wrong"), credentials_from="the vault's file")
+    with pytest.raises(ExtractError, match=r"401 invalid_client.*Check the vault's file\."):
+        list(iter_pages(ApiSource.of(connection, page_size=10), CITIZENS))
+
+
+def test_the_connection_s_timeout_bounds_each_request(world: FakeWorld) -> None:
+    slow = ServerOptions(faults=FaultSpec(slow_rate=1.0, slow_seconds=2.0))
+    with serve_in_thread(world, options=slow) as simulator:
+        connection = RegistryConnection("civil_status", simulator.url, simulator.url + "/oauth/token", CLIENT,
+                                        timeout_s=0.2)
+        source = ApiSource.of(connection, page_size=10, retry=NO_WAIT)
+        with pytest.raises(ExtractError, match=r"gave up after 3 attempt\(s\).*ReadTimeout"):
+            list(iter_pages(source, THINGS))
 
 
 def test_a_client_without_credentials_is_told_the_registry_needs_them(running: RunningSimulator) -> None:

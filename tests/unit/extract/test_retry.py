@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -129,3 +130,35 @@ def test_a_rate_limit_waits_as_retry_after_says_and_completes() -> None:
         source = ApiSource(simulator.url, page_size=40, retry=policy(sleeps))
         assert all_rows(source) == world.snapshot(THINGS)
     assert sleeps.waits and all(w == 1.0 for w in sleeps.waits)
+
+
+def test_retrying_runs_through_tenacity_with_the_policy_s_wait_and_budget() -> None:
+    """The policy decides, tenacity drives: a transport failure twice, then an answer, waits the backoff twice."""
+    sleeps = Sleeps()
+    answers: list[object] = [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.Response(200)]
+    retried: list[tuple[str, int, float]] = []
+
+    def send() -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    def give_up(reason: str, attempts: int, elapsed: float) -> NoReturn:
+        raise AssertionError(f"gave up: {reason}")
+
+    response = policy(sleeps, base_delay_s=0.5).run(send, on_retry=lambda *a: retried.append(a), give_up=give_up)
+    assert response.status_code == 200
+    assert sleeps.waits == [0.5, 1.0]
+    assert retried == [("ConnectError: refused", 1, 0.5), ("ReadTimeout: slow", 2, 1.0)]
+
+
+def test_a_rate_limit_hint_spaces_requests_so_the_registry_never_answers_429() -> None:
+    clock = ManualClock()
+    sleeps = Sleeps(clock)
+    world = FakeWorld()
+    with serve_in_thread(world, options=ServerOptions(rate_per_s=2, burst=1, clock=clock)) as simulator:
+        source = ApiSource(simulator.url, page_size=40, retry=policy(sleeps), rate_limit_per_s=2)
+        assert all_rows(source) == world.snapshot(THINGS)
+    pages = -(-world.count(THINGS) // 40)
+    assert sleeps.waits == [0.5] * (pages - 1)  # paced; a 429 would have added its Retry-After wait
