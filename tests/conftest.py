@@ -191,9 +191,9 @@ def kho_config(kho_home: Path) -> Iterator[KhoConfig]:
         cluster.down(config)
 
 
-@pytest.fixture
-def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
-    """The session warehouse, pointed at a new empty database for this test (replicated like any other).
+@contextlib.contextmanager
+def _new_database(kho_config: KhoConfig) -> Iterator[KhoConfig]:
+    """The session warehouse, pointed at a new empty database (replicated like any other), dropped afterwards.
 
     The administrator creates it, owned by the application login (which may not create databases itself).
     """
@@ -207,3 +207,23 @@ def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
     with connect_admin(wh, dbname="postgres") as conn, \
             contextlib.suppress(psycopg.Error):  # a leftover database only costs disk in a temp home
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
+    """A new database of its own for this test with nothing in it, not migrated: for tests of the migrations."""
+    with _new_database(kho_config) as config:
+        yield config
+
+
+@pytest.fixture
+def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
+    """A new database of its own for this test, migrated as `kho warehouse up` migrates the warehouse's: the kho
+    schema and every entity's raw table."""
+    from kho.warehouse.connection import connect
+    from kho.warehouse.migrations import migrate
+
+    with _new_database(kho_config) as config:
+        with connect(config.warehouse, autocommit=True) as conn:
+            migrate(conn)
+        yield config

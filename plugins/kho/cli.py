@@ -23,6 +23,8 @@ Handler = Callable[[argparse.Namespace, KhoConfig], int]
 def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.warehouse import cluster
 
+    if args.action == "migrate":
+        return _migrate(config)
     if args.action == "up":
         state = cluster.up(config)
     elif args.action == "down":
@@ -38,6 +40,17 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
     if args.action == "down":
         return 0
     return 0 if state.healthy else 1
+
+
+def _migrate(config: KhoConfig) -> int:
+    from kho.warehouse.connection import connect
+    from kho.warehouse.migrations import migrate
+
+    with connect(config.warehouse, autocommit=True) as conn:
+        report = migrate(conn)
+    for line in report.lines():
+        print(line)
+    return 0
 
 
 def _world_spec(args: argparse.Namespace) -> WorldSpec:
@@ -278,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     wh = sub.add_parser("warehouse", help="the embedded primary + standby PostgreSQL warehouse")
-    wh.add_argument("action", choices=("up", "down", "status", "destroy"))
+    wh.add_argument("action", choices=("up", "down", "status", "destroy", "migrate"),
+                    help="migrate: apply the warehouse database's schema migrations (also part of up)")
     wh.set_defaults(handler=_warehouse)
 
     sim = sub.add_parser("simulate", help="simulated national registries")

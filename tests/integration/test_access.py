@@ -36,6 +36,7 @@ from kho.warehouse import access
 from kho.warehouse.access import roles
 from kho.warehouse.access.objects import MASKED_PREFIX
 from kho.warehouse.connection import connect, connect_admin
+from kho.warehouse.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,8 @@ def warehouse(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("access-home")
     config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name),
                                  home=home)
+    with connect(config.warehouse, autocommit=True) as conn:  # as `kho warehouse up` does for the warehouse's
+        migrate(conn)
     world = World.build(SPEC)
     with serve_in_thread(world, options=ServerOptions(credentials=config.ensure_registry_credentials())) as sim:
         served = dataclasses.replace(config, simulator_port=sim.port)

@@ -28,7 +28,6 @@ from kho.errors import BatchRefused, ExtractError
 from kho.extract.files import BLOCK_BYTES
 from kho.load.batch import LedgerEntry
 from kho.load.pipeline import load_file, sync_api
-from kho.load.state import bootstrap
 from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect
 from tests.integration.test_load import citizen, load, raw_rows
@@ -300,8 +299,6 @@ def run_load(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[
 
 def state(config: KhoConfig) -> tuple[Any, ...]:
     """Everything a load could write: the raw rows with their lineage, the ledger and the quarantine."""
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)  # kho's own tables exist before the load under test, as after any earlier load
     raw = fetch(config, "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY cccd), '[]') FROM raw.population__citizens r"
                 ) if raw_rows(config) else []
     return (raw, fetch(config, "SELECT count(*), coalesce(max(batch_id), 0) FROM kho.load_ledger"),

@@ -33,6 +33,7 @@ from kho.simulator.generate import WorldSpec
 from kho.simulator.server import ServerOptions, serve_in_thread
 from kho.sources import ENTITIES
 from kho.warehouse.connection import connect, connect_admin, connect_standby
+from kho.warehouse.migrations import migrate
 from tests.support import audit_oracle, marts_oracle
 
 pytestmark = pytest.mark.integration
@@ -81,6 +82,8 @@ def built(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> It
                                                                    sql.Identifier(kho_config.warehouse.user)))
     config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name),
                                  home=tmp_path_factory.mktemp("datasets-home"))
+    with connect(config.warehouse, autocommit=True) as conn:  # as `kho warehouse up` does for the warehouse's
+        migrate(conn)
     world = World.build(SPEC)
     options = ServerOptions(credentials=config.ensure_registry_credentials())
     with serve_in_thread(world, options=options) as simulator:

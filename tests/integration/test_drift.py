@@ -198,7 +198,8 @@ def test_freeze_refuses_a_drifted_export_file_and_loads_nothing_of_it(
     with pytest.raises(ContractError) as refused:  # into an empty warehouse: the first-load path
         load_file(fresh_db_config, entity, drifted)
     assert_refused(refused, entity)
-    assert state(fresh_db_config, entity) == {"ledger": [], "raw": None, "quarantine": [(0,)], "watermark": []}
+    empty = {"ledger": [], "raw": [(0, None)], "quarantine": [(0,)], "watermark": []}  # the raw table as migrated
+    assert state(fresh_db_config, entity) == empty
     load_file(fresh_db_config, entity, exports / file_name(entity, 0, fmt))
     before = state(fresh_db_config, entity)
     with pytest.raises(ContractError) as refused:  # onto loaded data: the merge path

@@ -24,7 +24,6 @@ import pytest
 
 from kho.config import KhoConfig
 from kho.load.pipeline import SyncOptions, load_file, sync_api
-from kho.load.state import bootstrap
 from kho.simulator import World
 from kho.simulator.defects import ALL_DEFECT_KINDS, DRIFT_KINDS
 from kho.simulator.generate import WorldSpec
@@ -119,8 +118,6 @@ def test_sigkill_after_a_whole_block_leaves_exactly_the_committed_batches_and_th
     config = fresh_db_config
     records = export_records(ROWS)
     rejected = sum(1 for i in range(ROWS) if i % MALFORMED_EVERY == 5)
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)
     before_rejected = 1 if loaded_before else 0
     if loaded_before:
         load_file(config, CITIZENS, write_export_csv(tmp_path / "before.csv", records[:loaded_before]))
@@ -193,8 +190,6 @@ def test_sigkill_after_a_sync_checkpoint_keeps_exactly_the_committed_batches_and
     kinds = ALL_DEFECT_KINDS - DRIFT_KINDS
     world = World.build(WorldSpec(20250702, citizens=SYNC_CITIZENS, days=0, defect_rate=0.01, defect_kinds=kinds))
     served = world.snapshot(CITIZENS)  # in the order the API pages them: (updated_at, cccd)
-    with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
     with serving(world, fresh_db_config) as config:
         log = tmp_path / "worker.log"
         kill_when(spawn(config, log, "sync", "population", "citizens"), log, config, in_a_later_checkpoint,

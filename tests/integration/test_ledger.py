@@ -19,7 +19,6 @@ import pytest
 from kho.config import KhoConfig
 from kho.errors import LedgerMismatch
 from kho.load.batch import BatchLoader, LedgerEntry
-from kho.load.state import bootstrap
 from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect
 from tests.integration.test_load import citizen, raw_rows, scalar, write_export_csv
@@ -33,17 +32,15 @@ JAN, FEB, MAR = "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z", "2025-03-01T00:0
 def load_batch(config: KhoConfig, records: list[Record], *, fast_first_load: bool = True,
                expect_direct: bool | None = None) -> LedgerEntry:
     """Load `records` as one batch, split over two tables as a paged read would be."""
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api", fast_first_load=fast_first_load)
-            if expect_direct is not None:
-                assert loader.direct is expect_direct, "the batch did not take the load path under test"
-            half = len(records) // 2
-            for part in (records[:half], records[half:]):
-                if part:
-                    loader.add(pa.Table.from_pylist(part))
-            return loader.finish()
+    with connect(config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api", fast_first_load=fast_first_load)
+        if expect_direct is not None:
+            assert loader.direct is expect_direct, "the batch did not take the load path under test"
+        half = len(records) // 2
+        for part in (records[:half], records[half:]):
+            if part:
+                loader.add(pa.Table.from_pylist(part))
+        return loader.finish()
 
 
 def counts(entry: LedgerEntry) -> tuple[int, int, int, int, int]:
@@ -74,7 +71,6 @@ def test_a_ledger_row_that_does_not_add_up_is_refused_by_the_database(fresh_db_c
               " rows_changed, rows_unchanged, rows_rejected) VALUES (nextval('kho.batch_id_seq'), 'population',"
               " 'citizens', 'api', now(), %s, %s, %s, %s, %s)")
     with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
         with conn.transaction():
             who = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
             assert who == (fresh_db_config.warehouse.user, False), "not the application's own login"

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pytest
 
 from kho.config import KhoConfig
-from kho.errors import ContractError, WarehouseError
+from kho.errors import ContractError
 from kho.load.batch import BatchLoader, LedgerEntry
 from kho.load.pipeline import load_file
-from kho.load.state import bootstrap
 from kho.sources.identity import cccd_prefix
 from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
@@ -39,13 +38,11 @@ def citizen(i: int, **changes: str | None) -> dict[str, str | None]:
 
 
 def load(config: KhoConfig, records: list[dict[str, str | None]]) -> LedgerEntry:
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api")
-            if records:
-                loader.add(pa.Table.from_pylist(records))
-            return loader.finish()
+    with connect(config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        if records:
+            loader.add(pa.Table.from_pylist(records))
+        return loader.finish()
 
 
 def scalar(config: KhoConfig, query: str) -> object:
@@ -56,7 +53,7 @@ def scalar(config: KhoConfig, query: str) -> object:
 
 
 def raw_rows(config: KhoConfig) -> int:
-    """Rows in the raw table; 0 when the table was never committed (its CREATE rolled back with the batch)."""
+    """Rows in the raw table; 0 when it does not exist."""
     if scalar(config, "SELECT to_regclass('raw.population__citizens')") is None:
         return 0
     return int(scalar(config, "SELECT count(*) FROM raw.population__citizens"))  # type: ignore[call-overload]
@@ -126,12 +123,10 @@ def test_a_batch_missing_a_required_column_is_rejected_whole(fresh_db_config: Kh
 
 
 def test_a_failure_mid_batch_leaves_nothing_behind(fresh_db_config: KhoConfig) -> None:
-    with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
-        with pytest.raises(RuntimeError), conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api")
-            loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)] + [citizen(99, cccd="1")]))
-            raise RuntimeError("worker died before finish()")
+    with connect(fresh_db_config.warehouse) as conn, pytest.raises(RuntimeError), conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        loader.add(pa.Table.from_pylist([citizen(i) for i in range(10)] + [citizen(99, cccd="1")]))
+        raise RuntimeError("worker died before finish()")
     assert scalar(fresh_db_config, "SELECT count(*) FROM kho.load_ledger") == 0
     assert scalar(fresh_db_config, "SELECT count(*) FROM kho.quarantine") == 0
     assert raw_rows(fresh_db_config) == 0
@@ -174,12 +169,10 @@ def test_reloading_the_same_export_changes_nothing(fresh_db_config: KhoConfig, t
 
 
 def load_with(config: KhoConfig, records: list[dict[str, str | None]], *, fast_first_load: bool) -> LedgerEntry:
-    with connect(config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api", fast_first_load=fast_first_load)
-            loader.add(pa.Table.from_pylist(records))
-            return loader.finish()
+    with connect(config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api", fast_first_load=fast_first_load)
+        loader.add(pa.Table.from_pylist(records))
+        return loader.finish()
 
 
 RAW_CONTENT = ("SELECT coalesce(jsonb_agg(to_jsonb(r) - '_loaded_at' - '_batch_id' - '_first_batch_id' ORDER BY cccd),"
@@ -226,13 +219,11 @@ def test_a_second_load_after_a_fast_first_load_is_all_unchanged(fresh_db_config:
 
 
 def test_the_cursor_covers_every_table_of_a_batch_and_its_rejects(fresh_db_config: KhoConfig) -> None:
-    with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api")
-            loader.add(pa.Table.from_pylist([citizen(1, updated_at="2025-03-01T00:00:00Z")]))
-            loader.add(pa.Table.from_pylist([citizen(2, cccd="7", updated_at="2025-04-01T00:00:00Z"), citizen(3)]))
-            entry = loader.finish()
+    with connect(fresh_db_config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        loader.add(pa.Table.from_pylist([citizen(1, updated_at="2025-03-01T00:00:00Z")]))
+        loader.add(pa.Table.from_pylist([citizen(2, cccd="7", updated_at="2025-04-01T00:00:00Z"), citizen(3)]))
+        entry = loader.finish()
     assert counts(entry) == (3, 2, 0, 0, 1)
     assert entry.cursor_to is not None and entry.cursor_to.isoformat() == "2025-04-01T00:00:00+00:00"
 
@@ -257,13 +248,11 @@ def test_text_that_needs_csv_quoting_is_stored_exactly(fresh_db_config: KhoConfi
         load(fresh_db_config, [citizen(100)])
     awkward = [citizen(i, full_name=name, note=f"ghi chú, số {i}") for i, name in enumerate(AWKWARD_NAMES)]
     plain = [citizen(50 + i) for i in range(3)]  # a table with nothing to quote is sent unquoted
-    with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api")
-            loader.add(pa.Table.from_pylist(awkward))
-            loader.add(pa.Table.from_pylist(plain))
-            entry = loader.finish()
+    with connect(fresh_db_config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        loader.add(pa.Table.from_pylist(awkward))
+        loader.add(pa.Table.from_pylist(plain))
+        entry = loader.finish()
     assert (entry.rows_new, entry.rows_rejected, loader.direct) == (len(awkward) + len(plain), 0, first_load)
     stored = scalar(fresh_db_config, "SELECT jsonb_object_agg(cccd, jsonb_build_array(full_name, _extra))"
                                      " FROM raw.population__citizens")
@@ -274,7 +263,6 @@ def test_text_that_needs_csv_quoting_is_stored_exactly(fresh_db_config: KhoConfi
 
 def test_a_first_load_copies_into_the_raw_table_and_later_loads_into_a_stage(fresh_db_config: KhoConfig) -> None:
     with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
         with conn.transaction():
             first = BatchLoader(conn, CITIZENS, "api")
             first.add(pa.Table.from_pylist([citizen(i) for i in range(5)]))
@@ -289,18 +277,6 @@ def test_a_first_load_copies_into_the_raw_table_and_later_loads_into_a_stage(fre
                                        " AND table_name = 'population__citizens' AND column_name LIKE '%batch_id'"
                                        " AND column_default IS NOT NULL")
     assert defaults == 0, "the first load's batch id defaults outlived it"
-
-
-def test_a_raw_table_from_before_the_generated_row_hash_is_upgraded(fresh_db_config: KhoConfig) -> None:
-    load(fresh_db_config, [citizen(i) for i in range(4)])
-    with connect(fresh_db_config.warehouse, autocommit=True) as conn:  # rebuild the old shape: a plain column
-        conn.execute("ALTER TABLE raw.population__citizens DROP COLUMN _row_hash")
-        conn.execute("ALTER TABLE raw.population__citizens ADD COLUMN _row_hash bigint")
-        conn.execute("UPDATE raw.population__citizens SET _row_hash = 42")
-    entry = load(fresh_db_config, [citizen(i) for i in range(4)] + [citizen(1, full_name="Trần Văn Đổi")])
-    assert counts(entry) == (5, 0, 1, 4, 0)
-    assert scalar(fresh_db_config, "SELECT attgenerated FROM pg_attribute WHERE attname = '_row_hash'"
-                                   " AND attrelid = 'raw.population__citizens'::regclass") == "s"
 
 
 def test_a_failed_first_load_leaves_the_empty_table_whole(fresh_db_config: KhoConfig) -> None:
@@ -321,17 +297,6 @@ def test_a_failed_first_load_leaves_the_empty_table_whole(fresh_db_config: KhoCo
     assert counts(load(fresh_db_config, [citizen(i) for i in range(10)])) == (10, 10, 0, 0, 0)
 
 
-def test_an_old_raw_table_with_dependent_views_says_what_to_drop(fresh_db_config: KhoConfig) -> None:
-    load(fresh_db_config, [citizen(i) for i in range(2)])
-    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
-        conn.execute("ALTER TABLE raw.population__citizens DROP COLUMN _row_hash")
-        conn.execute("ALTER TABLE raw.population__citizens ADD COLUMN _row_hash bigint")
-        conn.execute("CREATE VIEW public.stg_citizens AS SELECT * FROM raw.population__citizens")
-    with pytest.raises(WarehouseError, match=r"older kho.*view stg_citizens depends on column _row_hash"):
-        load(fresh_db_config, [citizen(3)])
-    assert raw_rows(fresh_db_config) == 2
-
-
 def test_the_watermark_never_passes_the_moment_the_batch_started(fresh_db_config: KhoConfig) -> None:
     """A record stamped ahead of the loader's clock (within the contract's skew, so accepted) and one stamped in
     2199 (quarantined) must not move the watermark past changes the registry has not written yet."""
@@ -339,13 +304,11 @@ def test_the_watermark_never_passes_the_moment_the_batch_started(fresh_db_config
 
     ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = dt.datetime.now(dt.UTC)
-    with connect(fresh_db_config.warehouse) as conn:
-        bootstrap(conn)
-        with conn.transaction():
-            loader = BatchLoader(conn, CITIZENS, "api")
-            loader.add(pa.Table.from_pylist([citizen(1, updated_at=ahead),
-                                             citizen(2, updated_at="2199-01-01T00:00:00Z")]))
-            entry = loader.finish()
+    with connect(fresh_db_config.warehouse) as conn, conn.transaction():
+        loader = BatchLoader(conn, CITIZENS, "api")
+        loader.add(pa.Table.from_pylist([citizen(1, updated_at=ahead),
+                                         citizen(2, updated_at="2199-01-01T00:00:00Z")]))
+        entry = loader.finish()
     after = dt.datetime.now(dt.UTC)
     assert (entry.rows_new, entry.rows_rejected) == (1, 1)
     watermark = scalar(fresh_db_config, "SELECT cursor_value FROM kho.watermarks WHERE entity = 'citizens'")

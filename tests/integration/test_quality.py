@@ -19,12 +19,11 @@ from psycopg import sql
 
 from kho.config import PROJECT_ROOT, KhoConfig
 from kho.errors import QualityError
-from kho.load.ddl import create_raw_table
-from kho.quality import QUALITY_RESULTS_DDL, QualityResult, raise_for_blocking, record_result, run_suite
+from kho.quality import QualityResult, raise_for_blocking, record_result, run_suite
 from kho.quality.runner import warehouse_url
 from kho.quality.suites import load_suite
-from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect, connect_admin
+from kho.warehouse.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +75,10 @@ def server(kho_config: KhoConfig) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def warehouse(server: Server) -> Server:
-    """raw.population__citizens from the loader's DDL, minus one NOT NULL, holding one good and one bad batch."""
+    """raw.population__citizens as `kho warehouse migrate` makes it, minus one NOT NULL, holding one good and one
+    bad batch."""
     with server.connect() as conn:
-        conn.execute("CREATE SCHEMA raw")
-        for statement in create_raw_table(CITIZENS):
-            conn.execute(statement)
+        migrate(conn)
         conn.execute("ALTER TABLE raw.population__citizens ALTER COLUMN full_name DROP NOT NULL")
         with conn.cursor() as cur:
             cur.executemany(
@@ -177,9 +175,6 @@ def test_mart_suite_catches_counts_that_do_not_add_up(server: Server, gx_home: P
 def test_record_result_stores_one_row_per_run(warehouse: Server, gx_home: Path) -> None:
     result = _raw(warehouse, gx_home, BAD_BATCH, build_docs=False)
     with warehouse.connect() as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS kho")
-        conn.execute(QUALITY_RESULTS_DDL)
-        conn.execute(QUALITY_RESULTS_DDL)  # idempotent: bootstrap runs it on every start
         with conn.transaction():
             result_id = record_result(conn, result)
         row = conn.execute(

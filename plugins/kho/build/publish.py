@@ -27,26 +27,11 @@ from psycopg.types.json import Jsonb
 
 from kho.errors import KhoError
 from kho.warehouse import access
+from kho.warehouse.migrations import require_schema
 
 BUILD_PREFIX = "build_"
 """dbt builds mart_<domain> into build_mart_<domain> (dbt_project.yml); publishing drops the prefix."""
 MART_SCHEMA_PATTERN = "mart\\_%"
-PUBLICATIONS_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS kho",
-    """
-    CREATE TABLE IF NOT EXISTS kho.publications (
-        publication_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        run_id          text        NOT NULL,
-        as_of           date        NOT NULL,
-        batch_seq       bigint      NOT NULL CHECK (batch_seq >= 0),
-        batches_oid     oid,
-        published_at    timestamptz NOT NULL DEFAULT now(),
-        tables          jsonb       NOT NULL
-    )
-    """,
-    "COMMENT ON TABLE kho.publications IS 'One row per publication of the marts: the run, the as-of date the marts "
-    "describe, when they became visible, and per table the rows inserted, updated and deleted.'",
-)
 BATCHES_TABLE = ("intermediate", "int_load_batches")
 """The build's batch numbering (dbt_project/models/intermediate/batches): its watermark is recorded per publication."""
 
@@ -134,13 +119,6 @@ def built_marts(conn: psycopg.Connection[Any]) -> list[Mart]:
     return [Mart(schema, table) for schema, table in rows]
 
 
-def bootstrap(conn: psycopg.Connection[Any]) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('kho.bootstrap'))")
-        for statement in PUBLICATIONS_DDL:
-            conn.execute(statement)
-
-
 def publish(conn: psycopg.Connection[Any], marts: Sequence[Mart], *, run_id: str, as_of: dt.date,
             personal_columns: Sequence[PersonalColumn] = ()) -> Publication:
     """Publish every mart in one transaction; on any error nothing is published and the error says which mart.
@@ -150,7 +128,7 @@ def publish(conn: psycopg.Connection[Any], marts: Sequence[Mart], *, run_id: str
     ever reads a published table before its policies exist."""
     if not marts:
         raise PublishError("no marts to publish: dbt built nothing into a build_mart_* schema")
-    bootstrap(conn)
+    require_schema(conn)  # kho.publications is made by `kho warehouse migrate`
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('kho.publish'))")
         changes = []

@@ -25,18 +25,11 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from kho.config import RejectLimit
-from kho.errors import BatchRefused, ContractError, LedgerMismatch, WarehouseError
+from kho.errors import BatchRefused, ContractError, LedgerMismatch
 from kho.extract.block import Block, Defect
-from kho.load.ddl import (
-    RAW_SCHEMA,
-    batch_index,
-    create_raw_table,
-    create_stage_table,
-    raw_table,
-    row_hash,
-    upgrade_raw_table,
-)
+from kho.load.ddl import RAW_SCHEMA, batch_index, create_stage_table, raw_table, row_hash
 from kho.sources.contract import CheckedBatch, Dialect, Entity, SchemaDrift, check_table, parse_field
+from kho.warehouse.migrations import require_migrated
 
 Source = Literal["api", "file"]
 STAGE = "_kho_stage"
@@ -114,27 +107,13 @@ class BatchLoader:
     def __post_init__(self) -> None:
         if self.conn.autocommit:
             raise ValueError("BatchLoader needs a connection in a transaction (autocommit=False)")
-        for statement in create_raw_table(self.entity):
-            self.conn.execute(statement)
-        self._upgrade_raw_table()
+        require_migrated(self.conn, self.entity)  # once per connection; DDL is `kho warehouse migrate`'s
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kho.load:{self.entity.qualified_name}",))
         row = self.conn.execute("SELECT nextval('kho.batch_id_seq')").fetchone()
         assert row is not None
         self.batch_id = int(row[0])
         if not (self.fast_first_load and self._claim_empty_target()):
             self.conn.execute(create_stage_table(self.entity, STAGE))
-
-    def _upgrade_raw_table(self) -> None:
-        try:
-            with self.conn.transaction():
-                self.conn.execute(upgrade_raw_table(self.entity))
-        except psycopg.errors.DependentObjectsStillExist as exc:
-            detail = (exc.diag.message_detail or "").replace("\n", "; ")
-            raise WarehouseError(
-                f"raw.{self.entity.raw_table} was created by an older kho (row hash not yet a generated column) and "
-                f"must be upgraded once, but other objects depend on its _row_hash column: {detail}. Drop them "
-                "(dbt's staging views are rebuilt by the next dbt build) and load again."
-            ) from exc
 
     @property
     def direct(self) -> bool:

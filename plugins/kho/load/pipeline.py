@@ -26,10 +26,11 @@ from kho.extract.api import ApiSource, RetryPolicy, iter_pages
 from kho.extract.block import Block
 from kho.extract.files import ExportFile, FileFormat, iter_blocks, prefetch, read_header
 from kho.load.batch import BatchLoader, LedgerEntry
-from kho.load.state import bootstrap, read_watermark, read_watermark_row, restore_watermark
+from kho.load.state import read_watermark, read_watermark_row, restore_watermark
 from kho.sources import registry
 from kho.sources.contract import Dialect, Entity, parse_field
 from kho.warehouse.connection import connect
+from kho.warehouse.migrations import require_migrated
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def sync_api(config: KhoConfig, entity: Entity, options: SyncOptions = SyncOptio
     per_batch = options.pages_per_batch or paging.pages_per_batch
     reject_limit = config.reject_limit(entity.registry)
     with connect(config.warehouse) as conn:
-        bootstrap(conn)
+        require_migrated(conn, entity)
         start = _start_point(conn, entity, options)
         hold = _watermark_to_hold(conn, entity, options)
         pages = _pages_before(iter_pages(source, entity, start), entity, options.until)
@@ -187,7 +188,7 @@ def load_file(config: KhoConfig, entity: Entity, path: Path | str, *, fmt: FileF
     dialect = Dialect.EXPORT if export.format == "csv" else Dialect.API
     limit = config.reject_limit(entity.registry)
     with connect(config.warehouse) as conn:
-        bootstrap(conn)
+        require_migrated(conn, entity)
         with conn.transaction():
             loader = BatchLoader(conn, entity, "file", run_id=run_id, dialect=dialect, source_name=str(export.path),
                                  reject_limit=limit)

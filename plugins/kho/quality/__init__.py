@@ -4,7 +4,6 @@ Importing this package does not import GX (seconds of start-up); `run_suite` doe
 """
 
 from kho.quality.runner import (
-    QUALITY_RESULTS_DDL,
     ExpectationOutcome,
     QualityResult,
     raise_for_blocking,
@@ -16,6 +15,6 @@ from kho.quality.runner import (
 from kho.quality.suites import Severity, load_suite, raw_suite, write_raw_suites
 
 __all__ = [
-    "QUALITY_RESULTS_DDL", "ExpectationOutcome", "QualityResult", "Severity", "load_suite", "raise_for_blocking",
+    "ExpectationOutcome", "QualityResult", "Severity", "load_suite", "raise_for_blocking",
     "raw_suite", "record_result", "run_suite", "validate", "warehouse_url", "write_raw_suites",
 ]

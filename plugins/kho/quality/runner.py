@@ -40,25 +40,6 @@ BY_BATCH = "by_batch_id"
 RESULT_FORMAT = "SUMMARY"
 NOISY_LOGGERS = ("great_expectations",)
 
-QUALITY_RESULTS_DDL = """
-CREATE TABLE IF NOT EXISTS kho.quality_results (
-    result_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    suite_name       text        NOT NULL,
-    table_name       text        NOT NULL,
-    batch_id         bigint,
-    success          boolean     NOT NULL,
-    evaluated        integer     NOT NULL CHECK (evaluated >= 0),
-    failed           integer     NOT NULL CHECK (failed BETWEEN 0 AND evaluated),
-    blocking_failed  integer     NOT NULL CHECK (blocking_failed BETWEEN 0 AND failed),
-    results          jsonb       NOT NULL,
-    data_docs_path   text,
-    validated_at     timestamptz NOT NULL DEFAULT now()
-)
-"""
-"""One row per suite run, `results` one object per expectation. A single statement (the `kho` schema must exist),
-so warehouse bootstrap can run it beside its other DDL."""
-
-
 class ExpectationOutcome(NamedTuple):
     """One expectation's verdict, flattened out of GX's result objects."""
 
@@ -164,13 +145,13 @@ def validate(config: KhoConfig, suite_file: Path, schema: str, table: str, *, ba
     """Run a suite on `schema.table` (or one load batch of it), record the result in kho.quality_results, and
     raise QualityError if a blocking expectation failed; returns a summary for the task log."""
     from kho.warehouse.connection import connect
+    from kho.warehouse.migrations import require_schema
 
     result = run_suite(config.gx_home, warehouse_url(config.warehouse), suite_file, schema, table, batch_id=batch_id)
-    with connect(config.warehouse) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('kho.bootstrap'))")  # with kho.load.state's DDL
-        conn.execute("CREATE SCHEMA IF NOT EXISTS kho")
-        conn.execute(QUALITY_RESULTS_DDL)
-        record_result(conn, result)
+    with connect(config.warehouse) as conn:
+        require_schema(conn)  # kho.quality_results is made by `kho warehouse migrate`
+        with conn.transaction():
+            record_result(conn, result)
     summary = {
         "suite": result.suite, "table": f"{schema}.{table}", "batch_id": batch_id, "success": result.success,
         "evaluated": result.evaluated, "failed": result.failed, "data_docs": str(result.data_docs_path or ""),

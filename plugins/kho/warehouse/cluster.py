@@ -9,23 +9,25 @@ Settings kho owns are written to `kho.conf` in each data directory (included fro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import importlib.util
+import logging
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, LiteralString
+from typing import TYPE_CHECKING, Literal, LiteralString
 
 import psycopg
 
@@ -33,6 +35,11 @@ from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import ConfigError, KhoError, WarehouseError
 from kho.warehouse import logins
 from kho.warehouse.connection import connect_node
+
+if TYPE_CHECKING:
+    from kho.warehouse.migrations import MigrationReport
+
+log = logging.getLogger(__name__)
 
 NodeName = Literal["primary", "standby"]
 Role = Literal["primary", "standby", "down"]
@@ -193,6 +200,8 @@ class ClusterStatus:
     """Both nodes' state; the CLI prints `render()` and exits non-zero unless `healthy`."""
 
     nodes: tuple[NodeStatus, ...]
+    migration: MigrationReport | None = None
+    """What `up` migrated in the warehouse database (None from `status`)."""
 
     def node(self, name: NodeName) -> NodeStatus:
         return next(n for n in self.nodes if n.name == name)
@@ -221,7 +230,8 @@ class ClusterStatus:
         header = ("NODE", "ADDRESS", "RUNNING", "ROLE", "WAL LSN", "RECEIVED", "REPLAYED", "REPLICATION", "LAG")
         rows = [header] + [_render_row(n) for n in self.nodes]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines = [f"schema: {line}" for line in self.migration.lines()] if self.migration else []
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         problems = self.problems
         lines.append("healthy" if not problems else "UNHEALTHY:")
         lines += [f"  - {p}" for p in problems]
@@ -350,7 +360,7 @@ class _PgUser:
         if self.switch == "setpriv":
             return [self.tool, f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
         if self.switch == "su":
-            return [self.tool, "-s", "/bin/sh", self.name, "-c", "exec " + " ".join(_sh_quote(a) for a in args)]
+            return [self.tool, "-s", "/bin/sh", self.name, "-c", "exec " + shlex.join(args)]
         return list(args)
 
     def run(self, args: Sequence[str], *, cwd: Path, timeout: float, password: str | None = None) -> str:
@@ -380,10 +390,6 @@ class _PgUser:
         if st.st_gid in os.getgrouplist(self.name, self.gid):
             return bool(st.st_mode & stat.S_IXGRP)
         return bool(st.st_mode & stat.S_IXOTH)
-
-
-def _sh_quote(arg: str) -> str:
-    return "'" + arg.replace("'", "'\"'\"'") + "'"
 
 
 def _pg_user(config: KhoConfig, *, create: bool) -> _PgUser | None:
@@ -418,7 +424,7 @@ def _create_system_user(name: str) -> None:
     if done.returncode != 0:
         raise WarehouseError(f"could not create OS user {name!r} ({done.stderr.strip()}); create it by hand, or set "
                              "KHO_PG_OS_USER to an existing unprivileged user")
-    print(f"kho: created system user {name!r} to run PostgreSQL (it refuses to run as root)", file=sys.stderr)
+    log.warning("created system user %r to run PostgreSQL (it refuses to run as root)", name)
 
 
 def _grant_search(path: Path, user: _PgUser) -> None:
@@ -438,8 +444,8 @@ def _grant_search(path: Path, user: _PgUser) -> None:
             raise WarehouseError(f"{user.name} cannot enter {directory} (owner/group lacks x); fix its permissions")
         granted.append(str(directory))
     if granted:
-        print(f"kho: granted search-only permission (o+x) on {', '.join(granted)} so PostgreSQL running as "
-              f"{user.name!r} can reach {path}", file=sys.stderr)
+        log.warning("granted search-only permission (o+x) on %s so PostgreSQL running as %r can reach %s",
+                    ", ".join(granted), user.name, path)
 
 
 # --------------------------------------------------------------------------------------------------- layout
@@ -623,7 +629,7 @@ def _start(bins: PgBinaries, user: _PgUser, layout: _Layout, node: _Node, *, res
     if pidfile.exists():
         _wait_orphans_gone(node)
         pidfile.unlink()  # stale: no live postmaster, and postgres would refuse to start over a zombie's PID
-        print(f"kho: removed stale {pidfile} (left by a crash)", file=sys.stderr)
+        log.warning("removed stale %s (left by a crash)", pidfile)
     _pg_ctl(bins, user, layout, node, "start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(node.logfile))
 
 
@@ -782,9 +788,10 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
                 _check_port_free(node)
         created = _ensure_primary(config, bins, user, layout, passwords.admin)
         _bootstrap_primary(config, bins, passwords)
+        report = _migrate(config, passwords.app)
         _ensure_standby(config, bins, user, layout, passwords.replication, rebuild=created)
         _wait_streaming(config, layout.standby, passwords.admin)
-    return status(config)
+    return dataclasses.replace(status(config), migration=report)
 
 
 def _check_versions(layout: _Layout, bins: PgBinaries) -> None:
@@ -900,6 +907,24 @@ def _bootstrap_primary(config: KhoConfig, bins: PgBinaries, passwords: _Password
     if bins.has_pgaudit:  # its event triggers add the objects of DDL statements to the audit trail
         with _admin_connect(config, wh.primary_port, passwords.admin, dbname=wh.dbname) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
+
+
+def _migrate(config: KhoConfig, password: str) -> MigrationReport:
+    """The warehouse database's schema migrations (kho.warehouse.migrations), as the application login, which
+    owns what they create; by port, as the administrator's steps are."""
+    from kho.warehouse.migrations import migrate
+
+    wh = config.warehouse
+    info = psycopg.conninfo.make_conninfo(host=LISTEN_HOST, port=str(wh.primary_port), dbname=wh.dbname,
+                                          user=wh.user, password=password, connect_timeout="5",
+                                          application_name="kho")
+    try:
+        conn = psycopg.connect(info, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise WarehouseError(f"cannot log in to the warehouse primary on {LISTEN_HOST}:{wh.primary_port} as "
+                             f"{wh.user} to migrate {wh.dbname}: {exc}".replace("\n", " ")) from exc
+    with conn:
+        return migrate(conn)
 
 
 def _ensure_standby(config: KhoConfig, bins: PgBinaries, user: _PgUser, layout: _Layout, password: str, *,

@@ -11,7 +11,7 @@ import pytest
 
 from kho.config import WarehouseConfig
 from kho.errors import QualityError
-from kho.quality.runner import QUALITY_RESULTS_DDL, ExpectationOutcome, QualityResult, raise_for_blocking, warehouse_url
+from kho.quality.runner import ExpectationOutcome, QualityResult, raise_for_blocking, warehouse_url
 
 
 def _result(*outcomes: ExpectationOutcome, batch_id: int | None = 42) -> QualityResult:
@@ -67,11 +67,3 @@ def test_warehouse_url_lists_every_node_for_the_primary_and_quotes_the_password(
     query = parse_qs(url.query)
     assert query["host"] == ["10.0.0.1:5432", "10.0.0.2:5433"]
     assert query["target_session_attrs"] == ["read-write"]
-
-
-def test_quality_results_ddl_is_idempotent_and_has_the_columns_record_result_writes() -> None:
-    assert QUALITY_RESULTS_DDL.strip().startswith("CREATE TABLE IF NOT EXISTS kho.quality_results (")
-    assert ";" not in QUALITY_RESULTS_DDL  # one statement, for bootstrap's statement list
-    for column in ("suite_name", "table_name", "batch_id", "success", "evaluated", "failed", "blocking_failed",
-                   "results", "data_docs_path", "validated_at"):
-        assert f"\n    {column} " in QUALITY_RESULTS_DDL
