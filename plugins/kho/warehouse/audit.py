@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,6 +34,8 @@ from kho.config import KhoConfig
 from kho.errors import ConfigError, KhoError, WarehouseError
 from kho.warehouse.cluster import JSONLOG_SINCE, find_binaries
 from kho.warehouse.connection import connect_admin
+
+log = logging.getLogger(__name__)
 
 AuditMode = Literal["pgaudit", "log_statement"]
 """How a role's statements are recorded: pgaudit's session log, or PostgreSQL's `log_statement = 'all'`."""
@@ -365,10 +368,12 @@ def install_pgaudit() -> str:
 
 
 def _main(argv: list[str]) -> int:
+    """`make setup`'s step: says, on stderr through logging, what it installed or why audit falls back."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if argv != ["install"]:
-        print("usage: python -m kho.warehouse.audit install", file=sys.stderr)
+        log.error("usage: python -m kho.warehouse.audit install")
         return 2
-    print(install_pgaudit())
+    log.info("%s", install_pgaudit())
     return 0
 
 
