@@ -788,9 +788,9 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
                 _check_port_free(node)
         created = _ensure_primary(config, bins, user, layout, passwords.admin)
         _bootstrap_primary(config, bins, passwords)
-        report = _migrate(config, passwords.app)
         _ensure_standby(config, bins, user, layout, passwords.replication, rebuild=created)
         _wait_streaming(config, layout.standby, passwords.admin)
+        report = _migrate(config, passwords.app)  # last: a refused migration leaves both nodes running
     return dataclasses.replace(status(config), migration=report)
 
 
