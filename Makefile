@@ -18,6 +18,8 @@ demo: setup
 lint: setup
 	$(UV) run --frozen ruff check plugins dags tests
 	$(UV) run --frozen mypy plugins/kho
+	@# Every file derived from kho.sources (GX suites, dbt sources and staging, seeds, docs) is what it gives.
+	$(UV) run --frozen kho generate --check
 	@# Every import declared, every runtime dependency used (pyproject's [tool.deptry] says what is ignored and why).
 	$(UV) run --frozen deptry plugins dags
 	$(UV) run --frozen deptry bench tests --ignore DEP002,DEP004

@@ -174,6 +174,28 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
     return 1 if any(s.endswith("error") for s in stale) else 0
 
 
+def _generate(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import generate
+
+    root: Path = args.out or config.project_root
+    generated = generate.artifacts()
+    if args.check:
+        stale = generate.check(root, generated)
+        for found in stale:
+            print(f"  {found.path} ({found.state})")
+        if stale:
+            print(f"kho generate --check: {len(stale)} generated file(s) under {root} differ from what kho.sources "
+                  "gives; run `kho generate` and commit the result", file=sys.stderr)
+            return 1
+        print(f"kho generate --check: all {len(generated)} generated files under {root} match kho.sources")
+        return 0
+    changed = generate.write(root, generated)
+    for found in changed:
+        print(f"{'removed' if found.state == 'orphan' else 'wrote'} {found.path}")
+    print(f"kho generate: {len(changed)} file(s) changed, {len(generated)} generated files under {root} up to date")
+    return 0
+
+
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
     from kho.simulator import ALL_DEFECT_KINDS, World
@@ -352,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--agency", default=None, help="only this agency (slug)")
     aud.add_argument("--since", default=None, help="from this date/time, or a span back from now (2h, 7d)")
     acc.set_defaults(handler=_access)
+
+    gen = sub.add_parser("generate", help="write every file derived from kho.sources (GX suites, dbt sources and "
+                                          "staging, seeds, NFC table, docs/registries.md)")
+    gen.add_argument("--check", action="store_true",
+                     help="write nothing; list the generated files that differ and exit 1 if any (CI)")
+    gen.add_argument("--out", type=Path, default=None, help="generate under this directory instead of the repository")
+    gen.set_defaults(handler=_generate)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",

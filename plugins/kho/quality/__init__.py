@@ -12,9 +12,9 @@ from kho.quality.runner import (
     validate,
     warehouse_url,
 )
-from kho.quality.suites import Severity, load_suite, raw_suite, write_raw_suites
+from kho.quality.suites import Severity, load_suite, raw_suite
 
 __all__ = [
     "ExpectationOutcome", "QualityResult", "Severity", "load_suite", "raise_for_blocking",
-    "raw_suite", "record_result", "run_suite", "validate", "warehouse_url", "write_raw_suites",
+    "raw_suite", "record_result", "run_suite", "validate", "warehouse_url",
 ]

@@ -1,22 +1,18 @@
 """The entity reference of docs/registries.md, rendered from `kho.sources` so the doc cannot drift from the code.
 
-`python -m kho.simulator.docs` rewrites the part of docs/registries.md between the markers; a unit test fails
+`kho generate` rewrites the part of docs/registries.md between the markers; `kho generate --check` (CI) fails
 while the doc is out of date.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from kho.config import PROJECT_ROOT
 from kho.sources.bounds import CLOCK_SKEW
 from kho.sources.contract import Entity, Field
 
-BEGIN = "<!-- BEGIN generated entity reference: python -m kho.simulator.docs -->"
+BEGIN = "<!-- BEGIN generated entity reference: kho generate -->"
 END = "<!-- END generated entity reference -->"
-DOC = PROJECT_ROOT / "docs" / "registries.md"
 _WIRE_FORM = {
     "text": "text",
     "date": "date `YYYY-MM-DD` (CSV: `dd/mm/yyyy`)",
@@ -98,15 +94,3 @@ def updated(doc: str, entities: Sequence[Entity]) -> str:
     if start < 0 or end < start:
         raise ValueError(f"the doc has no generated section: add the lines {BEGIN!r} and {END!r}")
     return doc[:start] + render(entities) + doc[end + len(END):]
-
-
-def main(path: Path = DOC) -> int:
-    from kho.sources import ENTITIES
-
-    path.write_text(updated(path.read_text(encoding="utf-8"), ENTITIES), encoding="utf-8")
-    print(f"updated the entity reference of {path} ({len(ENTITIES)} entities)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
