@@ -1,0 +1,240 @@
+"""A registry is one object: one defined only in the test suite joins kho through `KHO_REGISTRY_MODULES` (sync DAG,
+raw tables, `kho load`, `kho sync`), and a registry is reached wherever its settings say, configured only through
+the environment, with nothing generated on the way.
+
+The registry of these tests is `tests.support.digital_address`. Each command runs as its own process, as an operator
+or Airflow would run it, so the catalogue is read at import exactly as in production. (Its GX suite and dbt sources
+join here when `kho generate` writes them: `digital_address_env` is the environment to run them in.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kho.config import PROJECT_ROOT, KhoConfig, RegistryCredentials
+from kho.errors import ConfigError
+from kho.load.pipeline import SyncOptions, sync_api
+from kho.simulator import World
+from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
+from kho.sources.population import CITIZENS
+from kho.warehouse.connection import connect
+from tests.conftest import free_port
+from tests.support import digital_address
+from tests.support.digital_address import ADDRESSES, REGISTRY
+
+pytestmark = pytest.mark.integration
+
+AGENCY_CLIENT = RegistryCredentials("kho-province", "agency-issued secret +/=")
+"""The client a registry other than the default simulator issued to kho."""
+
+
+def kho(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`kho <args>` as its own process with exactly `env` on top of this one's (the repository on its path, so
+    `tests.support` imports as a registry module would from an agency's own package)."""
+    full = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "kho.cli", *args], env=full, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def warehouse_env(config: KhoConfig) -> dict[str, str]:
+    return {**config.child_env(), "KHO_PG_PASSWORD": config.warehouse.password()}
+
+
+@pytest.fixture
+def digital_address_env(fresh_db_config: KhoConfig) -> dict[str, str]:
+    """The environment of a deployment that added the digital-address platform: KHO_REGISTRY_MODULES naming the
+    test suite's registry module, and a warehouse database migrated with it (its raw tables created)."""
+    env = {**warehouse_env(fresh_db_config), "KHO_REGISTRY_MODULES": digital_address.MODULE}
+    migrated = kho(env, "warehouse", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+def rows(config: KhoConfig, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with connect(config.warehouse, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+# --- a registry defined outside kho ------------------------------------------------------------------------------
+
+DAGBAG_REPORT = """
+import json
+from kho import demo
+from kho.config import KhoConfig
+
+bag = demo.load_dagbag(KhoConfig.from_env())
+report = {"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dag_ids)}
+dag = bag.get_dag("sync_digital_address")
+if dag is not None:
+    report["dag"] = {
+        "schedule": dag.timetable.expression, "timezone": getattr(dag.timetable.timezone, "name", None),
+        "tags": sorted(dag.tags),
+        "owners": sorted({t.owner for t in dag.tasks}), "tasks": sorted(t.task_id for t in dag.tasks),
+        "outlets": sorted(o.uri for t in dag.tasks for o in t.outlets), "description": dag.description,
+    }
+print(json.dumps(report))
+"""
+
+
+def test_a_registry_module_named_in_the_environment_gets_its_own_sync_dag(kho_config: KhoConfig) -> None:
+    env = {**kho_config.child_env(), "KHO_REGISTRY_MODULES": digital_address.MODULE}
+    full = {**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", DAGBAG_REPORT], env=full, cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert report["import_errors"] == {}
+    assert {"sync_population", "sync_digital_address", "build_warehouse"} <= set(report["dag_ids"])
+    dag = report["dag"]
+    assert dag["schedule"] == "0 3 * * 1-5" == REGISTRY.schedule
+    assert dag["timezone"] == "Asia/Ho_Chi_Minh"
+    assert dag["owners"] == ["kho-data-engineering"]
+    assert "digital_address" in dag["tags"]
+    assert "Department of Science and Technology" in dag["description"]
+    assert dag["tasks"] == sorted(f"{e}.{step}" for e in ("addresses", "address_points")
+                                  for step in ("extract_load", "validate_raw"))
+    assert [uri.rsplit("/", 2)[-2:] for uri in dag["outlets"]] == [["raw", "digital_address__address_points"],
+                                                                   ["raw", "digital_address__addresses"]]
+
+
+def test_without_the_module_setting_the_catalogue_is_kho_s_own(kho_config: KhoConfig) -> None:
+    code = "from kho.sources import REGISTRIES; print(','.join(r.slug for r in REGISTRIES))"
+    env = {k: v for k, v in os.environ.items() if k != "KHO_REGISTRY_MODULES"}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "population,insurance,civil_status,business"
+
+
+def test_kho_load_writes_a_batch_of_the_added_registry_into_its_raw_table(
+        digital_address_env: dict[str, str], fresh_db_config: KhoConfig, tmp_path: Path) -> None:
+    served = digital_address.records(ADDRESSES, 40)
+    path = digital_address.write_csv(tmp_path / "addresses.csv", ADDRESSES, served)
+
+    done = kho(digital_address_env, "load", "digital_address", "addresses", str(path), "--no-progress")
+
+    assert done.returncode == 0, done.stderr
+    stored = rows(fresh_db_config, "SELECT address_code, commune_code, street_address "
+                                   "FROM raw.digital_address__addresses ORDER BY address_code")
+    assert stored == [(r["address_code"], r["commune_code"], r["street_address"]) for r in served]
+    assert rows(fresh_db_config, "SELECT registry, entity, rows_read, rows_new, rows_rejected FROM kho.load_ledger"
+                ) == [("digital_address", "addresses", 40, 40, 0)]
+
+
+def test_the_added_registry_is_unknown_to_a_process_not_told_about_it(fresh_db_config: KhoConfig,
+                                                                       tmp_path: Path) -> None:
+    path = digital_address.write_csv(tmp_path / "addresses.csv", ADDRESSES, digital_address.records(ADDRESSES, 3))
+    done = kho(warehouse_env(fresh_db_config), "load", "digital_address", "addresses", str(path), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.startswith("kho: error: unknown entity digital_address.addresses; known entities: ")
+    assert rows(fresh_db_config, "SELECT to_regclass('raw.digital_address__addresses')") == [(None,)]
+
+
+@pytest.fixture
+def platform() -> Iterator[RunningSimulator]:
+    """The digital-address platform's API on a port of its own, issuing tokens to its own client only."""
+    with serve_in_thread(digital_address.Platform(60), options=ServerOptions(credentials=AGENCY_CLIENT)) as server:
+        yield server
+
+
+def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
+        digital_address_env: dict[str, str], fresh_db_config: KhoConfig, platform: RunningSimulator,
+        tmp_path: Path) -> None:
+    secret = tmp_path / "digital_address_secret"
+    secret.write_text(AGENCY_CLIENT.client_secret + "\n", encoding="utf-8")
+    env = {**digital_address_env, "KHO_REGISTRY_DIGITAL_ADDRESS_BASE_URL": platform.url,
+           "KHO_REGISTRY_DIGITAL_ADDRESS_CLIENT_ID": AGENCY_CLIENT.client_id,
+           "KHO_REGISTRY_DIGITAL_ADDRESS_CLIENT_SECRET_FILE": str(secret)}
+
+    done = kho(env, "sync", "digital_address", "address_points")
+
+    assert done.returncode == 0, done.stderr
+    assert rows(fresh_db_config, "SELECT count(*) FROM raw.digital_address__address_points") == [(60,)]
+    # The registry's paging: 25 records a page, 2 pages a batch -> pages of 25, 25, 10 in batches of 50 and 10.
+    assert rows(fresh_db_config, "SELECT rows_read FROM kho.load_ledger ORDER BY batch_id") == [(50,), (10,)]
+    assert not (Path(env["KHO_HOME"]) / "secrets" / "registry_client.json").exists()
+
+
+# --- a registry reached where its settings say ------------------------------------------------------------------
+
+@pytest.fixture
+def elsewhere() -> Iterator[RunningSimulator]:
+    """A population registry that is not the default simulator: another instance, another port, another client."""
+    with serve_in_thread(World.generate(seed=11, count=300), options=ServerOptions(credentials=AGENCY_CLIENT)) as sim:
+        yield sim
+
+
+def pointed_at(config: KhoConfig, **settings: str) -> KhoConfig:
+    """`config`'s warehouse and home, the default simulator on a port where nothing listens, and `settings`."""
+    env = {**config.child_env(), "KHO_PG_PASSWORD": config.warehouse.password(), "KHO_SIM_PORT": str(free_port()),
+           **settings}
+    return KhoConfig.from_env(env)
+
+
+def test_a_sync_reads_the_registry_its_environment_names(fresh_db_config: KhoConfig,
+                                                         elsewhere: RunningSimulator) -> None:
+    config = pointed_at(fresh_db_config, KHO_REGISTRY_POPULATION_BASE_URL=elsewhere.url,
+                        KHO_REGISTRY_POPULATION_CLIENT_ID=AGENCY_CLIENT.client_id,
+                        KHO_REGISTRY_POPULATION_CLIENT_SECRET=AGENCY_CLIENT.client_secret)
+
+    entries = sync_api(config, CITIZENS, SyncOptions())
+
+    served = elsewhere.world.count(CITIZENS)
+    assert sum(e.rows_read for e in entries) == served
+    assert rows(config, "SELECT count(*) FROM raw.population__citizens") == [(served,)]
+    assert elsewhere.server.issuer.issued == 1
+    assert not config.simulator_credentials_file.exists()
+
+
+def test_the_cli_syncs_from_a_registry_set_only_in_its_environment(fresh_db_config: KhoConfig,
+                                                                   elsewhere: RunningSimulator,
+                                                                   tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**warehouse_env(fresh_db_config), "KHO_HOME": str(home), "KHO_SIM_PORT": str(free_port()),
+           "KHO_PG_PASSWORD_FILE": str(fresh_db_config.warehouse.password_file),
+           "KHO_REGISTRY_POPULATION_BASE_URL": elsewhere.url,
+           "KHO_REGISTRY_POPULATION_TOKEN_URL": elsewhere.url + "/oauth/token",
+           "KHO_REGISTRY_POPULATION_CLIENT_ID": AGENCY_CLIENT.client_id,
+           "KHO_REGISTRY_POPULATION_CLIENT_SECRET": AGENCY_CLIENT.client_secret,
+           "KHO_REGISTRY_POPULATION_TIMEOUT_S": "10"}
+
+    done = kho(env, "sync", "population", "citizens")
+
+    assert done.returncode == 0, done.stderr
+    assert rows(fresh_db_config, "SELECT count(*) FROM raw.population__citizens") == [
+        (elsewhere.world.count(CITIZENS),)]
+    assert not home.exists(), "the sync created files under KHO_HOME"
+
+
+def test_a_registry_with_a_url_and_no_credentials_fails_naming_the_setting(fresh_db_config: KhoConfig,
+                                                                          elsewhere: RunningSimulator) -> None:
+    config = pointed_at(fresh_db_config, KHO_REGISTRY_POPULATION_BASE_URL=elsewhere.url)
+
+    with pytest.raises(ConfigError, match="set KHO_REGISTRY_POPULATION_CLIENT_ID and "
+                                          "KHO_REGISTRY_POPULATION_CLIENT_SECRET") as caught:
+        sync_api(config, CITIZENS, SyncOptions())
+
+    assert "\n" not in str(caught.value)
+    assert elsewhere.server.issuer.issued == 0
+    assert not config.simulator_credentials_file.exists()
+    assert rows(config, "SELECT count(*) FROM kho.load_ledger") == [(0,)]
+
+
+def test_the_registry_refusing_kho_s_client_names_the_settings_it_came_from(fresh_db_config: KhoConfig,
+                                                                           elsewhere: RunningSimulator) -> None:
+    config = pointed_at(fresh_db_config, KHO_REGISTRY_POPULATION_BASE_URL=elsewhere.url,
+                        KHO_REGISTRY_POPULATION_CLIENT_ID=AGENCY_CLIENT.client_id,
+                        KHO_REGISTRY_POPULATION_CLIENT_SECRET="not the one it issued")
+    done = kho(warehouse_env(config), "sync", "population", "citizens")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "401 invalid_client" in lines[0], done.stderr
+    assert "KHO_REGISTRY_POPULATION_CLIENT_ID" in lines[0]
