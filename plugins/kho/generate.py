@@ -73,13 +73,11 @@ def _raw_suite(entity: Entity) -> str:
 
 
 def _registries_doc(registries: Sequence[Registry]) -> Render:
-    entities = tuple(e for r in registries for e in r.entities)
-
     def render(current: bytes | None) -> bytes:
         if current is None:  # a fresh root (`--out`): the hand-written part is the repository's
             current = (PROJECT_ROOT / REGISTRIES_DOC).read_bytes()
         try:
-            return docs.updated(current.decode("utf-8"), entities).encode()
+            return docs.updated(current.decode("utf-8"), registries).encode()
         except (UnicodeDecodeError, ValueError) as exc:
             raise ConfigError(f"{REGISTRIES_DOC}: {exc}") from None
 

@@ -14,6 +14,7 @@ import pytest
 from kho import generate
 from kho.cli import main
 from kho.config import PROJECT_ROOT
+from kho.sources import REGISTRIES
 
 ARTIFACTS = generate.artifacts()
 PATHS = tuple(a.path for a in ARTIFACTS)
@@ -125,6 +126,18 @@ def test_an_empty_root_lacks_every_file_and_generate_fills_it(tmp_path: Path,
     capsys.readouterr()
     assert check(tmp_path, capsys)[:2] == (0, [])
     assert {p: (tmp_path / p).read_bytes() for p in PATHS} == {p: (PROJECT_ROOT / p).read_bytes() for p in PATHS}
+
+
+def test_the_registries_doc_says_what_each_registry_object_says() -> None:
+    doc = (PROJECT_ROOT / "docs" / "registries.md").read_text(encoding="utf-8")
+    for registry in REGISTRIES:
+        section = doc.split(f"### Registry `{registry.slug}`\n", 1)[1].split("\n#### ", 1)[0]
+        days = registry.source_freshness.warn_after.days, registry.source_freshness.error_after.days
+        assert f"Owner: {registry.agency}." in section
+        assert f"`{registry.dag_id}` at `{registry.schedule}` (cron, {registry.timezone})" in section
+        assert f"pages of {registry.paging.page_size} records, {registry.paging.pages_per_batch} pages" in section
+        assert f"a warning after {days[0]} days, an error after {days[1]} days" in section
+        assert f"(schema drift): `{registry.drift.value}`" in section
 
 
 def test_a_doc_that_lost_its_markers_is_one_line_naming_it(tmp_path: Path,

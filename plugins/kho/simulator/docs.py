@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kho.sources.bounds import CLOCK_SKEW
-from kho.sources.contract import Entity, Field
+from kho.sources.contract import Entity, Field, SchemaDrift
+from kho.sources.registry import Registry
 
 BEGIN = "<!-- BEGIN generated entity reference: kho generate -->"
 END = "<!-- END generated entity reference -->"
@@ -20,6 +21,12 @@ _WIRE_FORM = {
     "integer": "integer as text",
     "numeric": "decimal as text",
     "boolean": "`true`/`false`",
+}
+
+_DRIFT = {
+    SchemaDrift.KEEP_EXTRA: "kept in the raw table's `_extra` jsonb and reported in the ledger",
+    SchemaDrift.DISCARD_EXTRA: "dropped, and reported in the ledger",
+    SchemaDrift.FREEZE: "the batch is refused",
 }
 
 
@@ -59,13 +66,44 @@ def _bounds(field: Field, *, cursor: bool) -> list[str]:
     return bounds
 
 
-def render_entity(entity: Entity) -> str:
+def _drift(policy: SchemaDrift) -> str:
+    return f"`{policy.value}` ({_DRIFT[policy]})"
+
+
+def _period(span: dict[str, int | str]) -> str:
+    count = span["count"]
+    return f"{count} {span['period']}{'' if count == 1 else 's'}"
+
+
+def render_registry(registry: Registry) -> str:
+    """What the registry object says beyond its entities: owner, schedule, freshness, paging, drift, settings."""
+    freshness = registry.source_freshness.dbt()
+    return "\n".join([
+        f"### Registry `{registry.slug}`",
+        "",
+        f"{registry.title}.{' ' + registry.description if registry.description else ''}",
+        "",
+        f"- Owner: {registry.agency}.",
+        f"- Synced by the DAG `{registry.dag_id}` at `{registry.schedule}` (cron, {registry.timezone}); pages of "
+        f"{registry.paging.page_size} records, {registry.paging.pages_per_batch} pages to a committed batch.",
+        f"- Source freshness (dbt, on `_loaded_at`): a warning after {_period(freshness['warn_after'])}, an error "
+        f"after {_period(freshness['error_after'])}.",
+        f"- Fields the contract does not know (schema drift): {_drift(registry.drift)}, unless an entity below "
+        "says otherwise.",
+        f"- Reached through the settings `{registry.settings_prefix}*` (§1), under `/{registry.api_slug}/v1/`.",
+        "",
+    ])
+
+
+def render_entity(entity: Entity, registry: Registry | None = None) -> str:
+    drift = "" if entity.drift is None or (registry is not None and entity.drift == registry.drift) else (
+        f" Fields the contract does not know: {_drift(entity.drift)}.")
     lines = [
         f"#### `{entity.qualified_name}` — `GET {entity.endpoint}`",
         "",
         *([entity.description, ""] if entity.description else []),
         f"Key: {', '.join(f'`{k}`' for k in entity.key)}. Cursor: `{entity.cursor}`. "
-        f"Raw table: `raw.{entity.raw_table}`. Export files: `{entity.raw_table}__day<NNN>.<csv|jsonl>[.gz]`.",
+        f"Raw table: `raw.{entity.raw_table}`. Export files: `{entity.raw_table}__day<NNN>.<csv|jsonl>[.gz]`.{drift}",
         "",
         "| field | wire form | rules | meaning |",
         "|---|---|---|---|",
@@ -78,19 +116,19 @@ def render_entity(entity: Entity) -> str:
     return "\n".join(lines)
 
 
-def render(entities: Sequence[Entity]) -> str:
+def render(registries: Sequence[Registry]) -> str:
     """The generated section: one heading per registry, one table per entity, in catalogue order."""
     parts = [BEGIN, ""]
-    for registry in dict.fromkeys(e.registry for e in entities):
-        parts += [f"### Registry `{registry}`", ""]
-        parts += [render_entity(e) + "\n" for e in entities if e.registry == registry]
+    for registry in registries:
+        parts.append(render_registry(registry))
+        parts += [render_entity(e, registry) + "\n" for e in registry.entities]
     parts.append(END)
     return "\n".join(parts)
 
 
-def updated(doc: str, entities: Sequence[Entity]) -> str:
+def updated(doc: str, registries: Sequence[Registry]) -> str:
     """`doc` with its generated section replaced by the current catalogue's."""
     start, end = doc.find(BEGIN), doc.find(END)
     if start < 0 or end < start:
         raise ValueError(f"the doc has no generated section: add the lines {BEGIN!r} and {END!r}")
-    return doc[:start] + render(entities) + doc[end + len(END):]
+    return doc[:start] + render(registries) + doc[end + len(END):]
