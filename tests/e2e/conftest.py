@@ -29,10 +29,10 @@ def dagbag(kho_config: KhoConfig) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def simulator(kho_config: KhoConfig) -> Iterator[Any]:
     """The population registry the DAGs read, with no defects, behind OAuth2, on the session's simulator port."""
-    from kho.simulator import World
+    from kho.simulator import World, WorldSpec
     from kho.simulator.server import ServerOptions, serve_in_thread
 
-    world = World.generate(seed=kho_config.simulator_seed, count=kho_config.simulator_citizens)
+    world = World.build(WorldSpec(kho_config.simulator_seed, kho_config.simulator_citizens))
     options = ServerOptions(credentials=kho_config.ensure_registry_credentials())
     with serve_in_thread(world, kho_config.simulator_host, kho_config.simulator_port, options):
         yield world

@@ -171,12 +171,12 @@ def test_a_second_sync_loads_nothing_new_and_the_ledger_says_so(
 def defective_registry(kho_config: KhoConfig, monkeypatch: pytest.MonkeyPatch, fresh_db_config: KhoConfig
                        ) -> Iterator[tuple[KhoConfig, Any]]:
     """A registry with injected defects behind OAuth2, read by the DAG into a database of its own."""
-    from kho.simulator import World
+    from kho.simulator import World, WorldSpec
     from kho.simulator.server import ServerOptions, serve_in_thread
     from tests.conftest import free_port
 
     port = free_port()
-    world = World.generate(seed=11, count=600, defect_rate=0.05)
+    world = World.build(WorldSpec(11, 600, 0, 0.05))
     options = ServerOptions(credentials=kho_config.ensure_registry_credentials())
     running = serve_in_thread(world, "127.0.0.1", port, options)
     monkeypatch.setenv("KHO_SIM_PORT", str(port))
@@ -188,11 +188,10 @@ def defective_registry(kho_config: KhoConfig, monkeypatch: pytest.MonkeyPatch, f
 def test_defective_records_end_in_quarantine_with_their_reason_and_the_ledger_adds_up(
     dagbag: Any, defective_registry: tuple[KhoConfig, Any]
 ) -> None:
-    from kho.simulator import ground_truth
     from kho.sources.population import CITIZENS
 
     config, world = defective_registry
-    truth = ground_truth(11, 600, 0.05)
+    truth = [d for d in world.ground_truth if d.qualified_entity == CITIZENS.qualified_name and d.expected_reason_code]
     assert truth, "the defect rate should inject row-level defects"
     served = world.snapshot(CITIZENS)
     assert run_dag(dagbag, "sync_population").state == "success"

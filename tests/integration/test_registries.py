@@ -22,7 +22,7 @@ import pytest
 from kho.config import PROJECT_ROOT, KhoConfig, RegistryCredentials
 from kho.errors import ConfigError
 from kho.load.pipeline import SyncOptions, sync_api
-from kho.simulator import World
+from kho.simulator import World, WorldSpec
 from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
 from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect
@@ -168,7 +168,7 @@ def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
 @pytest.fixture
 def elsewhere() -> Iterator[RunningSimulator]:
     """A population registry that is not the default simulator: another instance, another port, another client."""
-    with serve_in_thread(World.generate(seed=11, count=300), options=ServerOptions(credentials=AGENCY_CLIENT)) as sim:
+    with serve_in_thread(World.build(WorldSpec(11, 300)), options=ServerOptions(credentials=AGENCY_CLIENT)) as sim:
         yield sim
 
 
