@@ -377,7 +377,9 @@ def _fixed_date_layout(fmt: str) -> tuple[str, int, int] | None:
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)?$"
 _ZONE_SUFFIX = r"(Z|[+-]\d{2}(:?\d{2})?)$"
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-_DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+"""A tuple, made an Arrow array only on the slow path: any pa.array() at import makes pyarrow import pandas
+(~0.5 s in every process that imports kho.sources, DAG parsing included)."""
 
 
 def _parse_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -427,7 +429,7 @@ def _possible_instant(text: pa.ChunkedArray) -> pa.ChunkedArray:
 
     leap = pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
     month_ok = pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
-    days = pc.add(pc.take(_DAYS_IN_MONTH, pc.if_else(month_ok, month, 0)),
+    days = pc.add(pc.take(pa.array(_DAYS_IN_MONTH, pa.int64()), pc.if_else(month_ok, month, 0)),
                   pc.if_else(pc.and_(pc.equal(month, 2), leap), 1, 0))
     ok = pc.and_(pc.and_(pc.greater_equal(year, 1), month_ok),
                  pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, days)))
