@@ -3,14 +3,15 @@ raw tables, `kho load`, `kho sync`), and a registry is reached wherever its sett
 the environment, with nothing generated on the way.
 
 The registry of these tests is `tests.support.digital_address`. Each command runs as its own process, as an operator
-or Airflow would run it, so the catalogue is read at import exactly as in production. (Its GX suite and dbt sources
-join here when `kho generate` writes them: `digital_address_env` is the environment to run them in.)
+or Airflow would run it, so the catalogue is read at import exactly as in production. `kho generate --out` gives it
+a GX suite and dbt sources without touching the repository, and both run on its loaded tables (real GX, real dbt).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,17 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from kho import generate
+from kho.build.dbt import dbt_environment
 from kho.config import PROJECT_ROOT, KhoConfig, RegistryCredentials
 from kho.errors import ConfigError
 from kho.load.pipeline import SyncOptions, sync_api
+from kho.quality import run_suite, warehouse_url
+from kho.quality.suites import RAW_META_COLUMNS, load_suite
 from kho.simulator import World, WorldSpec
 from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
 from kho.sources.population import CITIZENS
 from kho.warehouse.connection import connect
 from tests.conftest import free_port
 from tests.support import digital_address
-from tests.support.digital_address import ADDRESSES, REGISTRY
+from tests.support.digital_address import ADDRESS_POINTS, ADDRESSES, REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +167,111 @@ def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
     # The registry's paging: 25 records a page, 2 pages a batch -> pages of 25, 25, 10 in batches of 50 and 10.
     assert rows(fresh_db_config, "SELECT rows_read FROM kho.load_ledger ORDER BY batch_id") == [(50,), (10,)]
     assert not (Path(env["KHO_HOME"]) / "secrets" / "registry_client.json").exists()
+
+
+# --- its GX suite and dbt sources, from `kho generate` ------------------------------------------------------------
+
+STAGING = Path("dbt_project", "models", "staging", "digital_address")
+ADDED_DBT_FILES = {STAGING / "_digital_address__sources.yml", STAGING / "_digital_address__models.yml",
+                   STAGING / "stg_digital_address__addresses.sql", STAGING / "stg_digital_address__address_points.sql"}
+ADDED_SUITES = {Path("expectations", "raw.digital_address__addresses.json"),
+                Path("expectations", "raw.digital_address__address_points.json")}
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """`kho generate --out ROOT` with the digital-address module named, ROOT holding a copy of the repository's dbt
+    project: the root, and the files it wrote."""
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", root / "dbt_project",
+                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    product = {a.path: (PROJECT_ROOT / a.path).read_bytes() for a in generate.artifacts()}
+    env = {"KHO_HOME": str(tmp_path / "home"), "KHO_REGISTRY_MODULES": digital_address.MODULE}
+
+    done = kho(env, "generate", "--out", str(root))
+
+    assert done.returncode == 0, done.stderr
+    assert {a.path: (PROJECT_ROOT / a.path).read_bytes() for a in generate.artifacts()} == product
+    assert not any((PROJECT_ROOT / path).exists() for path in ADDED_DBT_FILES | ADDED_SUITES)
+    written = [Path(line.removeprefix("wrote ")) for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    return root, written
+
+
+def test_kho_generate_gives_the_added_registry_a_gx_suite_and_dbt_sources_and_touches_no_other_dbt_file(
+        generated: tuple[Path, list[Path]]) -> None:
+    root, written = generated
+    assert {p for p in written if p.parts[0] == "dbt_project"} == ADDED_DBT_FILES
+    assert set(written) >= ADDED_SUITES
+
+    suite = load_suite(root / "expectations" / "raw.digital_address__addresses.json")
+    assert suite["name"] == "raw.digital_address__addresses"
+    checks = {(e["type"], e["kwargs"].get("column")): e for e in suite["expectations"]}
+    assert checks["expect_table_columns_to_match_set", None]["kwargs"]["column_set"] == [
+        "address_code", "commune_code", "street_address", "updated_at", *RAW_META_COLUMNS]
+    assert checks["expect_column_values_to_match_regex", "address_code"]["kwargs"]["regex"] == r"^(?:DA\d{10})$"
+    assert checks["expect_column_value_lengths_to_be_between", "street_address"]["kwargs"]["max_value"] == 250
+    assert checks["expect_column_values_to_be_in_set", "commune_code"]["meta"]["severity"] == "warning"
+    points = load_suite(root / "expectations" / "raw.digital_address__address_points.json")
+    bounds = {e["kwargs"]["column"]: e["kwargs"] for e in points["expectations"]
+              if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] != "updated_at"}
+    assert bounds == {"latitude": {"column": "latitude", "min_value": 8.0, "max_value": 24.0},
+                      "longitude": {"column": "longitude", "min_value": 102.0, "max_value": 110.0}}
+
+    sources = yaml.safe_load((root / STAGING / "_digital_address__sources.yml").read_text(encoding="utf-8"))
+    (source,) = sources["sources"]
+    assert (source["name"], source["schema"]) == ("digital_address", "raw")
+    # Weekdays at 03:00: the longest gap is Friday to Monday, 3 days; a warning after two missed runs, an error
+    # after seven.
+    assert source["config"] == {"loaded_at_field": "_loaded_at",
+                                "freshness": {"warn_after": {"count": 6, "period": "day"},
+                                              "error_after": {"count": 21, "period": "day"}}}
+    assert [(t["name"], [c["name"] for c in t["columns"]][:4]) for t in source["tables"]] == [
+        ("digital_address__addresses", ["address_code", "commune_code", "street_address", "updated_at"]),
+        ("digital_address__address_points", ["address_code", "latitude", "longitude", "updated_at"])]
+
+    doc = (root / "docs" / "registries.md").read_text(encoding="utf-8")
+    assert "### Registry `digital_address`" in doc and "`sync_digital_address` at `0 3 * * 1-5`" in doc
+    assert "(schema drift): `discard_extra`" in doc
+    assert "Fields the contract does not know: `freeze`" in doc.split("`digital_address.address_points`", 1)[1]
+
+
+def test_the_added_registry_s_generated_suite_and_sources_run_on_its_loaded_tables(
+        generated: tuple[Path, list[Path]], digital_address_env: dict[str, str], fresh_db_config: KhoConfig,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbt.cli.main import dbtRunner
+
+    root, _ = generated
+    for entity, count in ((ADDRESSES, 40), (ADDRESS_POINTS, 10)):
+        records = digital_address.records(entity, count)
+        path = digital_address.write_csv(tmp_path / f"{entity.name}.csv", entity, records)
+        loaded = kho(digital_address_env, "load", "digital_address", entity.name, str(path), "--no-progress")
+        assert loaded.returncode == 0, loaded.stderr
+
+    wh = fresh_db_config.warehouse
+    for name, value in dbt_environment(fresh_db_config, wh.hosts[0], wh.ports[0]).items():
+        monkeypatch.setenv(name, value)
+    project = ["--project-dir", str(root / "dbt_project"), "--profiles-dir", str(root / "dbt_project"),
+               "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    built = dbtRunner().invoke(["build", "--select", "path:models/staging/digital_address", *project])
+    assert built.success, built.exception
+    fresh = dbtRunner().invoke(["source", "freshness", "--select", "source:digital_address", *project])
+    assert fresh.success, fresh.exception
+    assert sorted((r.node.name, str(r.status)) for r in fresh.result.results if r.node.resource_type == "source") == [
+        ("digital_address__address_points", "pass"), ("digital_address__addresses", "pass")]
+    assert rows(fresh_db_config, "SELECT count(*), min(address_code) FROM staging.stg_digital_address__addresses"
+                ) == [(40, "DA0000000000")]
+
+    suite_file = root / "expectations" / "raw.digital_address__addresses.json"
+    url = warehouse_url(wh)
+    clean = run_suite(tmp_path / "gx", url, suite_file, "raw", "digital_address__addresses", build_docs=False)
+    assert clean.success and clean.evaluated == len(load_suite(suite_file)["expectations"])
+    rows(fresh_db_config, "UPDATE raw.digital_address__addresses SET address_code = 'DA12', commune_code = '99999' "
+                          "WHERE address_code = 'DA0000000000' RETURNING 1")
+    broken = run_suite(tmp_path / "gx", url, suite_file, "raw", "digital_address__addresses", build_docs=False)
+    assert not broken.success
+    assert sorted((f.type, f.column, f.severity) for f in broken.failures) == [
+        ("expect_column_values_to_be_in_set", "commune_code", "warning"),
+        ("expect_column_values_to_match_regex", "address_code", "blocking")]
 
 
 # --- a registry reached where its settings say ------------------------------------------------------------------
