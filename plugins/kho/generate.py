@@ -35,10 +35,13 @@ NFC_TABLE = Path("plugins", "kho", "sources", "_nfc_table.py")
 REGISTRIES_DOC = Path("docs", "registries.md")
 ORPHAN_PATTERNS: tuple[str, ...] = (
     f"{EXPECTATIONS}/{suites.RAW_SCHEMA}.*.json",
-    f"{STAGING}/*/stg_*.sql",
-    f"{STAGING}/*/_*__models.yml",
+    f"{STAGING}/*/*.sql",
+    f"{STAGING}/*/*.yml",
 )
-"""Where every file is generated: one no artifact produces is left from a removed entity or registry."""
+"""Where generated files live beside hand-written ones: a file here that carries a generated marker but that no
+artifact produces is left from a removed entity or registry (an orphan)."""
+GENERATED_MARKERS: tuple[bytes, ...] = (project.GENERATED.encode(), suites.GENERATED_NOTE.encode())
+"""What every generated file of those places says; a file without one is hand-written and never an orphan."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ def _plan(root: Path, generated: Iterable[Artifact]) -> list[tuple[Stale, bytes 
     for pattern in ORPHAN_PATTERNS:
         for found in sorted(root.glob(pattern)):
             relative = found.relative_to(root)
-            if relative not in paths:
+            content = _read(found) or b""
+            if relative not in paths and any(marker in content for marker in GENERATED_MARKERS):
                 plan.append((Stale(relative, "orphan"), None))
     return plan
 

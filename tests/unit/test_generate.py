@@ -105,15 +105,23 @@ def test_an_edit_to_the_hand_written_part_of_the_doc_is_not_stale(tmp_path: Path
 def test_a_file_no_entity_generates_any_more_is_listed_and_removed(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root = copy_generated(tmp_path)
-    left = root / "expectations" / "raw.population__pets.json"
-    shutil.copyfile(root / "expectations" / "raw.population__citizens.json", left)
-    hand_written = root / "expectations" / "mart_population.golden_citizens.json"
-    hand_written.write_text("{}\n", encoding="utf-8")
+    staging = root / "dbt_project" / "models" / "staging"
+    left = [root / "expectations" / "raw.population__pets.json", staging / "population" / "stg_population__pets.sql"]
+    shutil.copyfile(root / "expectations" / "raw.population__citizens.json", left[0])
+    shutil.copyfile(staging / "population" / "stg_population__citizens.sql", left[1])
+    hand_written = [root / "expectations" / "raw.population__by_hand.json", staging / "kho" / "stg_kho__ledger.sql",
+                    staging / "kho" / "_kho__sources.yml"]
+    for path in hand_written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("-- written by hand: select 1\n", encoding="utf-8")
 
-    assert check(root, capsys)[:2] == (1, ["expectations/raw.population__pets.json (orphan)"])
+    assert check(root, capsys)[:2] == (1, ["expectations/raw.population__pets.json (orphan)",
+                                           "dbt_project/models/staging/population/stg_population__pets.sql (orphan)"])
     assert main(["generate", "--out", str(root)]) == 0
-    assert "removed expectations/raw.population__pets.json" in capsys.readouterr().out
-    assert not left.exists() and hand_written.exists()
+    assert capsys.readouterr().out.splitlines()[:2] == ["removed expectations/raw.population__pets.json",
+                                                        "removed dbt_project/models/staging/population/"
+                                                        "stg_population__pets.sql"]
+    assert not any(p.exists() for p in left) and all(p.exists() for p in hand_written)
 
 
 def test_an_empty_root_lacks_every_file_and_generate_fills_it(tmp_path: Path,
