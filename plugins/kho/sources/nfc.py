@@ -7,8 +7,8 @@ reorder. `NFC_UNSTABLE_RANGES` lists the other characters (decomposed under NFC,
 them, with a non-zero combining class, or unassigned in the Unicode version Python knows); one RE2 scan finds the
 rows that contain any, and only those are normalised.
 
-The table is generated from Python's `unicodedata` into `_nfc_table.py` (`python -m kho.sources._nfc_gen`); a
-unit test regenerates it and fails if it is stale.
+The table is generated from Python's `unicodedata` into `_nfc_table.py` by `kho generate`; `kho generate --check`
+(CI) renders it again and fails if it is stale.
 """
 
 from __future__ import annotations
