@@ -107,12 +107,14 @@ def _simulate_serve(args: argparse.Namespace, config: KhoConfig) -> int:
 
 def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.simulator.export import MANIFEST_NAME, ExportFormat, export
-    from kho.sources import ENTITIES
+    from kho.simulator.spec import simulated_entities
 
-    entities = [e for e in ENTITIES if args.registry in (None, e.registry) and args.entity in (None, e.name)]
+    simulated = [s.entity for s in simulated_entities()]  # a registry naming no simulation module is not exported
+    entities = [e for e in simulated if args.registry in (None, e.registry) and args.entity in (None, e.name)]
     if not entities:
-        known = ", ".join(e.qualified_name for e in ENTITIES)
-        raise ConfigError(f"no entity matches --registry {args.registry} --entity {args.entity}; known: {known}")
+        known = ", ".join(e.qualified_name for e in simulated)
+        raise ConfigError(f"no simulated entity matches --registry {args.registry} --entity {args.entity}; "
+                          f"simulated: {known}")
     formats: tuple[ExportFormat, ...] = ("csv", "jsonl") if args.format == "both" else (args.format,)
     spec = _world_spec(args)
     manifest = export(spec, args.out, entities=entities, day=range(spec.days + 1), formats=formats,

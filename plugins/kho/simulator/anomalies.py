@@ -1,38 +1,30 @@
 """Cross-registry anomalies of day 0: which rows carry one, and what those rows then say, many rows at a time.
 
-Each function is a pure function of (seed's anomaly key, row ids, day-0 facts, rate), so `registries.Base`
-renders the anomalous values into its records and `Base.anomalous` flags the same rows for the ground truth
-without keeping a list. Every anomalous record still passes its own contract: the contradiction is only visible
-against another registry (the rules of `mart_audit.cross_registry_contradictions`, docs/datasets.md).
+Each function is a pure function of (seed's anomaly key, row ids, day-0 facts, rate), so a registry's renderer
+renders the anomalous values into its records and its `EntitySimulation.anomalous` flags the same rows for the
+ground truth without keeping a list. Every anomalous record still passes its own contract: the contradiction is
+only visible against another registry (the rules of `mart_audit.cross_registry_contradictions`, docs/datasets.md).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 from kho.simulator import calendar as cal
 from kho.simulator.rng import B1, I64, unit_np
 
-DAY0_KINDS: dict[str, tuple[str, ...]] = {
-    "business.enterprises": ("legal_rep_unknown",),
-    "insurance.coverage_periods": ("deceased_with_active_coverage",),
-    "civil_status.births": ("cccd_contradicts_birth_record", "birth_without_citizen"),
-    "civil_status.marriages": ("marriage_under_legal_age",),
-    "population.households": ("household_without_one_head",),
-    "population.household_members": ("member_after_death",),
-}
-"""The anomalies day-0 rows of each entity may carry (a birth row: even rows the first, odd rows the second)."""
+AnomalyKind = Literal[
+    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
+    "marriage_under_legal_age", "household_without_one_head", "member_after_death",
+]
+"""The seven rules of `mart_audit.cross_registry_contradictions` (docs/datasets.md); each entity's simulation says
+which of them its records may carry (`EntitySimulation.anomalies`)."""
 
 _BIRTH, _MARRIAGE, _HEADS, _MEMBER, _TWIN = 4, 6, 11, 13, 16
 """First draw slot of each kind in the anomaly stream (0-3 are the legal representative's and coverage's)."""
 _MAX_BIRTH_SHIFT = 60
-
-
-def day0_kind(entity: str, row: int) -> str:
-    """The anomaly an anomalous day-0 row carries: birth row 2i+1 is an unregistered twin, every other one the
-    entity's only kind."""
-    kinds = DAY0_KINDS[entity]
-    return kinds[row % 2] if len(kinds) == 2 else kinds[0]
 
 
 def year_bounds(ordinals: I64) -> tuple[I64, I64]:

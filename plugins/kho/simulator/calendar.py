@@ -35,10 +35,6 @@ def day_start(day: int) -> int:
     return (DAY0_ORD + day - _EPOCH_ORD) * SECONDS_PER_DAY
 
 
-def ord_to_seconds(ordinal: int) -> int:
-    return (ordinal - _EPOCH_ORD) * SECONDS_PER_DAY
-
-
 def ords_to_seconds(ordinals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Seconds since 1970 at the start of each date ordinal."""
     return (ordinals - _EPOCH_ORD) * SECONDS_PER_DAY
@@ -69,12 +65,6 @@ def timestamp(seconds: int) -> str:
 def timestamps(seconds: npt.NDArray[np.int64]) -> list[str]:
     dates, times, shift = _DATES, _TIMES, _EPOCH_ORD - FIRST_ORD
     return [dates[s // SECONDS_PER_DAY + shift] + times[s % SECONDS_PER_DAY] for s in seconds.tolist()]
-
-
-def parse_timestamp(text: str) -> int:
-    """Seconds since 1970 of a `YYYY-MM-DDTHH:MM:SSZ` string (the form every record's updated_at has)."""
-    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return int(moment.timestamp())
 
 
 def seconds_of(moment: datetime) -> int:

@@ -17,9 +17,11 @@ on it without keeping a list. Expected outcomes use the shared vocabulary:
 Schema drift is a day on which one entity's registry serialises differently: on day 1 every record of one entity
 served that day (feed, snapshot, API page) carries an added field, on day 2 another entity's `full_name` arrives as
 `ho_ten`; the next day the registry is back to its contract. The ground truth lists the drifted records of that
-day's feed, which is what an incremental client receives. The seed picks the entity of each drift (citizens or
-insurance participants, both `KEEP_EXTRA`); a world may instead name the entities that get an added field
-(`WorldSpec.drift_entities`), so each drift policy can meet one.
+day's feed, which is what an incremental client receives. The seed picks the entity of each drift among those
+whose simulation declares a `renamed_field` (citizens and insurance participants, both `KEEP_EXTRA`); the added
+field is its registry's (`RegistrySimulation.added_field`). A world may instead name the entities that get an
+added field (`WorldSpec.drift_entities`), so each drift policy can meet one. Where each row-level defect lands in
+an entity's records (its id, commune, name, conflicting field) is the entity's `spec.Defects`.
 
 Cross-registry anomalies (`ANOMALY_KINDS`) are the seven rules of `mart_audit.cross_registry_contradictions`
 (docs/datasets.md), each listed once, on the day it is first served, under the record the rule reports
@@ -27,21 +29,23 @@ Cross-registry anomalies (`ANOMALY_KINDS`) are the seven rules of `mart_audit.cr
 `birth_without_citizen` and `cccd_contradicts_birth_record` (a birth registration), `marriage_under_legal_age`
 (a marriage registration), `household_without_one_head` (a household) and `member_after_death` (a membership).
 Every record involved passes its own contract; the world's later days never undo an anomaly, and an anomaly of
-one kind never makes a finding of another (`registries.py` injects them into day 0, `timeline.py` into events).
+one kind never makes a finding of another (each registry's simulation injects them into its day-0 records and
+its events; `spec.EntitySimulation.anomalies` says which entity reports which).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal, get_args
 
+from kho.simulator.anomalies import AnomalyKind
 from kho.simulator.people import GEOGRAPHY
 from kho.simulator.rng import hash_py, stream_key, unit_py
+from kho.simulator.spec import Defects, RegistrySimulation, anomaly_entities, simulated_entities, simulations
 from kho.simulator.text import differs_in_nfd, move_tone, nfd
-from kho.sources import ENTITIES
 from kho.sources.contract import Entity, ReasonCode, SchemaDrift
 from kho.sources.reference import known_commune_codes
 
@@ -56,54 +60,13 @@ DefectKind = Literal[
 ]
 DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
 ALL_DEFECT_KINDS: frozenset[str] = frozenset(DEFECT_KINDS)
-ANOMALY_KINDS: frozenset[str] = frozenset({
-    "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
-    "marriage_under_legal_age", "household_without_one_head", "member_after_death",
-})
+ANOMALY_KINDS: frozenset[str] = frozenset(get_args(AnomalyKind))
 """Cross-registry anomalies, the kinds of `mart_audit.cross_registry_contradictions` (docs/datasets.md): injected
 into the world (day-0 records and daily events), not into one served version, so they persist."""
-ANOMALY_ENTITY: dict[str, str] = {
-    "deceased_with_active_coverage": "insurance.coverage_periods", "legal_rep_unknown": "business.enterprises",
-    "birth_without_citizen": "civil_status.births", "cccd_contradicts_birth_record": "civil_status.births",
-    "marriage_under_legal_age": "civil_status.marriages", "household_without_one_head": "population.households",
-    "member_after_death": "population.household_members",
-}
-"""The record each anomaly is reported under in the ground truth ("one finding per" of the audit table)."""
+ANOMALY_ENTITY: dict[str, str] = anomaly_entities()
+"""The record each anomaly is reported under in the ground truth ("one finding per" of the audit table), as the
+entities' simulations declare it."""
 DRIFT_KINDS: frozenset[str] = frozenset({"schema_drift_added_field", "schema_drift_renamed_field"})
-
-_ENTITIES = {e.qualified_name: e for e in ENTITIES}
-
-ID_FIELD = {
-    "population.citizens": "cccd", "population.households": "head_cccd", "population.household_members": "cccd",
-    "population.residence_changes": "cccd", "insurance.participants": "social_insurance_code",
-    "insurance.coverage_periods": "social_insurance_code", "civil_status.births": "child_cccd",
-    "civil_status.marriages": "husband_cccd", "civil_status.deaths": "cccd", "business.enterprises": "enterprise_code",
-    "business.branches": "branch_code", "business.enterprise_status_changes": "enterprise_code",
-}
-"""The CCCD, social insurance code or tax code a malformed-id defect garbles in each entity."""
-COMMUNE_FIELD = {
-    "population.citizens": "permanent_commune_code", "population.households": "commune_code",
-    "population.residence_changes": "to_commune_code", "civil_status.births": "place_commune_code",
-    "civil_status.marriages": "place_commune_code", "civil_status.deaths": "place_commune_code",
-    "business.enterprises": "commune_code", "business.branches": "commune_code",
-}
-NAME_FIELD = {
-    "population.citizens": "full_name", "insurance.participants": "full_name",
-    "civil_status.births": "child_full_name", "business.enterprises": "name", "business.branches": "name",
-}
-CONFLICT_FIELD = {
-    "population.citizens": "temporary_commune_code", "population.households": "address_line",
-    "population.household_members": "relation_to_head", "population.residence_changes": "from_commune_code",
-    "insurance.participants": "contribution_status", "insurance.coverage_periods": "status",
-    "civil_status.births": "place_commune_code", "civil_status.marriages": "place_commune_code",
-    "civil_status.deaths": "place_commune_code", "business.enterprises": "registered_capital",
-    "business.branches": "commune_code", "business.enterprise_status_changes": "reason",
-}
-"""The field whose value differs between the two versions of a conflicting update (both versions are valid)."""
-CHECK_DIGIT_FIELDS = {
-    "business.enterprises": ("enterprise_code",), "business.branches": ("branch_code", "enterprise_code"),
-    "business.enterprise_status_changes": ("enterprise_code",),
-}
 
 NEAR_VARIANTS = ("nfd", "padded", "upper", "double_space")
 """How the second copy of a near duplicate differs: only the first two vanish under trim + NFC."""
@@ -111,11 +74,8 @@ _SAME_AFTER_NORMALISATION = frozenset({"nfd", "padded"})
 
 DRIFT_ADDED_DAY = 1
 DRIFT_RENAMED_DAY = 2
-_DRIFT_ADDED = (("population.citizens", "phone_number"), ("insurance.participants", "email"))
-ADDED_FIELD = {"population": "phone_number", "insurance": "email", "civil_status": "declarant_phone",
-               "business": "website"}
-"""Per registry, the field its entities gain on an added-field drift day (what such a registry plausibly adds)."""
-_DRIFT_RENAMED = (("population.citizens", "full_name", "ho_ten"), ("insurance.participants", "full_name", "ho_ten"))
+ADDED_FIELD: dict[str, str] = {s.registry.slug: s.added_field for s in simulations()}
+"""Per simulated registry, the field its entities gain on an added-field drift day."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +113,7 @@ def _reason(entity: Entity, check_name: str) -> ReasonCode:
     return next(c.code for c in entity.checks if c.name == check_name)
 
 
-def _expected(entity: Entity, kind: str, variant: str = "") -> str:
+def _expected(entity: Entity, targets: Defects, kind: str, variant: str = "") -> str:
     """The outcome the pipeline owes a defect of `kind` in `entity` (see the module docstring)."""
     fixed = {
         "malformed_id": "quarantine:malformed", "bad_tax_check_digit": "quarantine:malformed",
@@ -163,40 +123,14 @@ def _expected(entity: Entity, kind: str, variant: str = "") -> str:
     }
     if kind in fixed:
         return fixed[kind]
-    if kind == "cccd_contradicts_birth":
-        check = "cccd_matches_birth" if entity.name == "citizens" else "child_cccd_matches_sex_and_year"
+    check = targets.check(kind)
+    if check is not None:
         return f"quarantine:{_reason(entity, check)}"
-    if kind == "born_after_death":
-        return f"quarantine:{_reason(entity, 'death_not_before_birth')}"
-    if kind == "married_under_age":
-        return f"quarantine:{_reason(entity, 'wife_of_marriageable_age')}"
     if kind == "near_duplicate":
         return "unchanged_duplicate" if variant in _SAME_AFTER_NORMALISATION else "anomaly:near_duplicate"
     if kind == "schema_drift_added_field":
         return "batch_rejected" if entity.drift is SchemaDrift.FREEZE else "drift_reported"
     return f"anomaly:{kind}"
-
-
-def _row_kinds(name: str) -> tuple[str, ...]:
-    kinds = ["malformed_id"]
-    if name in ("population.citizens", "civil_status.births"):
-        kinds.append("cccd_contradicts_birth")
-    if name in CHECK_DIGIT_FIELDS:
-        kinds.append("bad_tax_check_digit")
-    if name in COMMUNE_FIELD:
-        kinds.append("unknown_commune")
-    if name in NAME_FIELD:
-        kinds += ["nfd_name", "old_tone_placement", "near_duplicate"]
-    if name == "population.citizens":
-        kinds.append("born_after_death")
-    if name == "civil_status.marriages":
-        kinds.append("married_under_age")
-    kinds += ["exact_duplicate", "late_arriving_update", "conflicting_update"]
-    return tuple(kinds)
-
-
-ROW_KINDS: dict[str, tuple[str, ...]] = {name: _row_kinds(name) for name in _ENTITIES}
-"""Per entity, the kinds one served version may carry (anomalies and drift are injected elsewhere)."""
 
 
 @dataclass(frozen=True)
@@ -212,31 +146,44 @@ class Injector:
     """Decides and applies the defects of served versions for one world (seed, rate, kinds).
 
     `added_to` names the entities (`registry.entity`) whose records gain a field on `DRIFT_ADDED_DAY`; None
-    leaves the choice to the seed (one of `_DRIFT_ADDED`).
+    leaves the choice to the seed: one of the entities whose simulation declares a `renamed_field` gains its
+    registry's added field, another has that field renamed on `DRIFT_RENAMED_DAY`.
     """
 
-    def __init__(self, seed: int, rate: float, kinds: frozenset[str],
-                 added_to: Collection[str] | None = None) -> None:
+    def __init__(self, seed: int, rate: float, kinds: frozenset[str], added_to: Collection[str] | None = None,
+                 sims: Sequence[RegistrySimulation] | None = None) -> None:
         self.seed = seed
         self.rate = rate
         self.kinds = kinds
-        self._keys = {name: stream_key(seed, f"defect.{name}") for name in _ENTITIES}
-        self._kinds = {name: tuple(k for k in ROW_KINDS[name] if k in kinds) for name in _ENTITIES}
+        registries = simulations() if sims is None else tuple(sims)
+        self._entities = {e.entity.qualified_name: e for e in simulated_entities(registries)}
+        self._added = {s.registry.slug: s.added_field for s in registries}
+        self._keys = {name: stream_key(seed, f"defect.{name}") for name in self._entities}
+        self._kinds = {name: tuple(k for k in e.defects.kinds if k in kinds) for name, e in self._entities.items()}
         self._known = known_commune_codes()
-        pick = hash_py(stream_key(seed, "drift"), 0) % 2
-        self.drifts: tuple[Drift, ...] = ()
-        if rate > 0:
-            added = (_DRIFT_ADDED[pick],) if added_to is None else tuple(
-                (name, ADDED_FIELD[_ENTITIES[name].registry]) for name in sorted(added_to))
-            renamed = _DRIFT_RENAMED[1 - pick]
-            drifts = []
-            if "schema_drift_added_field" in kinds:
-                drifts += [Drift(DRIFT_ADDED_DAY, name, "schema_drift_added_field", field, field)
-                           for name, field in added]
-            if "schema_drift_renamed_field" in kinds:
-                drifts.append(Drift(DRIFT_RENAMED_DAY, renamed[0], "schema_drift_renamed_field", renamed[1],
-                                    renamed[2]))
-            self.drifts = tuple(drifts)
+        self.drifts: tuple[Drift, ...] = self._drifts(added_to) if rate > 0 else ()
+
+    def _drifts(self, added_to: Collection[str] | None) -> tuple[Drift, ...]:
+        candidates = [e for e in self._entities.values() if e.renamed_field is not None]
+        if not candidates:
+            return ()
+        pick = hash_py(stream_key(self.seed, "drift"), 0) % len(candidates)
+        chosen = [candidates[pick].entity] if added_to is None else [
+            self._entities[name].entity for name in sorted(added_to)]
+        renamed = candidates[(pick + 1) % len(candidates)]
+        drifts = []
+        if "schema_drift_added_field" in self.kinds:
+            drifts += [Drift(DRIFT_ADDED_DAY, e.qualified_name, "schema_drift_added_field", self._added[e.registry],
+                             self._added[e.registry]) for e in chosen]
+        if "schema_drift_renamed_field" in self.kinds and renamed.renamed_field is not None:
+            field, new_name = renamed.renamed_field
+            drifts.append(Drift(DRIFT_RENAMED_DAY, renamed.entity.qualified_name, "schema_drift_renamed_field",
+                                field, new_name))
+        return tuple(drifts)
+
+    def key(self, entity: str) -> int:
+        """The key of the draws that decide the defects of `entity`'s versions (`registry.entity`)."""
+        return self._keys[entity]
 
     def anomaly_rates(self) -> dict[str, float]:
         return {kind: self.rate for kind in ANOMALY_KINDS if kind in self.kinds}
@@ -279,7 +226,7 @@ class Injector:
         for kind_, variant, day in defects:
             key = tuple(str(copies[0].get(k)) for k in entity.key)
             out.append(Defect(entity.registry, entity.name, key, kind_,  # type: ignore[arg-type]
-                              day, _expected(entity, kind_, variant)))
+                              day, _expected(entity, self._entities[name].defects, kind_, variant)))
         return copies, out
 
     def _apply(self, name: str, row: int, day: int, record: Record, kind: str) -> tuple[list[Record], str | None]:
@@ -288,13 +235,14 @@ class Injector:
         served = dict(record)
         if kind in ("exact_duplicate", "late_arriving_update"):
             return ([served, dict(served)] if kind == "exact_duplicate" else [served]), ""
+        targets = self._entities[name].defects
         if kind == "conflicting_update":
             other = dict(served)
-            field = CONFLICT_FIELD[name]
+            field = targets.conflict_field
             other[field] = _conflicting_value(field, served.get(field), draw)
             return [served, other], ""
         if kind == "near_duplicate":
-            field = NAME_FIELD[name]
+            field = targets.fields(kind)[0]
             value = str(served[field])
             variant = NEAR_VARIANTS[(draw >> 8) % len(NEAR_VARIANTS)]
             if variant == "nfd" and not differs_in_nfd(value):
@@ -303,36 +251,35 @@ class Injector:
             other[field] = {"nfd": nfd(value), "padded": f" {value}  ", "upper": value.upper(),
                             "double_space": value.replace(" ", "  ", 1)}[variant]
             return [served, other], variant
-        changed = self._mutate(name, served, kind, draw)
+        changed = self._mutate(targets.fields(kind), served, kind, draw)
         return ([served], "") if changed else ([record], None)
 
-    def _mutate(self, name: str, served: Record, kind: str, draw: int) -> bool:  # noqa: C901 - one case per kind
-        """Change `served` in place to carry a row-level defect; False when the record has nothing to garble."""
+    def _mutate(self, fields: tuple[str, ...], served: Record, kind: str,  # noqa: C901 - one case per kind
+                draw: int) -> bool:
+        """Change `fields` of `served` in place to carry a row-level defect; False when the record has nothing to
+        garble."""
+        field = fields[0] if fields else ""
         if kind == "malformed_id":
-            field = ID_FIELD[name]
             value = str(served[field])
             served[field] = value[1:] if (draw >> 8) % 2 == 0 else f"{value}{(draw >> 16) % 10}"
         elif kind == "cccd_contradicts_birth":
-            field = "cccd" if name == "population.citizens" else "child_cccd"
             value = str(served[field])
             served[field] = f"{value[:3]}{int(value[3]) ^ 2}{value[4:]}"  # the other century: nobody born then
         elif kind == "bad_tax_check_digit":
-            for field in CHECK_DIGIT_FIELDS[name]:
-                value = str(served[field])
+            for name in fields:
+                value = str(served[name])
                 wrong = (int(value[9]) + 1 + (draw >> 8) % 9) % 10
-                served[field] = f"{value[:9]}{wrong}{value[10:]}"
+                served[name] = f"{value[:9]}{wrong}{value[10:]}"
         elif kind == "unknown_commune":
             code = str(33000 + (draw >> 8) % 60000)
             while code in self._known:
                 code = str(int(code) + 1)
-            served[COMMUNE_FIELD[name]] = code
+            served[field] = code
         elif kind == "nfd_name":
-            field = NAME_FIELD[name]
             if not differs_in_nfd(str(served[field])):
                 return False
             served[field] = nfd(str(served[field]))
         elif kind == "old_tone_placement":
-            field = NAME_FIELD[name]
             moved = move_tone(str(served[field]))
             if moved is None:
                 return False

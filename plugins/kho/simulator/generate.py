@@ -21,11 +21,11 @@ day; with a rate, each rule's anomaly is injected into day 0 and into the daily 
   head's successor never named; nobody in such a household dies or marries afterwards;
 - `member_after_death`: a dead member's membership left open, or closed after the death.
 
-Daily change rates (per living citizen, or per enterprise, per day; about 20-50 times real rates, so that ten
-days show what a year would, with enough changes for tests at a few thousand citizens): births 0.05 %, deaths
-0.05 % (mostly the old), household moves 0.1 % of citizens, temporary registrations 0.05 %, marriages 0.05 %,
-coverage lapses 0.05 %; enterprise openings 0.5 %, suspensions 0.2 %, dissolutions 0.2 % of enterprises. Day-0
-shares (insured 92 %, one enterprise per 40 residents, ...) are in `people.py` and `registries.py`.
+Each registry's simulation (`population.py`, `insurance.py`, `civil_status.py`, `business.py`; `spec.py` says
+what one declares) documents its day-0 shares and its daily change rates (per citizen, or per enterprise, per
+day; about 20-50 times real rates, so that ten days show what a year would, with enough changes for tests at a
+few thousand citizens). The engine here knows no registry: it serves whatever the catalogue's simulations
+declare, a registry added through `KHO_REGISTRY_MODULES` with a simulation module included.
 
 Streams hold one chunk of 4,096 rows at a time plus a CCCD rank per citizen (4 MB per million citizens) and the
 overlay of changed rows (`timeline.py`), never a list of all records.
@@ -34,7 +34,7 @@ overlay of changed rows (`timeline.py`), never a list of all records.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from kho.errors import ConfigError
-from kho.simulator.anomalies import day0_kind
+from kho.simulator.base import Base
 from kho.simulator.defects import (
     ALL_DEFECT_KINDS,
     DEFECT_KINDS,
@@ -50,12 +50,10 @@ from kho.simulator.defects import (
     DefectKind,
     Injector,
 )
-from kho.simulator.registries import Base, Record
 from kho.simulator.rng import unit_np
+from kho.simulator.spec import EntitySimulation, Record, simulated_entities, simulations
 from kho.simulator.timeline import CREATED, Timeline, Version
-from kho.sources import ENTITIES
 from kho.sources.contract import Entity
-from kho.sources.population import CITIZENS
 
 MAX_CITIZENS = 50_000_000
 """Beyond this the largest CCCD prefix (Bình Dương-born men of one year) nears its six-digit room."""
@@ -95,7 +93,7 @@ class WorldSpec:
     def _checked_drift_entities(self, drifting: frozenset[str]) -> frozenset[str]:
         """Named drift entities must exist and the world must inject the drift: a drift asked for and silently
         not served would let a test pass without meeting it."""
-        known = {e.qualified_name for e in ENTITIES}
+        known = {e.entity.qualified_name for e in simulated_entities()}
         if not drifting or drifting - known:
             what = f"names unknown entities {sorted(drifting - known)}" if drifting else "is empty"
             raise ConfigError(f"drift_entities {what}: choose among {', '.join(sorted(known))}, or leave it None "
@@ -116,17 +114,26 @@ class Served:
 
 
 class Engine:
-    """The machinery behind one spec: day-0 renderers, the replayed days and the defect injector."""
+    """The machinery behind one spec: the registries' simulations, the replayed days and the defect injector."""
 
     def __init__(self, spec: WorldSpec) -> None:
         self.spec = spec
-        self.base = Base(spec.seed, spec.citizens)
-        self.injector = Injector(spec.seed, spec.defect_rate, spec.defect_kinds, spec.drift_entities)
-        rates = self.injector.anomaly_rates()
-        self.base.anomaly_rates = rates
-        self.timeline = Timeline(self.base, anomaly_rates=rates)
+        sims = simulations()
+        self.entities: tuple[Entity, ...] = tuple(e.entity for e in simulated_entities(sims))
+        """Every entity this world serves: those of the catalogue's registries that declare a simulation."""
+        self._sims: dict[str, EntitySimulation] = {e.entity.qualified_name: e for e in simulated_entities(sims)}
+        self.injector = Injector(spec.seed, spec.defect_rate, spec.defect_kinds, spec.drift_entities, sims)
+        self.base = Base(spec.seed, spec.citizens, self.injector.anomaly_rates())
+        self.timeline = Timeline(self.base, sims)
         self.lock = threading.RLock()
-        self._defect_keys = {name: self.injector._keys[name] for name in self.base.renderers}
+
+    def simulation(self, entity: Entity) -> EntitySimulation:
+        """How this world renders `entity`; an entity whose registry declares no simulation is a ConfigError."""
+        found = self._sims.get(entity.qualified_name)
+        if found is None:
+            raise ConfigError(f"{entity.qualified_name} is not simulated: its registry names no simulation module "
+                              f"(Registry.simulation); simulated entities: {', '.join(self._sims)}")
+        return found
 
     def reach(self, day: int) -> None:
         """Replay the days up to `day` (no-op when already there)."""
@@ -149,7 +156,7 @@ class Engine:
 
     def serve_base(self, entity: Entity, ids: np.ndarray, view_day: int) -> list[Served]:
         """Served form of day-0 rows among candidate ids (ascending), as of the end of `view_day`."""
-        rendered = self.base.renderers[entity.qualified_name](ids)
+        rendered = self.simulation(entity).render(self.base, ids)
         special, anomalous = self._special(entity, rendered.ids, view_day)
         return [self._serve_one(entity, row, record, view_day, bool(special[j]), bool(anomalous[j]))
                 for j, (row, record) in enumerate(zip(rendered.ids.tolist(), rendered.records, strict=True))]
@@ -160,8 +167,8 @@ class Engine:
         name = entity.qualified_name
         special = np.full(len(ids), self.injector.drift_on(name, view_day) is not None)
         if self.injector.rate > 0:
-            special |= unit_np(self._defect_keys[name], ids, 0) < self.injector.rate
-        flags = self.base.anomalous(name, ids)
+            special |= unit_np(self.injector.key(name), ids, 0) < self.injector.rate
+        flags = self.simulation(entity).flags(self.base, ids)
         anomalous = np.zeros(len(ids), dtype=bool) if flags is None else flags
         special |= anomalous
         versions = self.timeline.versions[name]
@@ -185,16 +192,17 @@ class Engine:
         kind = self.injector.kind(name, row, day)
         copies, defects = self.injector.serve(entity, row, day, record, view_day, kind)
         if day == 0 and anomalous:
-            defects.append(self._anomaly(entity, copies[0], day0_kind(name, row), 0))
+            defects.append(self._anomaly(entity, copies[0], self.simulation(entity).day0_kind(row), 0))
         return Served(row, copies, defects)
 
     def snapshot_records(self, entity: Entity, day: int) -> Iterator[Record]:
         """The records of `snapshot`, without per-row bookkeeping for the (many) rows that are plain day-0 rows."""
         self.reach(day)
         name = entity.qualified_name
-        for ids in self.base.candidate_chunks(name):
+        sim = self.simulation(entity)
+        for ids in self.base.candidate_chunks(sim.rows):
             with self.lock:
-                rendered = self.base.renderers[name](ids)
+                rendered = sim.render(self.base, ids)
                 special, anomalous = self._special(entity, rendered.ids, day)
                 if not special.any():
                     chunk = rendered.records
@@ -244,7 +252,7 @@ class Engine:
         """Every row served at the end of `day`: day-0 rows in id order, then rows created later, in creation order."""
         self.reach(day)
         name = entity.qualified_name
-        for ids in self.base.candidate_chunks(name):
+        for ids in self.base.candidate_chunks(self.simulation(entity).rows):
             with self.lock:
                 chunk = self.serve_base(entity, ids, day)
             yield from chunk
@@ -281,17 +289,15 @@ class Engine:
     def truth(self, day: int) -> Iterator[Defect]:
         """The defects first served on `day` (day 0: in the initial snapshot), every entity."""
         self.reach(day)
-        for entity in ENTITIES:
+        for entity in self.entities:
             served = self.snapshot(entity, 0) if day == 0 else iter(self.changes(entity, day))
             for s in served:
                 yield from s.defects
         if day >= 1:
-            by_name = {e.qualified_name: e for e in ENTITIES}
             for anomaly in self.timeline.anomalies[day]:
-                entity = by_name[anomaly.entity]
                 with self.lock:
                     record = self.timeline.current(anomaly.entity, anomaly.row)
-                yield self._anomaly(entity, record, anomaly.kind, day)
+                yield self._anomaly(anomaly.entity, record, anomaly.kind, day)
 
 
 @lru_cache(maxsize=2)
@@ -303,10 +309,11 @@ def engine(spec: WorldSpec) -> Engine:
 def _entity(entity: Entity | str) -> Entity:
     if isinstance(entity, Entity):
         return entity
-    for candidate in ENTITIES:
+    known = [e.entity for e in simulated_entities()]
+    for candidate in known:
         if entity in (candidate.qualified_name, candidate.name):
             return candidate
-    raise ConfigError(f"unknown entity {entity!r}; known: {', '.join(e.qualified_name for e in ENTITIES)}")
+    raise ConfigError(f"unknown entity {entity!r}; known: {', '.join(e.qualified_name for e in known)}")
 
 
 def stream_snapshot(spec: WorldSpec, entity: Entity | str, day: int = 0) -> Iterator[Record]:
@@ -341,24 +348,7 @@ def write_manifest(spec: WorldSpec, path: Path | str) -> int:
     return count
 
 
-# --- the first release's population-only helpers, kept for their callers ----------------------------------------
-
-def generate_citizens(seed: int, count: int, *, defect_rate: float = 0.0,
-                      defect_kinds: Collection[str] = ALL_DEFECT_KINDS) -> Iterator[Record]:
-    """Day-0 citizens of world (seed, count) in wire form: `stream_snapshot` of population.citizens."""
-    spec = WorldSpec(seed, count, 0, defect_rate, frozenset(defect_kinds))
-    return stream_snapshot(spec, CITIZENS, 0)
-
-
-def ground_truth(seed: int, count: int, defect_rate: float, *,
-                 defect_kinds: Collection[str] = ALL_DEFECT_KINDS) -> list[Defect]:
-    """Row-level defects of day-0 population citizens that the contract check must quarantine."""
-    spec = WorldSpec(seed, count, 0, defect_rate, frozenset(defect_kinds))
-    return [d for s in engine(spec).snapshot(CITIZENS, 0) for d in s.defects if d.expected_reason_code]
-
-
 __all__ = [
     "ALL_DEFECT_KINDS", "DEFECT_KINDS", "MAX_CITIZENS", "Defect", "DefectKind", "Engine", "Record", "Served",
-    "WorldSpec", "engine", "generate_citizens", "ground_truth", "stream_changes", "stream_ground_truth",
-    "stream_snapshot", "write_manifest",
+    "WorldSpec", "engine", "stream_changes", "stream_ground_truth", "stream_snapshot", "write_manifest",
 ]

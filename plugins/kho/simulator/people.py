@@ -421,7 +421,3 @@ class CccdIndex:
     def cccd_numbers(self, people: Citizens) -> I64:
         prefixes = prefix_ids(people.birth_province, people.dob, people.sex)
         return self.numbers(prefixes, self.ranks(people.index))
-
-
-def cccd_text(numbers: I64) -> list[str]:
-    return [f"{v:012d}" for v in numbers.tolist()]

@@ -68,17 +68,8 @@ def unit_np(key: int, index: npt.ArrayLike, slot: int = 0) -> F64:
     return (hash_np(key, index, slot) >> np.uint64(11)).astype(np.float64) * _TO_UNIT
 
 
-def below_np(key: int, index: npt.ArrayLike, slot: int, n: int | I64) -> I64:
-    """Uniform integers in [0, n) (n may be an array of positive bounds)."""
-    return np.floor(unit_np(key, index, slot) * n).astype(np.int64)
-
-
-def below_py(key: int, index: int, slot: int, n: int) -> int:
-    return int(unit_py(key, index, slot) * n)
-
-
 def cumulative(weights: Sequence[float]) -> F64:
-    """Cumulative shares ending exactly at 1.0, for `choose_np`/`choose_py`."""
+    """Cumulative shares ending exactly at 1.0, for `choose_np`."""
     cum = np.cumsum(np.asarray(weights, dtype=np.float64))
     cum /= cum[-1]
     cum[-1] = 1.0
@@ -88,10 +79,6 @@ def cumulative(weights: Sequence[float]) -> F64:
 def choose_np(cum: F64, u: F64) -> I64:
     """The category of each uniform draw under cumulative weights `cum`."""
     return np.searchsorted(cum, u, side="right").astype(np.int64)
-
-
-def choose_py(cum: F64, u: float) -> int:
-    return int(np.searchsorted(cum, u, side="right"))
 
 
 def feistel_np(key: int, value: I64, half: int, rounds: int = 4) -> I64:

@@ -14,18 +14,17 @@ only (updated_at, *key): a page ends before such a group, or, when the group sta
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
+from kho.errors import ConfigError
 from kho.simulator import calendar as cal
-from kho.simulator.defects import ALL_DEFECT_KINDS, Defect
+from kho.simulator.defects import Defect
 from kho.simulator.generate import Engine, Record, Served, WorldSpec
-from kho.sources import ENTITIES
 from kho.sources.contract import Entity
-from kho.sources.population import CITIZENS
 
 SortKey = tuple[str, ...]
 """(updated_at, *key): the API's order and the content of its cursor."""
@@ -96,7 +95,7 @@ class World:
         self._day = 0
         self._truth: list[Defect] = []
         self._indexes: dict[str, _Index] = {}
-        for entity in ENTITIES:
+        for entity in self._engine.entities:
             index, defects = _index(entity, self._engine.snapshot(entity, 0))
             self._indexes[entity.qualified_name] = index
             self._truth += defects
@@ -106,15 +105,10 @@ class World:
         """The world of `spec` at day 0; `advance` publishes its daily feeds."""
         return cls(spec)
 
-    @classmethod
-    def generate(cls, seed: int, count: int, *, defect_rate: float = 0.0,
-                 defect_kinds: Collection[str] = ALL_DEFECT_KINDS) -> World:
-        """The first release's constructor: `build(WorldSpec(seed, count, 0, defect_rate))`."""
-        return cls.build(WorldSpec(seed, count, 0, defect_rate, frozenset(defect_kinds)))
-
     @property
     def entities(self) -> tuple[Entity, ...]:
-        return ENTITIES
+        """What the world serves: every entity of the catalogue's simulated registries."""
+        return self._engine.entities
 
     @property
     def day(self) -> int:
@@ -126,8 +120,6 @@ class World:
         """Every defect served so far (day 0 up to `day`)."""
         with self._lock:
             return list(self._truth)
-
-    defects = ground_truth
 
     def advance(self, to_day: int) -> None:
         """Publish the feeds of the days after `day` up to `to_day`: the served state then includes their changes."""
@@ -141,7 +133,7 @@ class World:
             for day in range(self._day + 1, to_day + 1):
                 self._truth += engine.truth(day)
             touched_days = engine.timeline.touched[self._day:to_day + 1]
-            for entity in ENTITIES:
+            for entity in self._engine.entities:
                 name = entity.qualified_name
                 if any(engine.injector.drift_on(name, d) for d in range(self._day, to_day + 1)):
                     self._indexes[name] = _index(entity, engine.snapshot(entity, to_day))[0]
@@ -159,10 +151,14 @@ class World:
 
     def count(self, entity: Entity) -> int:
         """Records served for `entity` (duplicates counted twice)."""
-        return len(self._indexes[entity.qualified_name])
+        return len(self._index(entity))
 
-    def __len__(self) -> int:
-        return self.count(CITIZENS)
+    def _index(self, entity: Entity) -> _Index:
+        found = self._indexes.get(entity.qualified_name)
+        if found is None:
+            self._engine.simulation(entity)  # names what is simulated
+            raise ConfigError(f"{entity.qualified_name} is not served by this world")
+        return found
 
     def page(self, entity: Entity, *, updated_since: datetime | None = None, after: SortKey | None = None,
              limit: int = 500) -> Page:
@@ -172,7 +168,7 @@ class World:
         if after is not None and len(after) != len(entity.key) + 1:
             raise ValueError(f"after must be (updated_at, {', '.join(entity.key)}), not {after!r}")
         with self._lock:
-            index = self._indexes[entity.qualified_name]
+            index = self._index(entity)
             start = 0
             if updated_since is not None:
                 since = cal.timestamp(cal.seconds_of(updated_since)).encode()
@@ -187,7 +183,7 @@ class World:
             last = tuple(v.decode() for v in index.sort_key(end - 1)) if end > start else None
             return Page(records, last, end < len(index))
 
-    def snapshot(self, entity: Entity = CITIZENS) -> list[Record]:
+    def snapshot(self, entity: Entity) -> list[Record]:
         """Every served record of `entity` in cursor order: what a client paging to the end holds (for tests)."""
         out: list[Record] = []
         after: SortKey | None = None

@@ -155,6 +155,7 @@ REGISTRY = Registry(
     schedule="45 1 * * *",
     drift=SchemaDrift.DISCARD_EXTRA,
     entities=(ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES),
+    simulation="kho.simulator.business",  # how `kho simulate` generates its records
 )
 ENTERPRISES, BRANCHES, ENTERPRISE_STATUS_CHANGES = ENTITIES = REGISTRY.entities
 """The entities as the registry completed them (its defaults filled in): what every stage reads."""

@@ -134,6 +134,7 @@ REGISTRY = Registry(
     schedule="30 1 * * *",
     drift=SchemaDrift.FREEZE,
     entities=(BIRTHS, MARRIAGES, DEATHS),
+    simulation="kho.simulator.civil_status",  # how `kho simulate` generates its records
 )
 BIRTHS, MARRIAGES, DEATHS = ENTITIES = REGISTRY.entities
 """The entities as the registry completed them (its defaults filled in): what every stage reads."""

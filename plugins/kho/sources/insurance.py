@@ -84,6 +84,7 @@ REGISTRY = Registry(
     schedule="15 1 * * *",
     drift=SchemaDrift.KEEP_EXTRA,
     entities=(PARTICIPANTS, COVERAGE_PERIODS),
+    simulation="kho.simulator.insurance",  # how `kho simulate` generates its records
 )
 PARTICIPANTS, COVERAGE_PERIODS = ENTITIES = REGISTRY.entities
 """The entities as the registry completed them (its defaults filled in): what every stage reads."""

@@ -177,6 +177,7 @@ REGISTRY = Registry(
     schedule="0 1 * * *",
     drift=SchemaDrift.KEEP_EXTRA,
     entities=(CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES),
+    simulation="kho.simulator.population",  # how `kho simulate` generates its records
 )
 CITIZENS, HOUSEHOLDS, HOUSEHOLD_MEMBERS, RESIDENCE_CHANGES = ENTITIES = REGISTRY.entities
 """The entities as the registry completed them (its defaults filled in): what every stage reads."""

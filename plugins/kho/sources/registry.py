@@ -24,6 +24,7 @@ from kho.sources.contract import Entity, SchemaDrift
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,29}")
 """Registry slugs name raw tables (`<slug>__<entity>`), DAGs (`sync_<slug>`) and settings (`KHO_REGISTRY_<SLUG>_…`)."""
 API_SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
+MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 POSTGRES_NAME_MAX = 63
 """PostgreSQL truncates longer identifiers, so two raw tables could silently become one."""
 TIMEZONE = "Asia/Ho_Chi_Minh"
@@ -107,6 +108,10 @@ class Registry:
     owner: str = OWNER
     """Airflow owner of the registry's sync DAG."""
     description: str = ""
+    simulation: str = ""
+    """Importable module defining `SIMULATION`, how `kho simulate` generates this registry's records
+    (`kho.simulator.spec.RegistrySimulation`; e.g. `kho.simulator.population`); empty: not simulated. Named, not
+    imported, here: the contract knows nothing of the simulator."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.slug, str) or not SLUG_PATTERN.fullmatch(self.slug):
@@ -126,6 +131,8 @@ class Registry:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             problems.append(f"unknown timezone {self.timezone!r}")
+        if self.simulation and not MODULE_PATTERN.fullmatch(self.simulation):
+            problems.append(f"simulation {self.simulation!r} is not a module name")
         if not _valid_cron(self.schedule):
             problems.append(f"schedule {self.schedule!r} is not a five-field cron expression")
         if not self.entities:
