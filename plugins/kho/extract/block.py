@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +23,7 @@ StructuralCode = Literal[
 ]
 """Reason codes of structural defects, beside the contract's (`kho.sources.contract.ReasonCode`)."""
 
-STRUCTURAL_CODES: tuple[StructuralCode, ...] = (
-    "ragged_line", "invalid_encoding", "nul_byte", "invalid_json", "not_an_object", "unterminated_quote",
-    "malformed_line", "line_too_long", "too_many_fields", "bad_field_name",
-)
+STRUCTURAL_CODES: tuple[StructuralCode, ...] = get_args(StructuralCode)
 MAX_FIELD_NAME_CHARS = 128
 """A field name outside the contract longer than this, or holding a NUL, is no registry's field."""
 MAX_UNKNOWN_FIELDS = 64

@@ -289,10 +289,6 @@ def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
     return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
 
 
-def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return _blank_trimmed(pc.utf8_trim_whitespace(col))
-
-
 def _blank_trimmed(trimmed: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.binary_length(trimmed), pa.scalar(0, pa.int32())))
 

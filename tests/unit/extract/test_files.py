@@ -135,3 +135,12 @@ def test_a_too_long_line_read_in_small_blocks_keeps_up_to_4096_of_its_bytes(tmp_
     defects = [d for b in iter_blocks(ExportFile.of(path), block_bytes=block_bytes, max_line_bytes=1000)
                for d in b.defects]
     assert [(d.line, d.raw) for d in defects] == [(2, long)]
+
+
+def test_every_structural_reason_code_is_documented() -> None:
+    from kho.config import PROJECT_ROOT
+    from kho.extract.block import STRUCTURAL_CODES
+
+    doc = (PROJECT_ROOT / "docs" / "registries.md").read_text(encoding="utf-8")
+    assert len(STRUCTURAL_CODES) == 10
+    assert [code for code in STRUCTURAL_CODES if f"`{code}`" not in doc] == []
