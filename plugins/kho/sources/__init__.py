@@ -38,7 +38,10 @@ ENTITIES: tuple[Entity, ...] = tuple(e for r in REGISTRIES for e in r.entities)
 
 
 def registry(slug: str) -> Registry:
-    """The registry with this slug; an unknown one is a configuration error that lists the known slugs."""
+    """The registry with this slug; an unknown one is a configuration error that lists the known slugs.
+
+    This function takes the name `kho.sources.registry` from the module of that name: import from the module with
+    `from kho.sources.registry import ...` (`import kho.sources.registry as m` would bind this function)."""
     for candidate in REGISTRIES:
         if candidate.slug == slug:
             return candidate
