@@ -140,8 +140,6 @@ class RegistryCredentials:
 
 SIMULATOR_CLIENT_ID = "kho-warehouse"
 """The client id written to the simulator's generated credentials file: an identity, not a secret."""
-REGISTRY_CLIENT_ID = SIMULATOR_CLIENT_ID
-"""Old name of `SIMULATOR_CLIENT_ID`."""
 REGISTRY_PREFIX = "KHO_REGISTRY_"
 GLOBAL_CLIENT_SETTINGS = ("KHO_REGISTRY_CLIENT_ID", "KHO_REGISTRY_CLIENT_SECRET")
 """One client for every registry: the fallback when a registry has no `KHO_REGISTRY_<SLUG>_CLIENT_ID` of its own."""
