@@ -1,9 +1,10 @@
-"""The simulated registries' HTTP API (stdlib only): every entity of a world, behind OAuth2, throttled, faulty.
+"""The simulated registries' HTTP API: every entity of a world, behind OAuth2, throttled, faulty.
 
-It behaves as a real registry's gateway does, so kho's client meets the real flow in tests: a client-credentials
-token endpoint, bearer tokens that expire, cursor paging by `updated_since`, a per-client rate limit answering
-429 with Retry-After, and (as a testing aid) injected 5xx, slow answers and dropped connections.
-The contract, for adapters of real registries, is docs/registries.md; this module is its reference server.
+A Starlette application served by uvicorn. It behaves as a real registry's gateway does, so kho's client meets the
+real flow in tests: a client-credentials token endpoint, bearer tokens that expire, cursor paging by
+`updated_since`, a per-client rate limit answering 429 with Retry-After, and (as a testing aid) injected 5xx, slow
+answers and dropped connections. The contract, for adapters of real registries, is docs/registries.md; this module
+is its reference server.
 
 Routes come from the world's entities (`Entity.endpoint`), so adding an entity to `kho.sources` and to the
 world's generator serves it with no change here. The server reads a world through the `ServedWorld` protocol.
@@ -11,22 +12,32 @@ world's generator serves it with no change here. The server reads a world throug
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from kho.config import RegistryCredentials
 from kho.errors import ConfigError
@@ -44,8 +55,16 @@ DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
 DEFAULT_TOKEN_TTL_S = 300.0
 MAX_BODY_BYTES = 64 * 1024
+JSON_TYPE = "application/json; charset=utf-8"
+SERVER_HEADER = f"kho-simulator/2 Python/{sys.version.split()[0]}"
+KEEP_ALIVE_S = 30
+"""Seconds an idle keep-alive connection is held open (longer than httpx's 5 s pool expiry, so the client closes
+first and never reuses a connection the server is closing)."""
+BACKLOG = 64
+WORLD_READERS = 8
 _PARAMETERS = ("updated_since", "page_size", "cursor")
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_CLOSE = {"Connection": "close"}
 
 Json = dict[str, Any]
 
@@ -67,7 +86,8 @@ class ServedPage(Protocol):
 
 @runtime_checkable
 class ServedWorld(Protocol):
-    """What the server needs of a world. `page` and `count` are called from many threads at once."""
+    """What the server needs of a world. `page` and `count` are called from several threads at once, while the
+    world's owner may change it from another (a test advancing days between pages): they must be thread-safe."""
 
     @property
     def entities(self) -> Sequence[Entity]: ...
@@ -118,9 +138,14 @@ class _HttpError(Exception):
         return cls(exc.status, exc.code, exc.message, headers,
                    {"error_description": exc.message} if rfc6749 else None)
 
+    @classmethod
+    def not_served(cls, request: Request, allowed: str) -> _HttpError:
+        return cls(405, "method_not_allowed", f"{request.method} is not served at {_path(request)}; use {allowed}",
+                   {"Allow": allowed})
+
 
 class _DropConnection(Exception):
-    """An injected fault: close the socket without answering."""
+    """An injected fault: close the connection without answering."""
 
 
 def encode_cursor(entity: Entity, after: Sequence[str]) -> str:
@@ -211,13 +236,70 @@ def _entity_page(world: ServedWorld, entity: Entity, query: str) -> Json:
     return {"data": list(page.records), "next_cursor": next_cursor, "page_size": size}
 
 
-class SimulatorServer(ThreadingHTTPServer):
-    """A threading HTTP server that knows the world it serves and its gateway's rules."""
+def _path(request: Request) -> str:
+    """The path as the client sent it (still percent-encoded), for messages."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
 
-    daemon_threads = True
-    request_queue_size = 64
 
-    def __init__(self, world: ServedWorld, address: tuple[str, int], options: ServerOptions) -> None:
+async def _read_body(request: Request) -> bytes:
+    """The request body, at most MAX_BODY_BYTES of it; a longer one is refused before it is read, if it says so."""
+    raw = request.headers.get("content-length")
+    if raw is not None and not raw.isdigit():
+        raise _HttpError(400, "invalid_request", f"Content-Length {raw!r} is not a number", _CLOSE)
+    too_large = _HttpError(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes", _CLOSE)
+    if raw is not None and int(raw) > MAX_BODY_BYTES:
+        raise too_large
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return body
+
+
+def _json_response(status: int, body: Json, headers: dict[str, str]) -> Response:
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(payload, status, {"Cache-Control": "no-store", **headers}, media_type=JSON_TYPE)
+
+
+HangUp = Callable[[Scope, Receive], Awaitable[None]]
+"""Closes the connection a request came on, sending nothing: the server's part of a dropped connection."""
+Handler = Callable[[Request, bytes], Awaitable[Json]]
+"""One resource: the request and its body in, the JSON answer out, or an `_HttpError`."""
+
+
+class _NoAnswer(Response):
+    """What a dropped connection 'answers': nothing at all, the connection closed under the waiting client."""
+
+    def __init__(self, hang_up: HangUp) -> None:
+        super().__init__(status_code=499)
+        self._hang_up = hang_up
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._hang_up(scope, receive)
+
+
+class _Resource:
+    """One resource as an ASGI application: Starlette routes every method to an application, but only GET to a
+    function (and answers the others itself, in plain text)."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
+class Gateway:
+    """The registry's gateway as a Starlette application: check a request, throttle it, fault it, answer in JSON.
+
+    Every path and every method reaches one of its endpoints (routes take any method, a last route any path), so
+    each refusal (404, 405 with Allow, 413) is this API's JSON error rather than a framework's default page.
+    """
+
+    def __init__(self, world: ServedWorld, options: ServerOptions, hang_up: HangUp) -> None:
         self.world = world
         self.options = options
         self.routes: dict[str, Entity] = {e.endpoint: e for e in world.entities}
@@ -227,163 +309,256 @@ class SimulatorServer(ThreadingHTTPServer):
             burst = options.burst if options.burst is not None else max(1, math.ceil(options.rate_per_s))
             self.limiter = RateLimiter(options.rate_per_s, burst, clock=options.clock)
         self.faults = FaultInjector(options.faults)
-        super().__init__(address, _Handler)
+        self.stopping = asyncio.Event()
+        """Set when the server begins to stop: a slow answer still waiting is dropped rather than awaited."""
+        self._hang_up = hang_up
+        self._readers = ThreadPoolExecutor(WORLD_READERS, thread_name_prefix="kho-simulator-world")
+        """Threads that read the world, off the event loop: a page takes milliseconds, much of it in numpy with the
+        GIL released, so several clients' pages are read at once (as the threaded server before did)."""
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def close(self) -> None:
+        """Wait for the world's readers to finish and end their threads."""
+        self._readers.shutdown(wait=True)
+
+    async def _read(self, read: Callable[[], Json]) -> Json:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, read)
+
+    def application(self) -> Starlette:
+        routes = [Route(path, self._endpoint(self._entity(entity))) for path, entity in self.routes.items()]
+        routes += [Route(HEALTH_PATH, self._endpoint(self._health)), Route(TOKEN_PATH, self._endpoint(self._token)),
+                   Route("/{path:path}", self._endpoint(self._nowhere))]
+        return Starlette(routes=routes)
 
     def known_paths(self) -> list[str]:
         return [*self.routes, HEALTH_PATH, TOKEN_PATH]
 
+    def _endpoint(self, handler: Handler) -> _Resource:
+        """Run one resource and answer its JSON, turning every refusal into a JSON error."""
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "kho-simulator/2"
-    timeout = 30
-    """Seconds an idle keep-alive connection is held before its thread lets go."""
-    disable_nagle_algorithm = True
-    """Headers and body go out in two writes: with Nagle's algorithm and delayed ACKs each answer on a kept-alive
-    connection would wait 40 ms for nothing."""
-    server: SimulatorServer
+        async def endpoint(request: Request) -> Response:
+            headers: dict[str, str] = {}
+            try:
+                status, body = 200, await handler(request, await _read_body(request))
+            except (_DropConnection, ClientDisconnect):
+                logger.debug("%s %s %s dropped", request.client.host if request.client else "-", request.method,
+                             _path(request))
+                return _NoAnswer(self._hang_up)
+            except _HttpError as exc:
+                status, headers = exc.status, exc.headers
+                body = {"error": exc.code, "message": exc.message, **exc.extra}
+            except Exception:
+                logger.exception("simulator failed on %s %s", request.method, _path(request))
+                status, body = 500, {"error": "internal", "message": "the simulator failed; see its log"}
+            logger.debug("%s %s %s %d", request.client.host if request.client else "-", request.method,
+                         _path(request), status)
+            return _json_response(status, body, headers)
 
-    def do_GET(self) -> None:
-        self._respond(self._get)
+        return _Resource(endpoint)
 
-    def do_POST(self) -> None:
-        self._respond(self._post)
+    def _entity(self, entity: Entity) -> Handler:
+        async def page(request: Request, body: bytes) -> Json:
+            if request.method != "GET":
+                raise _HttpError.not_served(request, "GET")
+            await self._admit(request)
+            query = request.scope["query_string"].decode("latin-1")
+            return await self._read(lambda: _entity_page(self.world, entity, query))
 
-    def _refuse_method(self) -> None:
-        self._respond(self._unsupported)
+        return page
 
-    do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _refuse_method
+    async def _health(self, request: Request, body: bytes) -> Json:
+        if request.method != "GET":
+            raise _HttpError.not_served(request, "GET")
+        world = self.world
+        return await self._read(lambda: {"status": "ok", "day": world.day, "entities": [
+            {"registry": e.registry, "entity": e.name, "endpoint": e.endpoint, "count": world.count(e)}
+            for e in world.entities
+        ]})
 
-    def _respond(self, route: Callable[[str, bytes], Json]) -> None:
-        """Run one route and write its JSON answer, turning every refusal into a JSON error."""
-        headers: dict[str, str] = {}
-        try:
-            status, body = 200, route(urlsplit(self.path).path, self._read_body())
-        except _DropConnection:
-            self._drop()
-            return
-        except _HttpError as exc:
-            status, headers = exc.status, exc.headers
-            body = {"error": exc.code, "message": exc.message, **exc.extra}
-        except Exception:
-            logger.exception("simulator failed on %s %s", self.command, self.path)
-            status, body = 500, {"error": "internal", "message": "the simulator failed; see its log"}
-        self._send_json(status, body, headers)
-
-    def _read_body(self) -> bytes:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        if not raw.isdigit():
-            self.close_connection = True
-            raise _HttpError(400, "invalid_request", f"Content-Length {raw!r} is not a number")
-        length = int(raw)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise _HttpError(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length)
-
-    def _get(self, path: str, body: bytes) -> Json:
-        server = self.server
-        entity = server.routes.get(path)
-        if entity is not None:
-            self._admit()
-            return _entity_page(server.world, entity, urlsplit(self.path).query)
-        if path == HEALTH_PATH:
-            return self._health()
-        if path == TOKEN_PATH:
+    async def _token(self, request: Request, body: bytes) -> Json:
+        if request.method == "GET":
             raise _HttpError(405, "method_not_allowed", f"{TOKEN_PATH} takes POST (a client-credentials form)",
                              {"Allow": "POST"})
-        raise _HttpError(404, "not_found", f"no resource at {path}; known paths: {', '.join(server.known_paths())}")
-
-    def _post(self, path: str, body: bytes) -> Json:
-        if path != TOKEN_PATH:
-            return self._unsupported(path, body)
+        if request.method != "POST":
+            raise _HttpError.not_served(request, "POST")
         try:
-            token = self.server.issuer.issue(authorization=self.headers.get("Authorization"),
-                                             content_type=self.headers.get("Content-Type"), body=body)
+            token = self.issuer.issue(authorization=request.headers.get("authorization"),
+                                      content_type=request.headers.get("content-type"), body=body)
         except OAuthError as exc:
             raise _HttpError.refusal(exc, rfc6749=True) from None
         return dict(token.body())
 
-    def _unsupported(self, path: str, body: bytes) -> Json:
-        allowed = "POST" if path == TOKEN_PATH else "GET"
-        raise _HttpError(405, "method_not_allowed", f"{self.command} is not served at {path}; use {allowed}",
-                         {"Allow": allowed})
+    async def _nowhere(self, request: Request, body: bytes) -> Json:
+        if request.method != "GET":
+            raise _HttpError.not_served(request, "GET")
+        raise _HttpError(404, "not_found", f"no resource at {_path(request)}; known paths: "
+                         f"{', '.join(self.known_paths())}")
 
-    def _admit(self) -> None:
+    async def _admit(self, request: Request) -> None:
         """The gateway's checks before a data request reaches the registry: token, rate limit, then faults."""
-        server = self.server
-        client = self.client_address[0]
-        if server.options.credentials is not None:
+        client = request.client.host if request.client else ""
+        if self.options.credentials is not None:
             try:
-                client = server.issuer.client_of(self.headers.get("Authorization"))
+                client = self.issuer.client_of(request.headers.get("authorization"))
             except OAuthError as exc:
                 raise _HttpError.refusal(exc) from None
-        if server.limiter is not None:
-            wait = server.limiter.admit(client)
+        if self.limiter is not None:
+            wait = self.limiter.admit(client)
             if wait is not None:
-                raise _HttpError(429, "rate_limited", f"more than {server.options.rate_per_s:g} requests per second "
+                raise _HttpError(429, "rate_limited", f"more than {self.options.rate_per_s:g} requests per second "
                                  f"from {client}; retry after {wait} s", {"Retry-After": str(wait)})
-        fault = server.faults.draw()
+        fault = self.faults.draw()
         if fault is None:
             return
         if fault.kind == "drop":
             raise _DropConnection
         if fault.kind == "slow":
-            time.sleep(server.faults.spec.slow_seconds)
+            await self._delay()
             return
         headers = {"Retry-After": "1"} if fault.status == 503 else {}
         raise _HttpError(fault.status, "injected_fault", f"an injected fault (HTTP {fault.status}); retry the "
                          "same request", headers)
 
-    def _health(self) -> Json:
-        world = self.server.world
-        return {"status": "ok", "day": world.day, "entities": [
-            {"registry": e.registry, "entity": e.name, "endpoint": e.endpoint, "count": world.count(e)}
-            for e in world.entities
-        ]}
-
-    def _drop(self) -> None:
-        self.close_connection = True
+    async def _delay(self) -> None:
+        """A slow answer: wait `slow_seconds`, without holding up other requests; if the server stops meanwhile,
+        drop the connection instead, so a stop never waits for a slow answer."""
         try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            logger.debug("the client closed first while a dropped connection was injected")
-
-    def _send_json(self, status: int, body: Json, extra_headers: dict[str, str]) -> None:
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in extra_headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        """Requests go to the logging module at DEBUG, not to stderr: a paging client makes thousands."""
-        logger.debug("%s %s", self.address_string(), fmt % args)
+            await asyncio.wait_for(self.stopping.wait(), self.faults.spec.slow_seconds)
+        except TimeoutError:
+            return
+        raise _DropConnection
 
 
-def _bind(world: ServedWorld, host: str, port: int,
-          options: ServerOptions | None) -> SimulatorServer:
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, saying when it listens and ending the gateway's slow answers when it stops."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self.listening = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._loop = asyncio.get_running_loop()
+        self.listening.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's ticks (every 0.1 s: the Date header, then `should_exit`), but woken at once by `stop()`: tests
+        start and stop hundreds of servers."""
+        tick = 0
+        while not await self.on_tick(tick):
+            tick = (tick + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), 0.1)
+
+    def stop(self) -> None:
+        """Ask the server to stop, from any thread."""
+        self.should_exit = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._woken.set)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.gateway.stopping.set()
+        await super().shutdown(sockets=sockets)
+
+
+class SimulatorServer:
+    """The gateway on a listening socket, served by uvicorn: `serve()` runs until `shutdown()` (or Ctrl-C)."""
+
+    def __init__(self, world: ServedWorld, sock: socket.socket, options: ServerOptions) -> None:
+        self.socket = sock
+        self.server_address: tuple[str, int] = sock.getsockname()[:2]
+        self.gateway = Gateway(world, options, self._hang_up)
+        self.world, self.options = world, options
+        self.issuer, self.limiter, self.faults = self.gateway.issuer, self.gateway.limiter, self.gateway.faults
+        self.failure: BaseException | None = None
+        """What ended `serve()` other than a shutdown, if anything."""
+        config = uvicorn.Config(
+            self.gateway.application(), http="auto", loop="asyncio", lifespan="off", ws="none",
+            interface="asgi3", log_config=None, access_log=False, proxy_headers=False, server_header=False,
+            headers=[("server", SERVER_HEADER)], timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
+            backlog=BACKLOG,
+        )
+        self._uvicorn = _Uvicorn(config, self.gateway)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def known_paths(self) -> list[str]:
+        return self.gateway.known_paths()
+
+    def serve(self) -> None:
+        """Serve until `shutdown()`. In the main thread, Ctrl-C stops it too (then KeyboardInterrupt is raised)."""
+        try:
+            self._uvicorn.run(sockets=[self.socket])
+        except (Exception, SystemExit) as exc:  # uvicorn exits the process on some startup failures
+            self.failure = exc
+            logger.exception("the registry simulator on %s stopped", self.url)
+        finally:
+            self._uvicorn.listening.set()
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket and end the world's reader threads (uvicorn closes the socket too when it stops)."""
+        self.socket.close()
+        self.gateway.close()
+
+    def wait_listening(self, thread: threading.Thread) -> None:
+        """Return once `serve()` on `thread` accepts requests; ConfigError if it stopped instead."""
+        self._uvicorn.listening.wait()
+        if self.failure is not None or not self._uvicorn.started:
+            thread.join()
+            raise ConfigError(f"the registry simulator on {self.url} could not start: {self.failure}")
+
+    def shutdown(self) -> None:
+        """Ask `serve()` to stop: no new connections, requests under way finish (slow ones are dropped)."""
+        self._uvicorn.stop()
+
+    async def _hang_up(self, scope: Scope, receive: Receive) -> None:
+        """Close a request's connection without a byte of answer. ASGI has no message for that, so the connection's
+        transport is found among uvicorn's open connections by the client's address, and closed."""
+        client = scope.get("client")
+        transport = next((c.transport for c in self._uvicorn.server_state.connections
+                          if client is not None and getattr(c, "client", None) == tuple(client)), None)
+        if transport is None:
+            return  # uvicorn forgets a connection once it is lost: the client hung up first
+        transport.close()
+        # Until uvicorn sees the connection lost, an application that returns without answering gets a 500.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Made with proto=IPPROTO_TCP, as asyncio's own are: asyncio sets TCP_NODELAY only on
+    connections of such a socket, and without it each answer (headers, then body) waits 40 ms for a delayed ACK."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return SimulatorServer(world, (host, port), options or ServerOptions())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind(world: ServedWorld, host: str, port: int, options: ServerOptions | None) -> SimulatorServer:
+    try:
+        sock = _listen(host, port)
     except OSError as exc:
         raise ConfigError(
             f"the registry simulator cannot listen on {host}:{port} ({exc.strerror or exc}); "
             "set KHO_SIM_HOST/KHO_SIM_PORT to a free address"
         ) from exc
+    return SimulatorServer(world, sock, options or ServerOptions())
 
 
 @dataclass
@@ -402,12 +577,11 @@ class RunningSimulator:
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self.server.port
 
     def stop(self) -> None:
-        """Stop accepting requests, close the socket and wait for the serving thread."""
+        """Stop accepting requests, close every connection and the socket, and wait for the serving thread."""
         self.server.shutdown()
-        self.server.server_close()
         self.thread.join()
 
     def __enter__(self) -> RunningSimulator:
@@ -420,12 +594,11 @@ class RunningSimulator:
 
 def serve_in_thread(world: ServedWorld, host: str = "127.0.0.1", port: int = 0,
                     options: ServerOptions | None = None) -> RunningSimulator:
-    """Serve `world` from a daemon thread and return at once; port 0 picks a free port (see `.port`)."""
+    """Serve `world` from a daemon thread, returning once it accepts requests; port 0 picks a free port (`.port`)."""
     server = _bind(world, host, port, options)
-    # A short poll interval makes stop() take a tenth of a second instead of half: tests start many of these.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"kho-simulator-{server.server_address[1]}", daemon=True)
+    thread = threading.Thread(target=server.serve, name=f"kho-simulator-{server.port}", daemon=True)
     thread.start()
+    server.wait_listening(thread)
     return RunningSimulator(server=server, thread=thread, world=world)
 
 
@@ -433,12 +606,16 @@ def serve_forever(world: ServedWorld, host: str, port: int, *,
                   options: ServerOptions | None = None, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve `world` until interrupted (Ctrl-C returns normally); prints nothing itself.
 
-    `on_ready(url)` is called once the socket is bound, so a CLI can announce the real port when given port 0.
+    `on_ready(url)` is called once the socket listens, so a CLI can announce the real port when given port 0.
     """
-    with _bind(world, host, port, options) as server:
+    server = _bind(world, host, port, options)
+    try:
         if on_ready is not None:
             on_ready(server.url)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            logger.debug("simulator on %s interrupted; shutting down", server.url)
+        server.serve()
+    except KeyboardInterrupt:
+        logger.debug("simulator on %s interrupted; shutting down", server.url)
+    finally:
+        server.close()
+    if server.failure is not None:
+        raise ConfigError(f"the registry simulator on {server.url} stopped: {server.failure}")
