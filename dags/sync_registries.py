@@ -3,62 +3,86 @@ Generates one sync DAG per registry in `kho.sources.REGISTRIES`: `sync_populatio
 `sync_civil_status`, `sync_business`, and one for each registry added through `KHO_REGISTRY_MODULES` (a family,
 so dag_id is `sync_<registry>`, not this file's name).
 
-Each DAG runs on its registry's schedule, in the registry's timezone, owned as the `Registry` says, and holds, per
-entity of its registry, a task group:
+Each DAG runs on its registry's cron schedule, in the registry's timezone (each run's data interval is the time
+since the previous one), owned as the `Registry` says, and holds, per entity of its registry, a task group:
 
 1. `extract_load` pages the registry API (OAuth2) from the entity's committed watermark, checks each row against
    its contract, quarantines rejects with a reason, COPYs and merges the rest, and writes one `kho.load_ledger`
    row per committed batch (read = new + changed + unchanged + rejected), the watermark advancing with the data.
-   A backfill run loads exactly its data interval; a manual run takes `full_refresh` and `since`.
-2. `validate_raw` runs the entity's GX suite (`expectations/raw.<registry>__<entity>.json`) on the batches just
-   loaded and, on success, emits the raw table's Asset.
+   It returns the batches it committed (at least one). A backfill run loads exactly its data interval; a manual
+   run takes `full_refresh`, `since` and `pages_per_batch`.
+2. `validate_raw`, mapped over those batches (one task instance per batch, retried on its own), runs the entity's
+   GX suite (`expectations/raw.<registry>__<entity>.json`) on the batch's rows and records the result in
+   `kho.quality_results`; a blocking failure fails that batch's task.
+3. `raw_ready` runs once every batch passed and emits the raw table's Asset (`kho.assets.raw_asset`), its event
+   naming the batches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pendulum
-from airflow.sdk import DAG, Asset, Param, TaskGroup, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_parsing_context, task, task_group
 
-from kho import pipelines
-from kho.assets import raw_uri
-from kho.sources import REGISTRIES
+from kho import dag_defaults, pipelines
+from kho.assets import raw_asset
+from kho.sources import REGISTRIES, Registry
 from kho.sources.contract import Entity
 
 
-def entity_group(entity: Entity) -> TaskGroup:
-    with TaskGroup(group_id=entity.name) as group:
-        @task(task_id="extract_load")
-        def extract_load(**context: object) -> dict:
+def run_params() -> dict[str, Param]:
+    return {
+        "full_refresh": Param(False, type="boolean", description="Re-read the registry from the beginning"),
+        "since": Param(None, type=["null", "string"], format="date-time",
+                       description="Start from this instant instead of the watermark (ISO 8601)"),
+        "pages_per_batch": Param(None, type=["null", "integer"], minimum=1,
+                                 description="Pages per committed batch (default: the registry's paging)"),
+    }
+
+
+def entity_group(entity: Entity) -> None:
+    @task_group(group_id=entity.name)
+    def load_and_validate() -> None:
+        @task
+        def extract_load(**context: object) -> list:
             return pipelines.sync_for_run(entity.registry, entity.name, context)
 
-        @task(task_id="validate_raw", outlets=[Asset(raw_uri(entity))])
-        def validate_raw(summary: dict) -> list:
-            return pipelines.validate_raw_batches(entity.registry, entity.name, summary)
+        @task(map_index_template="batch {{ task.op_kwargs['batch']['batch_id'] }}")
+        def validate_raw(batch: dict) -> dict:
+            return pipelines.validate_raw_batch(entity.registry, entity.name, batch)
 
-        validate_raw(extract_load())
-    return group
+        @task(outlets=[raw_asset(entity)])
+        def raw_ready(results: list, **context: object) -> dict:
+            return pipelines.raw_ready(entity.registry, entity.name, results, context["outlet_events"])
+
+        raw_ready(validate_raw.expand(batch=extract_load()))
+
+    load_and_validate()
 
 
-for registry in REGISTRIES:
-    with DAG(
+def sync_dag(registry: Registry) -> None:
+    @dag(
         dag_id=registry.dag_id,
         description=f"{registry.title}, owned by {registry.agency}",
-        schedule=registry.schedule,
-        start_date=pendulum.datetime(2025, 7, 1, tz=registry.timezone),
+        schedule=CronDataIntervalTimetable(registry.schedule, timezone=registry.timezone),
+        start_date=dag_defaults.start_date(registry.timezone),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=dt.timedelta(hours=4),
-        tags=["kho", "ingest", registry.slug],
+        tags=dag_defaults.tags("ingest", registry.slug),
         doc_md=__doc__,
-        default_args={"owner": registry.owner, "retries": 3, "retry_delay": dt.timedelta(minutes=2),
-                      "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=20)},
-        params={
-            "full_refresh": Param(False, type="boolean", description="Re-read the registry from the beginning"),
-            "since": Param(None, type=["null", "string"], format="date-time",
-                           description="Start from this instant instead of the watermark (ISO 8601)"),
-        },
-    ):
+        default_args=dag_defaults.default_args(dag_defaults.REGISTRY_RETRIES, owner=registry.owner),
+        params=run_params(),
+    )
+    def sync() -> None:
         for entity in registry.entities:
             entity_group(entity)
+
+    sync()
+
+
+# A worker running one task needs only that task's DAG: skip generating the others (Airflow's parsing context).
+wanted = get_parsing_context().dag_id
+for registry in REGISTRIES:
+    if wanted is None or wanted == registry.dag_id:
+        sync_dag(registry)

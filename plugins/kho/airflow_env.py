@@ -1,4 +1,5 @@
-"""Prepare Airflow to run kho's DAGs in-process (`dag.test()`): its home under KHO_HOME and a migrated DB.
+"""Prepare Airflow to run kho's DAGs in-process (`dag.test()`): its home under KHO_HOME, a migrated DB, and the dbt
+manifest build_warehouse is rendered from (`kho manifest`).
 
 Airflow reads its settings when first imported, so `prepare()` must run before anything imports airflow.
 """
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kho.build.dbt import ensure_manifest
 from kho.config import KhoConfig
 from kho.errors import ConfigError
 
@@ -52,6 +54,7 @@ def prepare(config: KhoConfig) -> dict[str, str]:
     config.airflow_home.mkdir(parents=True, exist_ok=True)
     write_env_file(config)
     _migrate_once(config.airflow_home)
+    ensure_manifest(config)  # what build_warehouse renders its dbt tasks from
     return env
 
 

@@ -198,6 +198,17 @@ def _generate(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0
 
 
+def _manifest(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.build.dbt import dag_manifest, ensure_manifest
+
+    if args.check:
+        print(f"kho manifest --check: up to date, {dag_manifest(config)}")  # missing or stale: one line, exit 2
+        return 0
+    path, written = ensure_manifest(config)
+    print(f"kho manifest: {'wrote' if written else 'up to date,'} {path}")
+    return 0
+
+
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
     from kho.simulator import ALL_DEFECT_KINDS, World
@@ -383,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write nothing; list the generated files that differ and exit 1 if any (CI)")
     gen.add_argument("--out", type=Path, default=None, help="generate under this directory instead of the repository")
     gen.set_defaults(handler=_generate)
+
+    man = sub.add_parser("manifest", help="write the dbt manifest build_warehouse renders its tasks from "
+                         "($KHO_HOME/dbt/manifest/), if the dbt project changed since the last one (dbt parse)")
+    man.add_argument("--check", action="store_true", help="write nothing; fail if it is missing or stale")
+    man.set_defaults(handler=_manifest)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",

@@ -2,21 +2,23 @@
 
 DAG files only wire these together. Return values are summaries for the Airflow UI (XCom); the state that
 matters (ledger, watermarks, quality results) is written to the warehouse's `kho` schema.
+
+The DAG processor imports this module with every DAG file, so it imports nothing heavy itself: the stages it
+drives (loader, GX, dbt, publication, connections) are imported inside the task bodies, when a task runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from kho.build import run as build_run
-from kho.build.run import BuildPlan, local_today, parse_as_of
 from kho.config import KhoConfig
-from kho.load.pipeline import SyncOptions, sync_api
-from kho.sources import get_entity
-from kho.warehouse.connection import primary_address
+
+if TYPE_CHECKING:
+    from kho.build.run import BuildPlan
+    from kho.load.pipeline import SyncOptions
 
 LATE_ARRIVAL_LOOKBACK = dt.timedelta(days=1)
 """Registries publish some updates a day late with their original updated_at: re-read a day (counted unchanged)."""
@@ -26,18 +28,23 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def sync(registry: str, entity: str, options: SyncOptions | None = None) -> dict[str, Any]:
-    """Extract → check → load one entity from its registry API; returns its ledger rows and batch ids."""
+def sync(registry: str, entity: str, options: SyncOptions | None = None) -> list[dict[str, Any]]:
+    """Extract → check → load one entity from its registry API; returns the batches it committed, one ledger row
+    each (always at least one: a sync that found nothing commits its zero row)."""
+    from kho.load.pipeline import SyncOptions, sync_api
+    from kho.sources import get_entity
+
     config = KhoConfig.from_env()
     entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
-    batches = [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in entries]
-    return {"registry": registry, "entity": entity, "batch_ids": [b["batch_id"] for b in batches],
-            "batches": batches}
+    return [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in entries]
 
 
 def sync_options_for_run(context: Mapping[str, Any]) -> SyncOptions:
     """What one DAG run asks for: a backfill loads exactly its data interval; a manual run may set `since` or
-    `full_refresh`; a scheduled run continues from the watermark (it never re-derives state from `now()`)."""
+    `full_refresh` (and `pages_per_batch`); a scheduled run continues from the watermark (it never re-derives state
+    from `now()`)."""
+    from kho.load.pipeline import SyncOptions
+
     params = context.get("params") or {}
     dag_run = context.get("dag_run")
     run_type = str(getattr(dag_run, "run_type", "") or "")
@@ -47,32 +54,51 @@ def sync_options_for_run(context: Mapping[str, Any]) -> SyncOptions:
                            until=_instant(context.get("data_interval_end")), run_id=run_id)
     since = params.get("since")
     full_refresh = bool(params.get("full_refresh", False))
+    pages = params.get("pages_per_batch")
     return SyncOptions(full_refresh=full_refresh, since=dt.datetime.fromisoformat(since) if since else None,
-                       lookback=dt.timedelta(0) if full_refresh else LATE_ARRIVAL_LOOKBACK, run_id=run_id)
+                       lookback=dt.timedelta(0) if full_refresh else LATE_ARRIVAL_LOOKBACK, run_id=run_id,
+                       pages_per_batch=int(pages) if pages is not None else None)
 
 
 def _instant(value: Any) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(str(value))
 
 
-def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    """The `extract_load` task of a sync DAG."""
+def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `extract_load` task of a sync DAG: the batches it committed, which `validate_raw` is mapped over."""
     return sync(registry, entity, sync_options_for_run(context))
 
 
-def validate_raw_batches(registry: str, entity: str, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Run the raw table's GX suite on each batch the sync committed; a blocking failure fails the task."""
+def validate_raw_batch(registry: str, entity: str, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the raw table's GX suite on one committed batch (recorded in kho.quality_results); a blocking failure
+    fails the task, and only this batch's task is retried."""
     from kho.quality import validate
+    from kho.sources import get_entity
 
     config = KhoConfig.from_env()
     table = get_entity(registry, entity).raw_table
     suite = config.expectations_dir / f"raw.{table}.json"
-    return [validate(config, suite, "raw", table, batch_id=int(batch_id)) for batch_id in summary["batch_ids"]]
+    return validate(config, suite, "raw", table, batch_id=int(batch["batch_id"]))
+
+
+def raw_ready(registry: str, entity: str, results: Iterable[Mapping[str, Any]],
+              outlet_events: MutableMapping[Any, Any]) -> dict[str, Any]:
+    """Every batch of this run passed the raw suite: the entity's Asset is emitted, its event saying which batches
+    (what a consumer may look up in kho.load_ledger)."""
+    from kho.assets import raw_asset
+    from kho.sources import get_entity
+
+    validated = sorted(int(r["batch_id"]) for r in results)
+    summary = {"registry": registry, "entity": entity, "batch_ids": validated}
+    outlet_events[raw_asset(get_entity(registry, entity))].extra = summary
+    return summary
 
 
 def plan_build(context: Mapping[str, Any]) -> dict[str, Any]:
     """What a build_warehouse run builds: its run id, the as-of date (the `as_of` param, else the run's date in
     Asia/Ho_Chi_Minh) and whether to rebuild incremental models from scratch (`full_refresh`)."""
+    from kho.build.run import BuildPlan, local_today, parse_as_of
+
     params = context.get("params") or {}
     dag_run = context.get("dag_run")
     at = getattr(dag_run, "run_after", None) or context.get("logical_date")
@@ -84,18 +110,24 @@ def plan_build(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _plan(summary: Mapping[str, Any]) -> BuildPlan:
+    from kho.build.run import BuildPlan
+
     return BuildPlan(str(summary["run_id"]), dt.date.fromisoformat(str(summary["as_of"])),
                      bool(summary["full_refresh"]))
 
 
 def audit_marts() -> list[dict[str, Any]]:
     """Every built mart's GX suite, in its build schema; a blocking failure fails the task after all ran."""
+    from kho.build import run as build_run
+
     config = KhoConfig.from_env()
     return build_run.audit_marts(config, build_run.marts_to_publish(config))
 
 
 def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
     """Publish the audited marts in one transaction; done once the standby has replayed the publication."""
+    from kho.build import run as build_run
+
     config = KhoConfig.from_env()
     publication = build_run.publish_marts(config, _plan(summary), build_run.marts_to_publish(config))
     return {"publication_id": publication.publication_id, "as_of": publication.as_of.isoformat(),
@@ -105,10 +137,14 @@ def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 def generate_docs(summary: Mapping[str, Any]) -> str:
     """dbt docs for the UI, kept under KHO_HOME."""
+    from kho.build import run as build_run
+
     return str(build_run.generate_docs(KhoConfig.from_env(), _plan(summary)))
 
 
 def primary() -> dict[str, str]:
     """Where dbt should connect for this run: the node that accepts writes right now."""
+    from kho.warehouse.connection import primary_address
+
     host, port = primary_address(KhoConfig.from_env().warehouse)
     return {"host": host, "port": str(port)}

@@ -1,5 +1,6 @@
-"""A blocking quality failure in a raw batch stops the night: the sync DAG's `validate_raw` fails, the raw table's
-Asset is not emitted, `build_warehouse` is not scheduled, and yesterday's published marts stay exactly as they were.
+"""A blocking quality failure in a raw batch stops the night: that batch's `validate_raw` task fails (one mapped task
+per batch, each retried on its own), the raw table's Asset is not emitted, `build_warehouse` is not scheduled, and
+yesterday's published marts stay exactly as they were.
 
 Real parts end to end: the four sync DAGs run with dag.test() against a registry simulator, into a warehouse
 database of their own (the session warehouse's content is left alone for the other e2e tests). dag.test() runs no
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kho.assets import raw_uri
+from kho.assets import raw_asset
 from kho.build.run import BuildPlan, build_dbt, marts_to_publish, publish_marts
 from kho.config import KhoConfig
 from kho.demo import SYNC_DAGS, DagOutcome, run_dag
@@ -110,9 +111,12 @@ def scheduler_queue(dagbag: Any) -> Iterator[None]:
             session.execute(update(DagModel).where(DagModel.dag_id == CONSUMER).values(is_paused=paused))
 
 
+def raw_names(entities: Any) -> set[str]:
+    return {raw_asset(e).name for e in entities}
+
+
 def emitted(outcome: DagOutcome) -> set[str]:
-    """The Assets (by name: kho.assets URI as written, before Airflow normalises it) one DAG run emitted, from
-    Airflow's metadata DB."""
+    """The Assets (by name, as kho.assets names them) one DAG run emitted, from Airflow's metadata DB."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -124,14 +128,16 @@ def emitted(outcome: DagOutcome) -> set[str]:
 
 
 def task_states(outcome: DagOutcome) -> dict[str, str]:
+    """State of each task instance of the run: `<task_id>` for a plain task, `<task_id>[<map index>]` for each
+    instance of a mapped one."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        return {ti.task_id: str(ti.state) for ti in session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == outcome.dag_id,
-                                       TaskInstance.run_id == outcome.run_id))}
+        return {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+                for ti in session.scalars(select(TaskInstance).where(TaskInstance.dag_id == outcome.dag_id,
+                                                                     TaskInstance.run_id == outcome.run_id))}
 
 
 def queued_for_consumer() -> tuple[set[str], bool]:
@@ -172,17 +178,18 @@ def test_a_blocking_failure_in_a_raw_batch_stops_the_night_before_build_warehous
     assert failing.state == "failed"
     states = task_states(failing)
     assert states[f"{CITIZENS.name}.extract_load"] == "success"
-    assert states[f"{CITIZENS.name}.validate_raw"] == "failed"
+    assert states[f"{CITIZENS.name}.validate_raw[0]"] == "failed"
+    assert states[f"{CITIZENS.name}.raw_ready"] == "upstream_failed"
     assert "raw.population__citizens (batch" in logs.out + logs.err
     assert "expect_column_values_to_be_in_set(sex)" in logs.out + logs.err
-    others = {raw_uri(e) for e in ENTITIES if e.registry == CITIZENS.registry and e != CITIZENS}
+    others = raw_names(e for e in ENTITIES if e.registry == CITIZENS.registry and e != CITIZENS)
     assert emitted(failing) == others, "every entity but citizens passed its suite and emitted its Asset"
     assert all(o.state == "success" for o in tonight.values()), tonight
-    assert set().union(*map(emitted, tonight.values())) == {raw_uri(e) for e in ENTITIES
-                                                            if e.registry != CITIZENS.registry}
+    assert set().union(*map(emitted, tonight.values())) == raw_names(e for e in ENTITIES
+                                                                     if e.registry != CITIZENS.registry)
 
     queued, would_run = queued_for_consumer()
-    assert queued == {raw_uri(e) for e in ENTITIES} - {raw_uri(CITIZENS)}
+    assert queued == raw_names(ENTITIES) - raw_names([CITIZENS])
     assert not would_run, f"{CONSUMER} must wait for every raw Asset; citizens never came"
     assert published_hashes(yesterday) == marts
     assert publications(yesterday) == published
@@ -191,5 +198,73 @@ def test_a_blocking_failure_in_a_raw_batch_stops_the_night_before_build_warehous
     with connect(yesterday.warehouse, autocommit=True) as conn:
         conn.execute("DROP TRIGGER loader_bug ON raw.population__citizens")
     reloaded = run_dag(dagbag, FAILING_DAG, {"full_refresh": True})
-    assert reloaded.state == "success" and raw_uri(CITIZENS) in emitted(reloaded)
-    assert queued_for_consumer() == ({raw_uri(e) for e in ENTITIES}, True)
+    assert reloaded.state == "success" and raw_asset(CITIZENS).name in emitted(reloaded)
+    assert queued_for_consumer() == (raw_names(ENTITIES), True)
+
+
+LATER_BATCHES_BUG = """
+CREATE FUNCTION public.later_batches_bug() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM raw.population__citizens WHERE _batch_id <> NEW._batch_id) THEN NEW.sex := 'X'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER later_batches_bug BEFORE INSERT ON raw.population__citizens
+    FOR EACH ROW EXECUTE FUNCTION public.later_batches_bug();
+"""
+"""A loader bug that spares the first batch of a load and spoils every later one."""
+
+
+@pytest.fixture
+def first_night(fresh_db_config: KhoConfig, dagbag: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[KhoConfig]:
+    """A new, empty warehouse database and a clean registry at day 0, the DAGs' tasks pointed at both."""
+    world = World.build(SPEC)
+    with serve_in_thread(world, options=ServerOptions(credentials=fresh_db_config.ensure_registry_credentials())
+                         ) as simulator:
+        monkeypatch.setenv("KHO_PG_DATABASE", fresh_db_config.warehouse.dbname)
+        monkeypatch.setenv("KHO_SIM_PORT", str(simulator.port))
+        yield fresh_db_config
+
+
+def mapped_labels(outcome: DagOutcome, task_id: str) -> list[str]:
+    """What the UI shows for each instance of a mapped task (its map_index_template), in map index order."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(session.scalars(select(TaskInstance.rendered_map_index).where(
+            TaskInstance.dag_id == outcome.dag_id, TaskInstance.run_id == outcome.run_id,
+            TaskInstance.task_id == task_id).order_by(TaskInstance.map_index)))
+
+
+def test_each_batch_is_validated_and_retried_on_its_own(dagbag: Any, first_night: KhoConfig) -> None:
+    with connect(first_night.warehouse, autocommit=True) as conn:
+        conn.execute(LATER_BATCHES_BUG)
+    validate = f"{CITIZENS.name}.validate_raw"
+    dag = dagbag.get_dag(FAILING_DAG)
+    saved = {t.task_id: (t.retries, t.retry_delay, t.retry_exponential_backoff) for t in dag.tasks}
+    try:
+        for task in dag.tasks:  # one immediate retry for the batches' validation, none elsewhere
+            task.retries = 1 if task.task_id == validate else 0
+            task.retry_delay, task.retry_exponential_backoff = dt.timedelta(0), 0
+        outcome = run_dag(dagbag, FAILING_DAG, {"pages_per_batch": 1})
+    finally:
+        for task in dag.tasks:
+            task.retries, task.retry_delay, task.retry_exponential_backoff = saved[task.task_id]
+
+    with connect(first_night.warehouse, autocommit=True) as conn:
+        batches = [r[0] for r in conn.execute(
+            "SELECT batch_id FROM kho.load_ledger WHERE entity = %s ORDER BY batch_id", (CITIZENS.name,))]
+        results = conn.execute("SELECT batch_id, success FROM kho.quality_results WHERE suite_name = %s",
+                               (f"raw.{CITIZENS.raw_table}",)).fetchall()
+    assert len(batches) >= 2, "a page per batch should split the registry's citizens into several batches"
+    first, *later = batches
+    states = {k: v for k, v in task_states(outcome).items() if k.startswith(f"{CITIZENS.name}.")}
+    assert states == {f"{CITIZENS.name}.extract_load": "success", f"{validate}[0]": "success",
+                      **{f"{validate}[{i}]": "failed" for i in range(1, len(batches))},
+                      f"{CITIZENS.name}.raw_ready": "upstream_failed"}
+    assert mapped_labels(outcome, validate) == [f"batch {b}" for b in batches]
+    # The good batch was validated once; each spoiled one twice (its own retry), none re-validated another's rows.
+    assert sorted(results) == sorted([(first, True)] + [(b, False) for b in later for _ in range(2)])
+    assert outcome.state == "failed"
+    assert emitted(outcome) == raw_names(e for e in ENTITIES if e.registry == CITIZENS.registry and e != CITIZENS)

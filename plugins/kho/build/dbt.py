@@ -1,4 +1,5 @@
-"""Run dbt in-process (dbtRunner) against the warehouse, the way Cosmos does inside Airflow.
+"""Run dbt in-process (dbtRunner) against the warehouse, the way Cosmos does inside Airflow; and keep the dbt
+manifest that build_warehouse renders its tasks from.
 
 dbt reads its connection from the environment (dbt_project/profiles.yml uses env_var), so a run sets the variables
 for the duration of the call and restores them after. Its target and log folders live under KHO_HOME, never in the
@@ -7,7 +8,12 @@ repository.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +38,10 @@ def build_session_options() -> str:
 
 class BuildError(KhoError):
     """dbt could not build or a blocking dbt test failed: nothing was published."""
+
+
+class ManifestMissing(KhoError):
+    """No dbt manifest for the dbt project as it is now: build_warehouse cannot render its tasks."""
 
 
 @dataclass(frozen=True)
@@ -158,3 +168,83 @@ def _nodes(result: Any) -> tuple[NodeOutcome, ...]:
             message=str(item.message or ""),
         ))
     return tuple(outcomes)
+
+
+MANIFEST_COMMAND = "kho manifest"
+PROJECT_OUTPUTS = frozenset({"target", "logs", "dbt_packages"})
+"""What dbt writes into a project folder: not part of the project the manifest describes."""
+
+
+def project_fingerprint(project: Path = DBT_PROJECT) -> str:
+    """A hash of every file of the dbt project (name and bytes; dbt's own outputs and hidden files left out): the
+    manifest of one fingerprint describes exactly that project. About 2 ms, cheap enough for every DAG parse."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (folder == str(project) and
+                                                                         d in PROJECT_OUTPUTS))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = Path(folder, name)
+            body = path.read_bytes()
+            digest.update(f"{path.relative_to(project).as_posix()}\0{len(body)}\0".encode())
+            digest.update(body)
+    return digest.hexdigest()[:20]
+
+
+def manifest_dir(config: KhoConfig) -> Path:
+    return config.home / "dbt" / "manifest"
+
+
+def manifest_path(config: KhoConfig, project: Path = DBT_PROJECT) -> Path:
+    """Where the manifest of the project as it is now lives: `$KHO_HOME/dbt/manifest/<fingerprint>/manifest.json`,
+    so a changed project never finds an old manifest."""
+    return manifest_dir(config) / project_fingerprint(project) / "manifest.json"
+
+
+def dag_manifest(config: KhoConfig, project: Path = DBT_PROJECT) -> Path:
+    """The manifest build_warehouse renders from; refused in one line, naming the command, if there is none for the
+    project as it is now (never written, or the project changed since): rendering an old graph would leave a new
+    model unbuilt without a word, and `dbt ls` at every parse costs seconds."""
+    path = manifest_path(config, project)
+    if path.is_file():
+        return path
+    others = manifest_dir(config).glob("*/manifest.json")
+    why = "the dbt project changed since the last one was written" if any(others) else "none was written yet"
+    raise ManifestMissing(f"no dbt manifest for {project} as it is now ({why}; expected {path}): run "
+                          f"`{MANIFEST_COMMAND}` with the same KHO_HOME")
+
+
+def write_manifest(config: KhoConfig, project: Path = DBT_PROJECT) -> Path:
+    """`dbt parse` the project (no warehouse needed) in a child process, so the caller never imports dbt, and move
+    the manifest into place in one rename; manifests of older versions of the project are removed."""
+    fingerprint = project_fingerprint(project)
+    final = manifest_dir(config) / fingerprint / "manifest.json"
+    manifest_dir(config).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".parse-", dir=manifest_dir(config)) as scratch:
+        _dbt_parse(project, Path(scratch))
+        final.parent.mkdir(exist_ok=True)
+        os.replace(Path(scratch) / "manifest.json", final)
+    for old in manifest_dir(config).iterdir():
+        if old.name != fingerprint and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def ensure_manifest(config: KhoConfig, project: Path = DBT_PROJECT) -> tuple[Path, bool]:
+    """The manifest of the project as it is now, written first if missing; and whether it had to be written."""
+    try:
+        return dag_manifest(config, project), False
+    except ManifestMissing:
+        return write_manifest(config, project), True
+
+
+def _dbt_parse(project: Path, target: Path) -> None:
+    # Parsing reads no secret and reaches no server: the profile's defaults render without the warehouse's settings.
+    env = {k: v for k, v in os.environ.items() if k != "KHO_PG_PASSWORD"}
+    env.update(DBT_SEND_ANONYMOUS_USAGE_STATS="False", DO_NOT_TRACK="1")
+    command = [sys.executable, "-m", "dbt.cli.main", "--quiet", "--no-use-colors", "parse", "--project-dir",
+               str(project), "--profiles-dir", str(project), "--target-path", str(target),
+               "--log-path", str(target / "logs")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (target / "manifest.json").is_file():
+        said = " ".join((done.stdout + done.stderr).split())[-600:] or f"exit status {done.returncode}"
+        raise BuildError(f"dbt parse of {project} failed: {said}")
