@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -61,7 +60,6 @@ KEEP_ALIVE_S = 30
 """Seconds an idle keep-alive connection is held open (longer than httpx's 5 s pool expiry, so the client closes
 first and never reuses a connection the server is closing)."""
 BACKLOG = 64
-WORLD_READERS = 8
 _PARAMETERS = ("updated_since", "page_size", "cursor")
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _CLOSE = {"Connection": "close"}
@@ -86,8 +84,8 @@ class ServedPage(Protocol):
 
 @runtime_checkable
 class ServedWorld(Protocol):
-    """What the server needs of a world. `page` and `count` are called from several threads at once, while the
-    world's owner may change it from another (a test advancing days between pages): they must be thread-safe."""
+    """What the server needs of a world. `page` and `count` run on the server's thread while the world's owner may
+    change the world from another (a test advancing days between pages): they must be thread-safe."""
 
     @property
     def entities(self) -> Sequence[Entity]: ...
@@ -312,16 +310,6 @@ class Gateway:
         self.stopping = asyncio.Event()
         """Set when the server begins to stop: a slow answer still waiting is dropped rather than awaited."""
         self._hang_up = hang_up
-        self._readers = ThreadPoolExecutor(WORLD_READERS, thread_name_prefix="kho-simulator-world")
-        """Threads that read the world, off the event loop: a page takes milliseconds, much of it in numpy with the
-        GIL released, so several clients' pages are read at once (as the threaded server before did)."""
-
-    def close(self) -> None:
-        """Wait for the world's readers to finish and end their threads."""
-        self._readers.shutdown(wait=True)
-
-    async def _read(self, read: Callable[[], Json]) -> Json:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, read)
 
     def application(self) -> Starlette:
         routes = [Route(path, self._endpoint(self._entity(entity))) for path, entity in self.routes.items()]
@@ -360,8 +348,9 @@ class Gateway:
             if request.method != "GET":
                 raise _HttpError.not_served(request, "GET")
             await self._admit(request)
-            query = request.scope["query_string"].decode("latin-1")
-            return await self._read(lambda: _entity_page(self.world, entity, query))
+            # The world is read on the event loop: a page costs a few milliseconds of CPU, and handing it to a
+            # thread measured 0.4 ms more per page with no more pages per second for four clients at once.
+            return _entity_page(self.world, entity, request.scope["query_string"].decode("latin-1"))
 
         return page
 
@@ -369,10 +358,10 @@ class Gateway:
         if request.method != "GET":
             raise _HttpError.not_served(request, "GET")
         world = self.world
-        return await self._read(lambda: {"status": "ok", "day": world.day, "entities": [
+        return {"status": "ok", "day": world.day, "entities": [
             {"registry": e.registry, "entity": e.name, "endpoint": e.endpoint, "count": world.count(e)}
             for e in world.entities
-        ]})
+        ]}
 
     async def _token(self, request: Request, body: bytes) -> Json:
         if request.method == "GET":
@@ -507,9 +496,8 @@ class SimulatorServer:
             self.close()
 
     def close(self) -> None:
-        """Close the socket and end the world's reader threads (uvicorn closes the socket too when it stops)."""
+        """Close the socket (uvicorn closes it too when it stops; this covers a server that never served)."""
         self.socket.close()
-        self.gateway.close()
 
     def wait_listening(self, thread: threading.Thread) -> None:
         """Return once `serve()` on `thread` accepts requests; ConfigError if it stopped instead."""
