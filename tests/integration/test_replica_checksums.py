@@ -24,9 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def two_tables(fresh_db_config: KhoConfig) -> Iterator[KhoConfig]:
+def two_tables(empty_db_config: KhoConfig) -> Iterator[KhoConfig]:
     """A database with two small tables of assorted types, one without a primary key."""
-    with connect(fresh_db_config.warehouse, autocommit=True) as conn:
+    with connect(empty_db_config.warehouse, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA raw")
         conn.execute("CREATE TABLE raw.people (id int PRIMARY KEY, name text, born date, seen timestamptz, "
                      "score double precision, tags text[])")
@@ -35,7 +35,7 @@ def two_tables(fresh_db_config: KhoConfig) -> Iterator[KhoConfig]:
                      "FROM generate_series(1, 200) AS i")
         conn.execute("CREATE TABLE raw.events (kind text, at int)")
         conn.execute("INSERT INTO raw.events SELECT 'k' || (i % 7), i FROM generate_series(1, 50) AS i")
-    yield fresh_db_config
+    yield empty_db_config
 
 
 def checksums(config: KhoConfig) -> dict[str, TableChecksum]:
