@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,8 @@ def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
         tmp_path: Path) -> None:
     secret = tmp_path / "digital_address_secret"
     secret.write_text(AGENCY_CLIENT.client_secret + "\n", encoding="utf-8")
-    env = {**digital_address_env, "KHO_REGISTRY_DIGITAL_ADDRESS_BASE_URL": platform.url,
+    home = tmp_path / "home"  # a home of its own: other tests of the session may have run the simulator's setup
+    env = {**digital_address_env, "KHO_HOME": str(home), "KHO_REGISTRY_DIGITAL_ADDRESS_BASE_URL": platform.url,
            "KHO_REGISTRY_DIGITAL_ADDRESS_CLIENT_ID": AGENCY_CLIENT.client_id,
            "KHO_REGISTRY_DIGITAL_ADDRESS_CLIENT_SECRET_FILE": str(secret)}
 
@@ -167,7 +169,7 @@ def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
     assert rows(fresh_db_config, "SELECT count(*) FROM raw.digital_address__address_points") == [(60,)]
     # The registry's paging: 25 records a page, 2 pages a batch -> pages of 25, 25, 10 in batches of 50 and 10.
     assert rows(fresh_db_config, "SELECT rows_read FROM kho.load_ledger ORDER BY batch_id") == [(50,), (10,)]
-    assert not (Path(env["KHO_HOME"]) / "secrets" / "registry_client.json").exists()
+    assert not (home / "secrets" / "registry_client.json").exists()
 
 
 # --- its GX suite and dbt sources, from `kho generate` ------------------------------------------------------------
@@ -285,9 +287,10 @@ def elsewhere() -> Iterator[RunningSimulator]:
 
 
 def pointed_at(config: KhoConfig, **settings: str) -> KhoConfig:
-    """`config`'s warehouse and home, the default simulator on a port where nothing listens, and `settings`."""
+    """`config`'s warehouse, a home of its own (so a simulator credentials file in it can only be this test's),
+    the default simulator on a port where nothing listens, and `settings`."""
     env = {**config.child_env(), "KHO_PG_PASSWORD": config.warehouse.password(), "KHO_SIM_PORT": str(free_port()),
-           **settings}
+           "KHO_HOME": tempfile.mkdtemp(prefix="kho-pointed-home-"), **settings}
     return KhoConfig.from_env(env)
 
 
