@@ -141,7 +141,9 @@ def _standalone(into: Path, user: ServerUser, port: int, *, private: bool) -> No
     settings = {
         "port": str(port), "unix_socket_directories": str(sockets), "cluster_name": "kho-restore",
         "archive_mode": "off", "archive_command": "", "primary_conninfo": "", "primary_slot_name": "",
-        "synchronous_standby_names": "", "hot_standby": "on",
+        # No hot standby during recovery: pg_ctl -w then returns once recovery has promoted, and no setting must
+        # match the primary's (max_connections, ... lower than the primary's would pause a hot standby's recovery).
+        "synchronous_standby_names": "", "hot_standby": "off",
     }
     settings.update(_local_paths(into))
     if private:  # verify-restore: reachable only through its own socket directory, by kho (root or the server user)
