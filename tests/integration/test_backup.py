@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -26,7 +28,7 @@ from kho.load.batch import BatchLoader, LedgerEntry
 from kho.sources.population import CITIZENS
 from kho.warehouse import backup
 from kho.warehouse.backup.pgbackrest import require_user
-from kho.warehouse.backup.restore import socket_dir
+from kho.warehouse.backup.restores import socket_dir
 from kho.warehouse.connection import connect, connect_admin
 from tests.integration.test_load import citizen
 
@@ -127,6 +129,31 @@ def test_a_restore_to_a_time_holds_what_committed_before_it_and_nothing_after(
     assert archiving == ("off",), "a restored cluster must never push WAL into the live repository"
     with connect(config.warehouse, autocommit=True) as live:
         assert keys(live, 5000, 100) == 100
+
+
+def test_a_load_committing_while_the_figures_are_taken_is_waited_for_and_counted(fresh_db_config: KhoConfig) -> None:
+    """The figures' transaction waits for a load under way and only then takes its snapshot: were the snapshot
+    taken before the wait, the figures would miss the batch the restore point holds, and verify-restore would
+    fail."""
+    config = fresh_db_config
+    load(config, 0, 100)
+    pending = connect(config.warehouse)
+    loader = BatchLoader(pending, CITIZENS, "api")
+    loader.add(pa.Table.from_pylist([citizen(i) for i in range(2000, 2040)]))
+    loader.finish()  # the ledger row is written; the transaction stays open
+    with ThreadPoolExecutor(max_workers=1) as pool, connect_admin(config.warehouse) as watcher:
+        taking = pool.submit(backup.backup, config, "incr")
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'kho.load_ledger'::regclass"
+        while watcher.execute(waiting).fetchone() != (1,):
+            assert not taking.done(), f"the backup did not wait for the load under way: {taking.exception()}"
+            time.sleep(0.05)
+        pending.commit()
+        pending.close()
+        taken = taking.result()
+    figures = json.loads(taken.figures_path.read_text(encoding="utf-8"))["figures"]
+    assert figures["ledger"]["population/citizens"]["batches"] == 2
+    assert figures["raw_rows"]["raw.population__citizens"] == 140
+    assert backup.verify_restore(config, taken.label).ok
 
 
 def test_verify_restore_names_a_corrupted_backup_file(fresh_db_config: KhoConfig) -> None:

@@ -3,13 +3,13 @@ backups of the current primary, point-in-time restores, and verify-restore, whic
 figures (ledger totals, raw row counts, published mart hashes) recorded when it was taken.
 
 `pgbackrest` writes pgBackRest's configurations and runs it, `figures` computes what is compared, `take` backs up,
-`restore` restores and verifies, `health` reports for `kho warehouse status`. docs/architecture.md#backups says
+`restores` restores and verifies, `health` reports for `kho warehouse status`. docs/architecture.md#backups says
 why pgBackRest.
 """
 
 from kho.warehouse.backup.health import BackupStatus, status
 from kho.warehouse.backup.pgbackrest import install, postgres_parameters, write_configs
-from kho.warehouse.backup.restore import (
+from kho.warehouse.backup.restores import (
     RestoreResult,
     VerifyFailed,
     VerifyReport,

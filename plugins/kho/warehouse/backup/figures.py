@@ -93,14 +93,35 @@ def existing(conn: psycopg.Connection[Any], *relations: str) -> list[str]:
             if (row := conn.execute("SELECT to_regclass(%s)", (r,)).fetchone()) and row[0] is not None]
 
 
-def lock_writers(conn: psycopg.Connection[Any]) -> None:
-    """SHARE on the ledger and the publications: a load (whose batch commits with its ledger row) or a publication
-    already under way is waited for, and none commits until this transaction ends. LOCK takes no snapshot, so the
-    REPEATABLE READ snapshot is taken after the wait, by the first query that follows."""
-    tables = existing(conn, LEDGER, PUBLICATIONS)
-    if tables:
+@dataclass(frozen=True)
+class Locks:
+    """What the figures' transaction locks, found before it starts (a query would take its snapshot)."""
+
+    read: tuple[tuple[str, str], ...]
+    """Every raw table and published mart table."""
+    bookkeeping: tuple[str, ...]
+    """The ledger and the publications, where they exist."""
+
+
+def locks(conn: psycopg.Connection[Any]) -> Locks:
+    return Locks(tuple(_tables(conn, "raw") + _tables(conn, "mart\\_%")),
+                 tuple(existing(conn, LEDGER, PUBLICATIONS)))
+
+
+def lock_writers(conn: psycopg.Connection[Any], plan: Locks) -> None:
+    """Lock what the figures read, so no load or publication commits in between and none deadlocks with us.
+
+    First ACCESS SHARE on the tables to be read, holding nothing else yet: a first load (ACCESS EXCLUSIVE on its raw
+    table) or a publication recreating a mart (DROP TABLE) under way finishes before we go on, and one starting
+    later waits for us. Then SHARE on the ledger and the publications: a load (whose batch commits with its ledger
+    row) or a publication already writing is waited for, and none commits until this transaction ends. LOCK takes
+    no snapshot, so the REPEATABLE READ snapshot is taken after the waits, by the first query that follows."""
+    if plan.read:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(s, t) for s, t in plan.read)))
+    if plan.bookkeeping:
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
-            sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in tables)))
+            sql.SQL(", ").join(sql.Identifier(*n.split(".")) for n in plan.bookkeeping)))
 
 
 def compute(conn: psycopg.Connection[Any]) -> Figures:

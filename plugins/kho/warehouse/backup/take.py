@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from kho.config import KhoConfig
 from kho.errors import WarehouseError
 from kho.warehouse.backup import pgbackrest
-from kho.warehouse.backup.figures import Figures, compute, lock_writers
+from kho.warehouse.backup.figures import Figures, compute, lock_writers, locks
 from kho.warehouse.connection import connect_admin
 from kho.warehouse.layout import Member, layout
 from kho.warehouse.osuser import ServerUser, owned_dir, write_owned
@@ -24,6 +25,7 @@ BackupKind = Literal["full", "diff", "incr", "auto"]
 FULL_EVERY = dt.timedelta(days=7)
 """`auto` takes a full backup when the last one is older than this, else an incremental one."""
 ARCHIVE_WAIT_S = 300.0
+DEADLOCK_RETRIES = 3
 LOCK_TIMEOUT = "15min"
 """How long the figures' transaction waits for a load or publication under way to commit."""
 
@@ -147,19 +149,31 @@ def _record(config: KhoConfig, point: str) -> tuple[Figures, str]:
     """In ONE transaction on the primary: wait out loads and publications, snapshot, compute the figures, and mark
     the restore point while the locks still hold, so the WAL up to the point holds exactly what the figures saw.
     Then switch WAL so the segment holding the point is archived; returns the figures and that segment."""
-    with connect_admin(config.warehouse, autocommit=False) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    for attempt in range(DEADLOCK_RETRIES):
         try:
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
-            lock_writers(conn)
-            figures = compute(conn)
-            conn.execute("SELECT pg_create_restore_point(%s)", (point,))
-            conn.commit()
-            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-            conn.commit()
+            return _record_once(config, point)
+        except psycopg.errors.DeadlockDetected as exc:  # a table created and recreated between the plan and the lock
+            if attempt == DEADLOCK_RETRIES - 1:
+                raise WarehouseError(f"recording the backup's figures deadlocked {DEADLOCK_RETRIES} times with "
+                                     f"loads or publications: {str(exc).strip().splitlines()[0]}") from exc
         except psycopg.Error as exc:
             raise WarehouseError(f"recording the backup's figures on the primary failed: "
                                  f"{str(exc).strip().splitlines()[0]}") from exc
+    raise AssertionError("unreachable")
+
+
+def _record_once(config: KhoConfig, point: str) -> tuple[Figures, str]:
+    with connect_admin(config.warehouse, autocommit=True) as conn:
+        plan = locks(conn)
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))  # no snapshot yet
+        lock_writers(conn, plan)
+        figures = compute(conn)
+        conn.execute("SELECT pg_create_restore_point(%s)", (point,))
+        conn.commit()
+        conn.autocommit = True
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
     assert row is not None
     return figures, str(row[0])
 
