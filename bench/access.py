@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import free_ports, log  # bench/common.py
+from common import cluster_env, log  # bench/common.py
 
 from kho.build.run import BuildPlan, build_dbt, marts_to_publish, publish_marts
 from kho.config import PROJECT_ROOT, KhoConfig
@@ -44,7 +44,7 @@ from kho.simulator.export import export
 from kho.simulator.generate import WorldSpec
 from kho.sources import get_entity
 from kho.sources.reference import province_codes_2025
-from kho.warehouse import access, audit, cluster
+from kho.warehouse import access, audit, embedded
 from kho.warehouse.access import roles
 from kho.warehouse.connection import connect_admin, wait_for_standby
 
@@ -107,7 +107,7 @@ def prepare(config: KhoConfig, work: Path, citizens: int, seed: int) -> dict[str
                       gzip=False)
     spent["export"] = time.perf_counter() - start
     log(f"exported {citizens:,} citizens in {spent['export']:.1f} s")
-    cluster.up(config)
+    embedded.up(config)
     start = time.perf_counter()
     for f in manifest.files:
         load_file(config, get_entity(f.registry, f.entity), out / f.path)
@@ -194,15 +194,13 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kho-bench-access-") as tmp:
         work = Path(tmp)
-        primary, standby = free_ports(2)
-        config = KhoConfig.from_env({"KHO_HOME": str(work / "home"), "KHO_PG_PORT": str(primary),
-                                     "KHO_PG_STANDBY_PORT": str(standby)})
+        config = KhoConfig.from_env(cluster_env(work / "home"))
         try:
             spent = prepare(config, work, args.citizens, args.seed)
             declared = apply_access(config, work)
             results = measure(config, declared, args.repeat)
         finally:
-            cluster.destroy(config)
+            embedded.destroy(config)
     typical = next(r for r in results.values() if r["typical"])
     report = {"citizens": args.citizens, "seed": args.seed, "repeat": args.repeat, "preparation_seconds": spent,
               "queries": results, "target": {"typical_agency_vs_owner": 1.5}}

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import free_ports, log, timed  # bench/common.py
+from common import cluster_env, log, timed  # bench/common.py
 from psycopg import sql
 
 from kho.build.dbt import BUILD_SESSION_SETTINGS, run_dbt, target_dir
@@ -68,7 +68,7 @@ from kho.simulator import calendar as cal
 from kho.simulator.export import Manifest, export
 from kho.simulator.generate import WorldSpec
 from kho.sources import get_entity
-from kho.warehouse import cluster
+from kho.warehouse import embedded
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 RESULTS = Path(__file__).parent / "results"
@@ -379,7 +379,7 @@ def measure(args: argparse.Namespace, work: Path, config: KhoConfig) -> dict[str
     export_s, manifest = timed(lambda: export_world(spec, out))
     log(f"exported {len(manifest.files)} files in {export_s:.1f} s")
     day0, day1 = (dt.date.fromordinal(cal.day_ord(d)) for d in (0, 1))
-    cluster.up(config)
+    embedded.up(config)
     server = server_settings(config)
     log(f"warehouse up ({server['version']}); loading day 0")
     load0 = load_day(config, manifest, out, 0)
@@ -564,13 +564,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kho-bench-build-") as tmp:
         work = Path(tmp)
-        primary, standby = free_ports(2)
-        config = KhoConfig.from_env({"KHO_HOME": str(work / "home"), "KHO_PG_PORT": str(primary),
-                                     "KHO_PG_STANDBY_PORT": str(standby)})
+        config = KhoConfig.from_env(cluster_env(work / "home"))
         try:
             measured = measure(args, work, config)
         finally:
-            cluster.destroy(config)
+            embedded.destroy(config)
 
     results = results_of(args, measured)
     (RESULTS / "build.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +29,10 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def cluster_env(home: Path) -> dict[str, str]:
+    """The settings of an embedded warehouse of its own (two nodes, their Patroni and an etcd) on free ports."""
+    primary, standby, rest1, rest2, etcd, etcd_peer = free_ports(6)
+    return {"KHO_HOME": str(home), "KHO_PG_PORT": str(primary), "KHO_PG_STANDBY_PORT": str(standby),
+            "KHO_PATRONI_PORTS": f"{rest1},{rest2}", "KHO_ETCD_PORT": str(etcd), "KHO_ETCD_PEER_PORT": str(etcd_peer)}

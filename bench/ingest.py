@@ -42,13 +42,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from common import timed  # bench/common.py
+from common import cluster_env, timed  # bench/common.py
 
 from kho.config import KhoConfig
 from kho.extract.files import ExportFile, read_header
 from kho.load.pipeline import load_file
 from kho.sources.population import CITIZENS
-from kho.warehouse import cluster
+from kho.warehouse import embedded
+from kho.warehouse.binaries import find_binaries
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 RESULTS = Path(__file__).parent / "results"
@@ -154,7 +155,7 @@ def psql(config: KhoConfig, options: str = "") -> tuple[list[str], dict[str, str
     """The psql command line (up to its -c arguments) for the primary, and its environment."""
     wh = config.warehouse
     host, port = primary_address(wh)
-    binary = str(cluster.find_binaries().bindir / "psql")
+    binary = str(find_binaries().bindir / "psql")
     env = dict(os.environ, PGPASSWORD=wh.password(), PGOPTIONS=options)
     return [binary, "-h", host, "-p", str(port), "-U", wh.user, "-d", wh.dbname, "-v", "ON_ERROR_STOP=1", "-q"], env
 
@@ -245,13 +246,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kho-bench-") as tmp:
         work = Path(tmp)
-        config = KhoConfig.from_env({"KHO_HOME": str(work / "home"), "KHO_PG_PORT": "55532",
-                                     "KHO_PG_STANDBY_PORT": "55533"})
+        config = KhoConfig.from_env(cluster_env(work / "home"))
         gen_s, path = timed(lambda: export_citizens(args.citizens, args.seed, work / "export"))
         size = path.stat().st_size
         print(f"exported {args.citizens:,} citizens to {path.name} ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
         try:
-            cluster.up(config)  # inside the try: a start that fails half way leaves no server behind
+            embedded.up(config)  # inside the try: a start that fails half way leaves no server behind
             header = header_names(path)
             changes = work / "changes.csv"
             changed = change_feed(path, changes)
@@ -295,7 +295,7 @@ def main() -> int:
                 checkpoint(config)
                 big_s, rss = timed(lambda: peak_rss_of_load(config, big))
         finally:
-            cluster.destroy(config)
+            embedded.destroy(config)
 
     seconds = {name: statistics.median(values) if values else None for name, values in samples.items()}
     compared = {

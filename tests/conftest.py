@@ -173,22 +173,25 @@ def kho_home() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def kho_config(kho_home: Path) -> Iterator[KhoConfig]:
     """A running embedded warehouse (primary + streaming standby) on free ports, torn down at the end."""
-    from kho.warehouse import cluster
+    from kho.warehouse import embedded
 
-    primary, standby, simulator = free_ports(3)
+    primary, standby, simulator, rest1, rest2, etcd, etcd_peer = free_ports(7)
     config = KhoConfig.from_env({
         "KHO_HOME": str(kho_home),
         "KHO_PG_PORT": str(primary),
         "KHO_PG_STANDBY_PORT": str(standby),
+        "KHO_PATRONI_PORTS": f"{rest1},{rest2}",
+        "KHO_ETCD_PORT": str(etcd),
+        "KHO_ETCD_PEER_PORT": str(etcd_peer),
         "KHO_SIM_PORT": str(simulator),
         "KHO_SIM_CITIZENS": "3000",
         "KHO_SIM_SEED": "7",
     })
     try:
-        cluster.up(config)  # inside the try: a start that fails half way (primary up, standby not) is stopped too
+        embedded.up(config)  # inside the try: a start that fails half way (primary up, standby not) is stopped too
         yield config
     finally:
-        cluster.down(config)
+        embedded.down(config)
 
 
 @contextlib.contextmanager

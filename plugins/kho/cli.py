@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kho.config import PROJECT_ROOT, KhoConfig
 from kho.errors import ConfigError, KhoError
@@ -21,25 +21,60 @@ Handler = Callable[[argparse.Namespace, KhoConfig], int]
 
 
 def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.warehouse import cluster
+    from kho.warehouse import embedded, health, patroni
 
-    if args.action == "migrate":
+    action = args.action
+    if action == "migrate":
         return _migrate(config)
-    if args.action == "up":
-        state = cluster.up(config)
-    elif args.action == "down":
-        cluster.down(config)
-        state = cluster.status(config)
-    elif args.action == "destroy":
-        cluster.destroy(config)
+    if action == "destroy":
+        embedded.destroy(config)
         print(f"removed the embedded warehouse under {config.home / 'pg'}")
         return 0
+    if action in ("switchover", "failover"):
+        change = (patroni.switchover if action == "switchover" else patroni.failover)(config, args.to)
+        print(change.render())
+        return 0
+    if action == "rejoin":
+        print(embedded.rejoin(config, args.node, reinit=args.reinit).render())
+        return 0
+    if action in ("backup", "restore", "verify-restore"):
+        return _backup(args, config)
+    if action == "up":
+        state = embedded.up(config)
+    elif action == "down":
+        embedded.down(config)
+        state = health.status(config)
     else:
-        state = cluster.status(config)
+        state = health.status(config)
     print(state.render())
-    if args.action == "down":
+    if action == "down":
         return 0
     return 0 if state.healthy else 1
+
+
+def _backup(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.warehouse import backup
+
+    if args.action == "backup":
+        print(backup.backup(config, args.type).render())
+        return 0
+    if args.action == "restore":
+        to: Literal["latest"] | dt.datetime = "latest" if args.to == "latest" else _timestamp(args.to)
+        print(backup.restore(config, to, args.into, port=args.port, start=args.start).render())
+        return 0
+    report = backup.verify_restore(config, args.label)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--to {text!r}: give 'latest' or a time such as 2026-11-30T21:00:00+07:00") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"--to {text!r} has no time zone; add one, e.g. {text}+07:00 (Vietnam) or {text}Z (UTC)")
+    return moment
 
 
 def _migrate(config: KhoConfig) -> int:
@@ -215,10 +250,10 @@ def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.simulator import calendar as cal
     from kho.simulator.generate import WorldSpec
     from kho.simulator.server import ServerOptions, serve_in_thread
-    from kho.warehouse import cluster
+    from kho.warehouse import embedded
 
     print(f"kho demo: KHO_HOME={config.home}", flush=True)
-    print(cluster.up(config).render(), flush=True)
+    print(embedded.up(config).render(), flush=True)
     spec = WorldSpec(config.simulator_seed, config.simulator_citizens, demo.DEMO_DAYS, demo.DEMO_DEFECT_RATE,
                      ALL_DEFECT_KINDS - demo.DEMO_LEAVES_OUT)
     world = World.build(spec)
@@ -325,10 +360,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kho", description="kho: the provincial data warehouse")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    wh = sub.add_parser("warehouse", help="the embedded primary + standby PostgreSQL warehouse")
-    wh.add_argument("action", choices=("up", "down", "status", "destroy", "migrate"),
-                    help="migrate: apply the warehouse database's schema migrations (also part of up)")
-    wh.set_defaults(handler=_warehouse)
+    wh = sub.add_parser("warehouse", help="the warehouse's nodes under Patroni: lifecycle, failover, backups")
+    wh_sub = wh.add_subparsers(dest="action", required=True)
+    for name, text in (("up", "start (or create) etcd and every node under Patroni, then migrate; idempotent"),
+                       ("down", "stop every node (replicas first) and etcd"),
+                       ("status", "each node's role, timeline, lag and slot; exit 1 if unhealthy"),
+                       ("destroy", "stop everything and delete the nodes' data (keeps secrets and backups)"),
+                       ("migrate", "apply the warehouse database's schema migrations (also part of up)")):
+        wh_sub.add_parser(name, help=text).set_defaults(handler=_warehouse)
+    for name, text in (("switchover", "planned change of primary, nothing lost (patronictl switchover)"),
+                       ("failover", "unplanned change of primary (patronictl failover)")):
+        change = wh_sub.add_parser(name, help=text)
+        change.add_argument("--to", default=None, help="the node to promote (default: the synchronous standby, "
+                            "else the replica with the least lag)")
+        change.set_defaults(handler=_warehouse)
+    rejoin = wh_sub.add_parser("rejoin", help="bring a stopped or failed node back as a replica (pg_rewind)")
+    rejoin.add_argument("node", nargs="?", default=None, help="dc1, dc2, ... (default: every stopped node)")
+    rejoin.add_argument("--reinit", action="store_true",
+                        help="if it cannot rewind, clone it afresh from the primary (patronictl reinit)")
+    rejoin.set_defaults(handler=_warehouse)
+    bak = wh_sub.add_parser("backup", help="a pgBackRest backup of the primary, with what verify-restore checks")
+    bak.add_argument("--type", choices=("auto", "full", "diff", "incr"), default="auto",
+                     help="auto (default): full if none in 7 days, else incremental")
+    bak.set_defaults(handler=_warehouse)
+    res = wh_sub.add_parser("restore", help="restore a backup into a new directory, to a point in time")
+    res.add_argument("--to", required=True, help="'latest' or a time with its zone (2026-11-30T21:00:00+07:00)")
+    res.add_argument("--into", required=True, type=Path, help="an empty or new directory for the data")
+    res.add_argument("--port", type=int, default=None, help="port the restored cluster will listen on")
+    res.add_argument("--start", action="store_true", help="start it once restored")
+    res.set_defaults(handler=_warehouse)
+    ver = wh_sub.add_parser("verify-restore", help="restore into a scratch cluster and compare it with the "
+                            "warehouse as of the backup")
+    ver.add_argument("--label", default=None, help="the backup to verify (default: the newest)")
+    ver.set_defaults(handler=_warehouse)
 
     sim = sub.add_parser("simulate", help="simulated national registries")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)

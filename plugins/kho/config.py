@@ -131,6 +131,144 @@ class WarehouseConfig:
 
 
 @dataclass(frozen=True)
+class HaConfig:
+    """How the warehouse's nodes fail over (Patroni, with etcd as its store) and are backed up (pgBackRest).
+
+    The embedded default (`kho warehouse up`) runs one Patroni per node and, unless `etcd_hosts` names an etcd
+    cluster of the operators', one local etcd. docs/architecture.md#failover says why each value is what it is.
+    """
+
+    scope: str = "kho"
+    """Patroni's cluster name: the key prefix in etcd (`/service/<scope>/`)."""
+    rest_ports: tuple[int, ...] = (58008, 58009)
+    """Each node's Patroni REST API port, in the order of the warehouse's nodes (KHO_PATRONI_PORTS)."""
+    etcd_hosts: tuple[str, ...] = ()
+    """host:port of an etcd cluster to use (KHO_ETCD_HOSTS); empty: the embedded default starts its own."""
+    etcd_port: int = 52379
+    etcd_peer_port: int = 52380
+    synchronous: bool = True
+    """KHO_PG_SYNCHRONOUS: Patroni's synchronous_mode with synchronous_commit = remote_apply (a commit returns once
+    the synchronous standby has applied it), or asynchronous streaming."""
+    ttl: int = 20
+    """Seconds a leader's lock outlives its last renewal: how long a lost node goes unnoticed (Patroni's floor)."""
+    loop_wait: int = 2
+    retry_timeout: int = 9
+    maximum_lag_on_failover: int = 1024 * 1024
+    """Bytes: a replica further behind than this is never promoted (asynchronous mode's bound on loss)."""
+    rest_user: str = "kho_patroni"
+    rest_password_file: Path = Path("patroni_password")
+    rest_password_env: str | None = field(default=None, repr=False)
+    max_lag_bytes: int = 64 * 1024 * 1024
+    max_lag_seconds: float = 60.0
+    max_slot_retained_bytes: int = 2 * 1024 * 1024 * 1024
+    min_disk_free_percent: float = 10.0
+    backup_repo: Path = Path("backup")
+    """pgBackRest's repository (KHO_BACKUP_REPO), where backups and the WAL archive live."""
+    backup_retention_full: int = 2
+    """Full backups kept (KHO_BACKUP_RETENTION_FULL); older ones and the WAL only they need are expired."""
+
+    def __post_init__(self) -> None:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise ConfigError(
+                f"KHO_PATRONI_LOOP_WAIT ({self.loop_wait}) + 2 x KHO_PATRONI_RETRY_TIMEOUT ({self.retry_timeout}) "
+                f"must not exceed KHO_PATRONI_TTL ({self.ttl}): a leader could lose its lock while it still runs "
+                "as primary"
+            )
+        for name, value, floor in (("KHO_PATRONI_TTL", self.ttl, 20), ("KHO_PATRONI_LOOP_WAIT", self.loop_wait, 1),
+                                   ("KHO_PATRONI_RETRY_TIMEOUT", self.retry_timeout, 3)):
+            if value < floor:  # Patroni would raise it silently; say so instead
+                raise ConfigError(f"{name}={value} is below Patroni's minimum of {floor} seconds")
+
+    @property
+    def embedded_etcd(self) -> bool:
+        return not self.etcd_hosts
+
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]:
+        return self.etcd_hosts or (f"127.0.0.1:{self.etcd_port}",)
+
+    def rest_password(self) -> str:
+        """The Patroni REST API's password (for its unsafe endpoints: switchover, restart, reinit, config)."""
+        if self.rest_password_env:
+            return self.rest_password_env
+        return _read_secret(self.rest_password_file, "Patroni REST API", "KHO_PATRONI_PASSWORD")
+
+    def ensure_rest_password(self) -> str:
+        if self.rest_password_env or self.rest_password_file.exists():
+            return self.rest_password()
+        return generate_secret(self.rest_password_file)
+
+
+def _ports(env: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    return tuple(_port({name: part.strip()}, name, 0) for part in raw.split(","))
+
+
+def _whole(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+    if value < 0:
+        raise ConfigError(f"{name}={raw} must not be negative")
+    return value
+
+
+def _switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes", "synchronous", "sync"):
+        return True
+    if raw in ("0", "off", "false", "no", "asynchronous", "async"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: say on (synchronous) or off (asynchronous)")
+
+
+def _ha_config(env: dict[str, str], home: Path, nodes: int) -> HaConfig:
+    defaults = HaConfig()
+    rest_ports = _ports(env, "KHO_PATRONI_PORTS", tuple(58008 + i for i in range(nodes)))
+    if len(rest_ports) != nodes:
+        raise ConfigError(f"KHO_PATRONI_PORTS lists {len(rest_ports)} ports for {nodes} warehouse nodes; "
+                          "give one Patroni REST port per node")
+    etcd_hosts = tuple(h.strip() for h in env.get("KHO_ETCD_HOSTS", "").split(",") if h.strip())
+    return HaConfig(
+        scope=env.get("KHO_PATRONI_SCOPE", defaults.scope),
+        rest_ports=rest_ports,
+        etcd_hosts=etcd_hosts,
+        etcd_port=_port(env, "KHO_ETCD_PORT", defaults.etcd_port),
+        etcd_peer_port=_port(env, "KHO_ETCD_PEER_PORT", defaults.etcd_peer_port),
+        synchronous=_switch(env, "KHO_PG_SYNCHRONOUS", defaults.synchronous),
+        ttl=int(_whole(env, "KHO_PATRONI_TTL", defaults.ttl)),
+        loop_wait=int(_whole(env, "KHO_PATRONI_LOOP_WAIT", defaults.loop_wait)),
+        retry_timeout=int(_whole(env, "KHO_PATRONI_RETRY_TIMEOUT", defaults.retry_timeout)),
+        maximum_lag_on_failover=int(_whole(env, "KHO_PATRONI_MAX_LAG_ON_FAILOVER",
+                                           defaults.maximum_lag_on_failover)),
+        rest_password_file=Path(env.get("KHO_PATRONI_PASSWORD_FILE", str(home / "secrets" / "patroni_password"))),
+        rest_password_env=env.get("KHO_PATRONI_PASSWORD") or None,
+        max_lag_bytes=int(_whole(env, "KHO_HEALTH_MAX_LAG_BYTES", defaults.max_lag_bytes)),
+        max_lag_seconds=_whole(env, "KHO_HEALTH_MAX_LAG_S", defaults.max_lag_seconds),
+        max_slot_retained_bytes=int(_whole(env, "KHO_HEALTH_MAX_SLOT_BYTES", defaults.max_slot_retained_bytes)),
+        min_disk_free_percent=_whole(env, "KHO_HEALTH_MIN_DISK_FREE_PERCENT", defaults.min_disk_free_percent),
+        backup_repo=Path(env.get("KHO_BACKUP_REPO", str(home / "backup"))).resolve(),
+        backup_retention_full=max(1, int(_whole(env, "KHO_BACKUP_RETENTION_FULL", defaults.backup_retention_full))),
+    )
+
+
+HA_SETTINGS = ("KHO_PATRONI_SCOPE", "KHO_PATRONI_PORTS", "KHO_ETCD_HOSTS", "KHO_ETCD_PORT", "KHO_ETCD_PEER_PORT",
+               "KHO_PG_SYNCHRONOUS", "KHO_PATRONI_TTL", "KHO_PATRONI_LOOP_WAIT", "KHO_PATRONI_RETRY_TIMEOUT",
+               "KHO_PATRONI_MAX_LAG_ON_FAILOVER", "KHO_PATRONI_PASSWORD_FILE", "KHO_HEALTH_MAX_LAG_BYTES",
+               "KHO_HEALTH_MAX_LAG_S", "KHO_HEALTH_MAX_SLOT_BYTES", "KHO_HEALTH_MIN_DISK_FREE_PERCENT",
+               "KHO_BACKUP_REPO", "KHO_BACKUP_RETENTION_FULL")
+"""HA settings passed on to children (DAG tasks, dbt): everything but the REST API's password given by value."""
+
+
+@dataclass(frozen=True)
 class RegistryCredentials:
     """An OAuth2 client of the registries (client-credentials grant): what kho presents and the simulator accepts."""
 
@@ -305,6 +443,10 @@ class KhoConfig:
     simulator_citizens: int
     pg_os_user: str
     project_root: Path = PROJECT_ROOT
+    ha: HaConfig = field(default_factory=HaConfig)
+    """Failover (Patroni + etcd), health thresholds and backups (pgBackRest)."""
+    child_ha_env: Mapping[str, str] = field(default_factory=dict)
+    """The HA settings as given in the environment, passed on to children unchanged."""
     registry_client_id: str | None = None
     """From KHO_REGISTRY_CLIENT_ID: with the secret, the client of every registry without one of its own."""
     registry_client_secret: str | None = field(default=None, repr=False)
@@ -362,6 +504,8 @@ class KhoConfig:
             registries=_registry_settings(env),
             registry_modules=env.get("KHO_REGISTRY_MODULES", ""),
             reject_limits=_reject_limits(env),
+            ha=_ha_config(env, home, len(warehouse.ports)),
+            child_ha_env={name: env[name] for name in HA_SETTINGS if env.get(name)},
         )
 
     @property
@@ -521,6 +665,7 @@ class KhoConfig:
             "KHO_SIM_PORT": str(self.simulator_port),
             "KHO_SIM_SEED": str(self.simulator_seed),
             "KHO_SIM_CITIZENS": str(self.simulator_citizens),
+            **self.child_ha_env,
             **self._registry_env(secrets),
         }
 

@@ -25,7 +25,7 @@ from kho.build.run import docs_dir
 from kho.config import KhoConfig
 from kho.errors import KhoError
 from kho.sources import REGISTRIES
-from kho.warehouse import cluster
+from kho.warehouse import health
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
 
 SYNC_DAGS = tuple(registry.dag_id for registry in REGISTRIES)
@@ -213,7 +213,7 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
         p(f"\nQuality: {suites} GX suites run; {blocking} runs failed a blocking expectation, {warnings} only warnings")
     _print_agencies(p, agencies or [])
     p("\nReplication")
-    p(cluster.status(config).render())
+    p(health.status(config).render())
     gx_docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
     p(f"  Data Docs:   file://{gx_docs}")

@@ -1,4 +1,4 @@
-"""The embedded warehouse against real PostgreSQL: a primary, a streaming standby, and their life cycle.
+"""The embedded warehouse against real PostgreSQL, Patroni and etcd: two nodes, their roles and their life cycle.
 
 These tests stop, crash and restart nodes, so they run on a cluster of their own (not the shared `kho_config` one):
 another test file never sees a node these tests took down.
@@ -19,35 +19,38 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from kho.config import KhoConfig, WarehouseConfig
 from kho.errors import ConfigError, WarehouseError
-from kho.warehouse import cluster, logins
+from kho.warehouse import embedded, health, logins, patroni
+from kho.warehouse.binaries import find_binaries
 from kho.warehouse.connection import connect, connect_admin, connect_node, connect_standby, wait_for_standby
+from kho.warehouse.layout import LOG_DIRECTORY, layout
 from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
 
-def make_config(home: Path, primary_port: int, standby_port: int) -> KhoConfig:
+def make_config(home: Path, primary_port: int, standby_port: int, **more: str) -> KhoConfig:
+    rest1, rest2, etcd, etcd_peer = free_ports(4)
     return KhoConfig.from_env({
         "KHO_HOME": str(home), "KHO_PG_PORT": str(primary_port), "KHO_PG_STANDBY_PORT": str(standby_port),
+        "KHO_PATRONI_PORTS": f"{rest1},{rest2}", "KHO_ETCD_PORT": str(etcd), "KHO_ETCD_PEER_PORT": str(etcd_peer),
+        **more,
     })
 
 
-def postmaster_pids(config: KhoConfig) -> dict[str, int]:
-    return {
-        name: int((config.home / "pg" / name / "postmaster.pid").read_text(encoding="ascii").split()[0])
-        for name in cluster.NODE_NAMES
-    }
+def postmaster_pids(config: KhoConfig) -> dict[str, int | None]:
+    return {m.name: embedded.postmaster_pid(m) for m in layout(config).members}
 
 
-def poll(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+def poll(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting until {what}")
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -58,36 +61,59 @@ def cluster_config(tmp_path_factory: pytest.TempPathFactory) -> KhoConfig:
 
 @pytest.fixture(scope="session")
 def warehouse(cluster_config: KhoConfig) -> Iterator[WarehouseConfig]:
-    """The running primary + standby of `cluster_config`, destroyed at the end of the session."""
+    """The running nodes of `cluster_config`, destroyed at the end of the session."""
     try:
-        cluster.up(cluster_config)
+        embedded.up(cluster_config)
         yield cluster_config.warehouse
     finally:
-        cluster.destroy(cluster_config)
+        embedded.destroy(cluster_config)
 
 
-def test_up_creates_a_primary_and_a_streaming_standby(warehouse: WarehouseConfig, cluster_config: KhoConfig
-                                                       ) -> None:
-    state = cluster.status(cluster_config)
+@pytest.fixture
+def leader_first(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> KhoConfig:
+    """The cluster healthy with dc1 leading (tests before may have restarted nodes and moved the leader)."""
+    state = embedded.up(cluster_config)
+    if state.primary is None or state.primary.name != "dc1":
+        patroni.switchover(cluster_config, "dc1")
+    return cluster_config
+
+
+def test_up_creates_a_leader_and_a_synchronous_streaming_standby(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
+    state = health.status(leader_first)
 
     assert state.healthy, state.render()
     assert [(n.name, n.role, n.port, n.running) for n in state.nodes] == [
-        ("primary", "primary", warehouse.primary_port, True),
-        ("standby", "standby", warehouse.standby_port, True),
+        ("dc1", "primary", warehouse.primary_port, True),
+        ("dc2", "standby", warehouse.standby_port, True),
     ]
-    standby = state.node("standby")
+    assert [(n.patroni_role, n.patroni_state) for n in state.nodes] == [
+        ("leader", "running"), ("sync_standby", "streaming")]
+    standby = state.node("dc2")
     assert (standby.replication_state, standby.receiver_status) == ("streaming", "streaming")
-    assert standby.receive_lsn and standby.replay_lsn and state.node("primary").current_lsn
+    assert standby.receive_lsn and standby.replay_lsn and state.node("dc1").current_lsn
     assert standby.lag_bytes is not None and standby.lag_bytes >= 0
+    assert standby.slot_retained_bytes is not None, "Patroni keeps a replication slot for each replica"
+    assert state.nodes[0].timeline == state.nodes[1].timeline
 
 
-def test_up_twice_is_idempotent(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
-    before = postmaster_pids(cluster_config)
+def test_synchronous_commits_wait_until_the_standby_has_applied_them(leader_first: KhoConfig) -> None:
+    with connect_admin(leader_first.warehouse) as conn:
+        settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN "
+                                     "('synchronous_commit', 'synchronous_standby_names')").fetchall())
+    assert settings["synchronous_commit"] == "remote_apply"
+    assert "dc2" in settings["synchronous_standby_names"]
 
-    again = cluster.up(cluster_config)
+
+def test_up_twice_is_idempotent(leader_first: KhoConfig) -> None:
+    before = postmaster_pids(leader_first)
+    patronis = {m.name: embedded.patroni_pid(m) for m in layout(leader_first).members}
+
+    again = embedded.up(leader_first)
 
     assert again.healthy, again.render()
-    assert postmaster_pids(cluster_config) == before, "a second `up` must not restart running nodes"
+    assert postmaster_pids(leader_first) == before, "a second `up` must not restart running nodes"
+    assert {m.name: embedded.patroni_pid(m) for m in layout(leader_first).members} == patronis
 
 
 def test_the_application_login_holds_no_superuser_power(warehouse: WarehouseConfig) -> None:
@@ -126,7 +152,8 @@ def test_the_application_login_may_checkpoint_and_see_replication_lsns(warehouse
     assert row == ("streaming", True)
 
 
-def test_the_administrator_is_the_bootstrap_superuser(warehouse: WarehouseConfig) -> None:
+def test_the_administrator_is_the_bootstrap_superuser(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
     with connect_admin(warehouse) as conn:
         row = conn.execute("SELECT oid, rolsuper, pg_is_in_recovery() FROM pg_roles WHERE rolname = current_user"
                            ).fetchone()
@@ -160,8 +187,9 @@ def test_the_application_login_cannot_open_a_replication_connection(warehouse: W
                         password=warehouse.password(), replication="true", dbname="replication").close()
 
 
-def test_both_nodes_load_pgaudit_when_it_is_installed(warehouse: WarehouseConfig) -> None:
-    if not cluster.find_binaries().has_pgaudit:
+def test_both_nodes_load_pgaudit_when_it_is_installed(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
+    if not find_binaries().has_pgaudit:
         pytest.skip("pgaudit is not installed for this PostgreSQL (`make setup` installs it as root on Debian)")
     for index in (0, 1):
         with connect_node(warehouse, index) as conn:
@@ -172,34 +200,48 @@ def test_both_nodes_load_pgaudit_when_it_is_installed(warehouse: WarehouseConfig
 
 def test_each_node_writes_json_logs_in_its_data_directory(warehouse: WarehouseConfig, cluster_config: KhoConfig
                                                          ) -> None:
-    for name in cluster.NODE_NAMES:
-        logs = cluster_config.home / "pg" / name / cluster.LOG_DIRECTORY
-        assert list(logs.glob("*.json")), f"{name} has no JSON log in {logs}"
+    for member in layout(cluster_config).members:
+        logs = member.datadir / LOG_DIRECTORY
+        assert list(logs.glob("*.json")), f"{member.name} has no JSON log in {logs}"
 
 
-def test_up_refuses_a_cluster_whose_application_login_is_its_bootstrap_superuser(tmp_path: Path) -> None:
-    """What `kho warehouse up` made before the administrator existed: initdb -U kho."""
+def test_patroni_configuration_holds_no_password_and_patroni_runs_as_the_server_user(
+        warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
+    secrets = [warehouse.admin_password(), warehouse.password(), warehouse.ensure_replication_password(),
+               cluster_config.ha.rest_password()]
+    lay = layout(cluster_config)
+    for member in lay.members:
+        text = member.patroni_config.read_text(encoding="utf-8")
+        assert not [s for s in secrets if s in text], f"a password is written in {member.patroni_config}"
+        settings = yaml.safe_load(text)
+        assert settings["name"] == member.name
+        assert settings["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] is True
+        pid = embedded.patroni_pid(member)
+        assert pid is not None
+        uid = int((Path("/proc") / str(pid) / "status").read_text().split("Uid:")[1].split()[0])
+        expected = pwd.getpwnam(cluster_config.pg_os_user).pw_uid if os.geteuid() == 0 else os.geteuid()
+        assert uid == expected != 0 or os.geteuid() != 0
+
+
+def test_up_refuses_a_warehouse_made_before_patroni(tmp_path: Path) -> None:
+    """`kho warehouse up` of earlier versions kept the nodes in pg/primary and pg/standby, outside Patroni."""
     config = make_config(tmp_path / "home", *free_ports(2))
-    layout = cluster._layout(config)
-    user = cluster._pg_user(config, create=True)
-    assert user is not None
+    old = config.home / "pg" / "primary"
+    old.mkdir(parents=True)
+    (old / "PG_VERSION").write_text("15\n")
     try:
-        cluster._prepare_root(layout, user)
-        cluster._initdb(cluster.find_binaries(), user, layout.root, layout.primary.datadir, config.warehouse.user,
-                        config.warehouse.ensure_password())
-
-        with pytest.raises(WarehouseError, match=r"bootstrap superuser.*kho warehouse destroy") as raised:
-            cluster.up(config)
+        with pytest.raises(WarehouseError, match=r"without Patroni.*kho warehouse destroy") as raised:
+            embedded.up(config)
         assert "\n" not in str(raised.value)
     finally:
-        cluster.destroy(config)
+        embedded.destroy(config)
 
 
 def test_up_rewrites_a_password_changed_by_hand(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
     with connect_admin(warehouse) as conn:
         logins.set_password(conn, warehouse.user, "changed-by-hand")
 
-    cluster.up(cluster_config)
+    embedded.up(cluster_config)
 
     with connect(warehouse, autocommit=True) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (warehouse.user,)
@@ -223,7 +265,8 @@ def test_rows_written_on_the_primary_appear_on_the_standby(warehouse: WarehouseC
     assert row == (1,)
 
 
-def test_connect_finds_the_primary_when_the_standby_is_listed_first(warehouse: WarehouseConfig) -> None:
+def test_connect_finds_the_primary_when_the_standby_is_listed_first(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
     standby_first = dataclasses.replace(warehouse, hosts=warehouse.hosts[::-1], ports=warehouse.ports[::-1])
 
     with connect(standby_first, autocommit=True) as conn:
@@ -231,78 +274,112 @@ def test_connect_finds_the_primary_when_the_standby_is_listed_first(warehouse: W
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
 
-def test_status_renders_an_aligned_table_of_both_nodes(warehouse: WarehouseConfig, cluster_config: KhoConfig
-                                                       ) -> None:
-    lines = cluster.status(cluster_config).render().splitlines()
+def test_status_renders_an_aligned_table_of_every_node(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
+    lines = health.status(leader_first).render().splitlines()
 
-    assert [line.split()[0] for line in lines[:3]] == ["NODE", "primary", "standby"]
+    assert [line.split()[0] for line in lines[:3]] == ["NODE", "dc1", "dc2"]
     column = lines[0].index("ADDRESS")
     assert lines[1][column:].startswith(f"{warehouse.hosts[0]}:{warehouse.primary_port}")
     assert lines[2][column:].startswith(f"{warehouse.hosts[1]}:{warehouse.standby_port}")
+    assert lines[1][lines[0].index("PATRONI"):].startswith("leader/running")
+    assert "replication: synchronous (remote_apply)" in lines
     assert lines[-1] == "healthy"
 
 
-def test_down_leaves_both_nodes_stopped_and_status_unhealthy(warehouse: WarehouseConfig, cluster_config: KhoConfig
-                                                              ) -> None:
-    try:
-        cluster.down(cluster_config)
-        cluster.down(cluster_config)  # already stopped: still fine
+def test_switchover_moves_the_primary_without_losing_a_commit(leader_first: KhoConfig) -> None:
+    warehouse = leader_first.warehouse
+    marker = uuid.uuid4().hex
+    with connect(warehouse, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kho_switchover_probe (marker text)")
+        conn.execute("INSERT INTO kho_switchover_probe SELECT %s FROM generate_series(1, 1000)", (marker,))
 
-        state = cluster.status(cluster_config)
+    change = patroni.switchover(leader_first)
+
+    assert change.after.leader is not None and change.after.leader.name == "dc2"
+    assert change.render().startswith("switchover: leader dc1 -> dc2")
+    with connect(warehouse, autocommit=True) as conn:
+        assert conn.info.port == warehouse.standby_port, "writers follow the new primary with no change of settings"
+        assert conn.execute("SELECT count(*) FROM kho_switchover_probe WHERE marker = %s", (marker,)
+                            ).fetchone() == (1000,)
+    state = health.status(leader_first)
+    assert state.healthy, state.render()
+    assert state.last_failover is not None and state.last_failover["new_leader"] == "dc2"
+
+
+def test_switchover_to_the_primary_itself_is_refused(leader_first: KhoConfig) -> None:
+    with pytest.raises(WarehouseError, match="dc1 is already the primary"):
+        patroni.switchover(leader_first, "dc1")
+    with pytest.raises(WarehouseError, match="no warehouse node 'dc9'"):
+        patroni.switchover(leader_first, "dc9")
+
+
+def test_down_leaves_every_node_stopped_and_status_unhealthy(warehouse: WarehouseConfig,
+                                                              cluster_config: KhoConfig) -> None:
+    try:
+        embedded.down(cluster_config)
+        embedded.down(cluster_config)  # already stopped: still fine
+
+        state = health.status(cluster_config)
         assert not state.healthy
         assert [(n.running, n.role) for n in state.nodes] == [(False, "down"), (False, "down")]
+        assert not state.patroni_answered
         assert "UNHEALTHY" in state.render()
+        assert all(embedded.patroni_pid(m) is None for m in layout(cluster_config).members)
     finally:
-        cluster.up(cluster_config)
+        embedded.up(cluster_config)
 
 
-def test_up_after_down_restarts_both_nodes(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
-    cluster.down(cluster_config)
+def test_up_after_down_restarts_every_node(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
+    embedded.down(cluster_config)
 
-    state = cluster.up(cluster_config)
-
-    assert state.healthy, state.render()
-
-
-def test_up_recovers_a_primary_killed_without_shutdown(warehouse: WarehouseConfig, cluster_config: KhoConfig
-                                                       ) -> None:
-    pidfile = cluster_config.home / "pg" / "primary" / "postmaster.pid"
-    os.kill(postmaster_pids(cluster_config)["primary"], signal.SIGKILL)
-    poll(lambda: not cluster.status(cluster_config).node("primary").running, "the killed primary stops answering")
-    assert pidfile.exists(), "a crash leaves its postmaster.pid behind"
-
-    state = cluster.up(cluster_config)
+    state = embedded.up(cluster_config)
 
     assert state.healthy, state.render()
+
+
+def test_a_primary_postgres_killed_without_shutdown_fails_over_and_comes_back(leader_first: KhoConfig) -> None:
+    """Synchronous mode: the synchronous standby has applied every commit, so Patroni promotes it at once
+    (primary_start_timeout 0); its old primary's Patroni rewinds it and it follows."""
+    pids = postmaster_pids(leader_first)
+    pid = pids["dc1"]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    patroni.wait_for(leader_first, lambda v: v.leader is not None and v.leader.name == "dc2", "dc2 promoted", 120)
+    state = embedded.up(leader_first)
+    assert state.healthy, state.render()
+    assert state.node("dc1").role == "standby"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the switch to an unprivileged OS user only happens as root")
 def test_data_belongs_to_the_os_user_while_secrets_stay_root_only(warehouse: WarehouseConfig,
                                                                    cluster_config: KhoConfig) -> None:
     owner = pwd.getpwnam(cluster_config.pg_os_user).pw_uid
-    pg_root = cluster_config.home / "pg"
-    for datadir in (pg_root / "primary", pg_root / "standby"):
-        info = datadir.stat()
-        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (owner, 0o700), datadir
+    for member in layout(cluster_config).members:
+        for path in (member.datadir, member.patroni_config):
+            info = path.stat()
+            assert info.st_uid == owner, path
+            assert stat.S_IMODE(info.st_mode) in (0o700, 0o600), path
     secrets = warehouse.password_file.parent.stat()
     assert (secrets.st_uid, stat.S_IMODE(secrets.st_mode)) == (0, 0o700)
-    assert not list(pg_root.glob(".pwfile-*")), "initdb's password file must be deleted once used"
+    pg_root = cluster_config.home / "pg"
     assert all(d.stat().st_mode & stat.S_IXOTH for d in pg_root.parents), "every ancestor must be searchable"
 
 
-def test_up_moves_both_nodes_when_the_ports_change(tmp_path: Path) -> None:
+def test_up_moves_every_node_when_the_ports_change(tmp_path: Path) -> None:
     first, second = free_ports(2)
     config = make_config(tmp_path / "home", first, second)
     try:
-        cluster.up(config)
+        embedded.up(config)
 
         swapped = make_config(tmp_path / "home", second, first)
-        state = cluster.up(swapped)
+        state = embedded.up(swapped)
 
         assert state.healthy, state.render()
-        assert [(n.role, n.port) for n in state.nodes] == [("primary", second), ("standby", first)]
+        assert sorted((n.name, n.port) for n in state.nodes) == [("dc1", second), ("dc2", first)]
     finally:
-        cluster.destroy(config)
+        embedded.destroy(swapped if "swapped" in locals() else config)
 
 
 def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
@@ -315,49 +392,52 @@ def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
             squatter.listen()
 
             with pytest.raises(WarehouseError, match=rf"127\.0\.0\.1:{standby_port}.*KHO_PG_STANDBY_PORT"):
-                cluster.up(config)
+                embedded.up(config)
     finally:
-        cluster.destroy(config)  # had `up` not refused, its servers would outlive the test
+        embedded.destroy(config)  # had `up` not refused, its servers would outlive the test
 
 
-def test_up_refuses_the_same_port_for_both_nodes(tmp_path: Path) -> None:
-    (port,) = free_ports(1)
-    config = make_config(tmp_path / "home", port, port)
+@pytest.mark.parametrize("clash", ["pg", "patroni", "etcd"])
+def test_up_refuses_one_port_for_two_servers(tmp_path: Path, clash: str) -> None:
+    port, other = free_ports(2)
+    more = {"pg": {}, "patroni": {"KHO_PATRONI_PORTS": f"{port},{other}"},
+            "etcd": {"KHO_ETCD_PORT": str(port)}}[clash]
+    config = make_config(tmp_path / "home", port, port if clash == "pg" else other, **more)
     try:
-        with pytest.raises(ConfigError, match="port of its own"):
-            cluster.up(config)
+        with pytest.raises(ConfigError, match="port of their own"):
+            embedded.up(config)
     finally:
-        cluster.destroy(config)
+        embedded.destroy(config)
 
 
 def test_find_binaries_prefers_the_system_postgresql(warehouse: WarehouseConfig) -> None:
     try:
-        system = cluster.find_binaries("system")
+        system = find_binaries("system")
     except WarehouseError:
         pytest.skip("no system PostgreSQL on this machine")
 
-    assert cluster.find_binaries() == system
+    assert find_binaries() == system
     with connect(warehouse, autocommit=True) as conn:
         assert conn.info.server_version // 10000 == system.major
 
 
 def test_find_binaries_names_what_it_looked_at_when_no_version_matches() -> None:
     with pytest.raises(WarehouseError, match=r"no PostgreSQL 3 server binaries found.*need 3"):
-        cluster.find_binaries(major=3)
+        find_binaries(major=3)
 
 
-def test_pgserver_binaries_run_a_streaming_cluster(tmp_path: Path) -> None:
-    binaries = cluster.find_binaries("pgserver")
+def test_pgserver_binaries_run_a_patroni_cluster(tmp_path: Path) -> None:
+    binaries = find_binaries("pgserver")
     config = make_config(tmp_path / "home", *free_ports(2))
     try:
-        state = cluster.up(config, binaries=binaries)
+        state = embedded.up(config, binaries=binaries)
 
         assert state.healthy, state.render()
         with connect(config.warehouse, autocommit=True) as conn:
             assert conn.info.server_version // 10000 == binaries.major
         if os.geteuid() == 0:
-            assert (config.home / "pg" / "primary").stat().st_uid == pwd.getpwnam(config.pg_os_user).pw_uid
+            assert (config.home / "pg" / "dc1").stat().st_uid == pwd.getpwnam(config.pg_os_user).pw_uid
     finally:
-        cluster.destroy(config)  # picks the pgserver binaries again from the data directory's PG_VERSION
+        embedded.destroy(config)  # picks the pgserver binaries again from the data directory's PG_VERSION
     assert not (config.home / "pg").exists()
-    assert not cluster.status(config).node("primary").running
+    assert not health.status(config).node("dc1").running

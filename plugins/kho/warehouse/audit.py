@@ -32,7 +32,7 @@ from psycopg import sql
 
 from kho.config import KhoConfig
 from kho.errors import ConfigError, KhoError, WarehouseError
-from kho.warehouse.cluster import JSONLOG_SINCE, find_binaries
+from kho.warehouse.binaries import JSONLOG_SINCE, find_binaries
 from kho.warehouse.connection import connect_admin
 
 log = logging.getLogger(__name__)

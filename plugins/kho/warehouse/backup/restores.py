@@ -8,6 +8,7 @@ no primary_conninfo, no synchronous standby to wait for, and it promotes itself 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import datetime as dt
 import hashlib
 import json
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 
@@ -192,21 +193,21 @@ def _controldata(into: Path) -> str:
 
 def start_restored(into: Path, user: ServerUser) -> float:
     """Start a restored cluster and wait until recovery has reached its target and promoted; returns the seconds."""
-    clock = time.monotonic()
+    clock, since = time.monotonic(), time.time() - 1
     startup_log = into / LOG_DIRECTORY / "kho-restore-startup.log"
     owned_dir(startup_log.parent, user)
     try:
         user.run([_pg_ctl(into), "-D", str(into), "-l", str(startup_log), "-w", "-t",
                   str(int(pgbackrest.LONG_TIMEOUT_S)), "start"], cwd=into, timeout=pgbackrest.LONG_TIMEOUT_S)
     except WarehouseError as exc:
-        raise WarehouseError(f"the restored cluster in {into} did not start: {_fatal(into) or exc}") from exc
+        raise WarehouseError(f"the restored cluster in {into} did not start: {_fatal(into, since) or exc}") from exc
     while True:
         state = user.run([_controldata(into), "-D", str(into)], cwd=into, timeout=60)
         if re.search(r"Database cluster state:\s+in production", state):
             return time.monotonic() - clock
         if not _running(into):
             raise WarehouseError(f"the restored cluster in {into} stopped during recovery: "
-                                 f"{_fatal(into) or 'see its log in ' + str(into / LOG_DIRECTORY)}")
+                                 f"{_fatal(into, since) or 'see its log in ' + str(into / LOG_DIRECTORY)}")
         time.sleep(0.2)
 
 
@@ -221,14 +222,13 @@ def _running(into: Path) -> bool:
     return True
 
 
-def _fatal(into: Path) -> str:
-    """The last FATAL or PANIC line of the restored cluster's logs (e.g. recovery ended before its target)."""
-    logs = sorted((into / LOG_DIRECTORY).glob("*"), key=lambda p: p.stat().st_mtime)
+def _fatal(into: Path, since: float) -> str:
+    """The last FATAL or PANIC line the restored cluster logged since `since` (e.g. recovery ended before its
+    target); its directory also holds the backed-up node's older logs, which say nothing about this start."""
+    logs = sorted((p for p in (into / LOG_DIRECTORY).glob("*") if p.suffix != ".json" and p.stat().st_mtime >= since),
+                  key=lambda p: p.stat().st_mtime)
     for path in reversed(logs):
-        if path.suffix == ".json":
-            continue
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        for line in reversed(lines):
+        for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
             if "FATAL:" in line or "PANIC:" in line:
                 return line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip()
     return ""
@@ -327,6 +327,12 @@ def verify_restore(config: KhoConfig, label: str | None = None) -> VerifyReport:
     recorded = json.loads(recorded_file.read_text(encoding="utf-8"))
     point = str(recorded["restore_point"])
     scratch = layout(config).root / "verify-restore"
+    with _alone(scratch):
+        return _verify_into(config, user, label, point, recorded, repository, scratch)
+
+
+def _verify_into(config: KhoConfig, user: ServerUser, label: str, point: str, recorded: dict[str, Any],
+                 repository: str, scratch: Path) -> VerifyReport:
     _discard(scratch, user)
     try:
         _prepare(scratch, user)
@@ -350,6 +356,19 @@ def _newest_recorded(config: KhoConfig, user: ServerUser) -> str:
         if figures_path(config, label).is_file():
             return label
     raise WarehouseError(f"no backup to verify in {config.ha.backup_repo}: run `kho warehouse backup` first")
+
+
+@contextlib.contextmanager
+def _alone(scratch: Path) -> Iterator[None]:
+    """One verify-restore at a time per warehouse: a second would discard the first's scratch cluster."""
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    with (scratch.parent / f".{scratch.name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseError("another verify-restore of this warehouse is running; wait for it to finish") \
+                from None
+        yield
 
 
 @contextlib.contextmanager
