@@ -11,6 +11,8 @@ setup:
 	$(UV) sync --frozen --quiet
 	@# Statement audit (Decree 13/2023): pgaudit for the PostgreSQL the warehouse runs, where apt can; never fatal.
 	@$(UV) run --frozen python -m kho.warehouse.audit install || echo 'pgaudit: not installed; audit falls back to statement logging'
+	@# Backups and WAL archiving (pgBackRest, Debian's package), where apt can; never fatal (backups then say why).
+	@$(UV) run --frozen python -m kho.warehouse.backup install || echo 'pgbackrest: not installed; no backups'
 
 demo: setup
 	$(UV) run --frozen kho demo

@@ -53,7 +53,12 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
 
 
 def _backup(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.warehouse import backup
+    from kho.warehouse import backup, patroni
+    from kho.warehouse.layout import layout
+
+    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
+    if why is not None:
+        raise KhoError(f"no backups here: {why}")
 
     if args.action == "backup":
         print(backup.backup(config, args.type).render())

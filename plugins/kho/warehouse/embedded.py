@@ -26,7 +26,7 @@ import yaml
 
 from kho.config import KhoConfig
 from kho.errors import ConfigError, WarehouseError
-from kho.warehouse import logins, patroni, runtime
+from kho.warehouse import backup, logins, patroni, runtime
 from kho.warehouse.binaries import PgBinaries, data_major, find_binaries
 from kho.warehouse.health import ClusterStatus, status
 from kho.warehouse.layout import LISTEN_HOST, Layout, Member, layout
@@ -72,7 +72,7 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
             owned_dir(member.socket_dir.parent, user)
             owned_dir(member.socket_dir, user)
         rt = runtime.prepare(user, lay.runtime)
-        _write_backup_configs(config, user)
+        _write_backup_configs(config, user, bins)
         if config.ha.embedded_etcd:
             _ensure_etcd(config, lay, user, rt)
         write_owned(lay.ctl_config, patroni.render(patroni.ctl_settings(config), "patronictl's view of the "
@@ -86,7 +86,7 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
         _wait_streaming(config, lay)
         if patroni.restart_pending(config, lay):
             _wait_streaming(config, lay)
-        _ensure_stanza(config)
+        _ensure_stanza(config, bins)
         report = _migrate(config, leader, passwords.app)  # last: a refused migration leaves the nodes running
     return dataclasses.replace(status(config), migration=report)
 
@@ -129,24 +129,19 @@ def _check_versions(lay: Layout, bins: PgBinaries) -> None:
             )
 
 
-def _backup_hook(name: str):
-    try:
-        from kho.warehouse import backup
-    except ImportError:  # pragma: no cover - until kho.warehouse.backup lands
-        return None
-    return getattr(backup, name, None)
+def _write_backup_configs(config: KhoConfig, user: ServerUser, bins: PgBinaries) -> None:
+    if patroni.archiving_unsupported(bins.major) is None:
+        backup.write_configs(config, user)
 
 
-def _write_backup_configs(config: KhoConfig, user: ServerUser) -> None:
-    hook = _backup_hook("write_configs")
-    if hook:
-        hook(config, user)
-
-
-def _ensure_stanza(config: KhoConfig) -> None:
-    hook = _backup_hook("ensure_stanza")
-    if hook:
-        hook(config)
+def _ensure_stanza(config: KhoConfig, bins: PgBinaries) -> None:
+    """The backup repository's stanza, checked against the primary; where pgBackRest cannot serve this
+    PostgreSQL the nodes do not archive, and `up` says so (backups then fail with the same reason)."""
+    why = patroni.archiving_unsupported(bins.major)
+    if why is not None:
+        log.warning("no WAL archiving and no backups: %s", why)
+        return
+    backup.ensure_stanza(config)
 
 
 # --------------------------------------------------------------------------------------------------- etcd

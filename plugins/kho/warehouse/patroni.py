@@ -12,6 +12,8 @@ Why the timing values are what they are, and what synchronous mode promises: doc
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -97,12 +99,48 @@ def local_parameters(config: KhoConfig, member: Member, bins: PgBinaries) -> dic
 
 
 def _backup_parameters(config: KhoConfig, member: Member) -> dict[str, Any]:
-    try:
-        from kho.warehouse import backup
-    except ImportError:  # pragma: no cover - until kho.warehouse.backup lands
+    """Archiving to pgBackRest, where it can serve this PostgreSQL; never an archive_command that fails on every
+    segment (the primary would keep all its WAL until its disk is full)."""
+    from kho.warehouse import backup
+
+    if archiving_unsupported(member_major(member)) is not None:
         return {}
-    hook = getattr(backup, "postgres_parameters", None)
-    return dict(hook(config, member)) if hook else {}
+    return dict(backup.postgres_parameters(config, member))
+
+
+PGBACKREST_MAX_MAJOR = ((2, 46, 15), (2, 54, 16))
+"""(pgBackRest versions below, the newest PostgreSQL major they support): 2.45 knows PostgreSQL 15 at most, 2.46
+added 16, 2.54 added 17."""
+
+
+def pgbackrest_version() -> tuple[int, ...] | None:
+    program = shutil.which("pgbackrest", path="/usr/local/bin:/usr/bin:/bin")
+    if program is None:
+        return None
+    try:
+        out = subprocess.run([program, "version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+)\.(\d+)", out)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def archiving_unsupported(major: int | None) -> str | None:
+    """Why pgBackRest cannot archive and back up this PostgreSQL major here, or None if it can."""
+    version = pgbackrest_version()
+    if version is None:
+        return "pgbackrest is not installed (as root: `apt-get install pgbackrest`; `make setup` does it)"
+    newest = next((limit for *below, limit in PGBACKREST_MAX_MAJOR if version < tuple(below)), 17)
+    if major is not None and major > newest:
+        return (f"pgBackRest {'.'.join(map(str, version))} supports PostgreSQL up to {newest}, and the warehouse "
+                f"runs PostgreSQL {major}: install a newer pgBackRest")
+    return None
+
+
+def member_major(member: Member) -> int | None:
+    from kho.warehouse.binaries import data_major
+
+    return data_major(member.datadir)
 
 
 def pg_hba(config: KhoConfig, os_user: str) -> list[str]:
