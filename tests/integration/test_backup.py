@@ -178,6 +178,15 @@ def test_verify_restore_names_a_corrupted_backup_file(fresh_db_config: KhoConfig
     assert taken.label in message and "\n" not in message
 
 
+def test_a_restore_to_a_time_the_archive_does_not_reach_fails_saying_so(kho_config: KhoConfig, restored: Path) -> None:
+    backup.backup(kho_config, "incr")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with pytest.raises(WarehouseError) as failed:
+        backup.restore(kho_config, later, restored, start=True)
+    assert "recovery ended before configured recovery target was reached" in str(failed.value)
+    assert "\n" not in str(failed.value)
+
+
 def test_restore_refuses_a_directory_that_is_not_empty(kho_config: KhoConfig, tmp_path: Path) -> None:
     into = tmp_path / "taken"
     into.mkdir()

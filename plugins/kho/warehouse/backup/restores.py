@@ -8,8 +8,8 @@ no primary_conninfo, no synchronous standby to wait for, and it promotes itself 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
