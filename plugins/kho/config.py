@@ -199,6 +199,23 @@ class HaConfig:
         return generate_secret(self.rest_password_file)
 
 
+def _nodes(env: dict[str, str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The warehouse's nodes: KHO_PG_PORTS (and KHO_PG_HOSTS) list any number, else the primary and standby
+    settings name two (KHO_PG_HOST/KHO_PG_PORT, KHO_PG_STANDBY_HOST/KHO_PG_STANDBY_PORT)."""
+    host = env.get("KHO_PG_HOST", "127.0.0.1")
+    if env.get("KHO_PG_PORTS"):
+        ports = _ports(env, "KHO_PG_PORTS", ())
+        hosts = tuple(h.strip() for h in env.get("KHO_PG_HOSTS", "").split(",") if h.strip()) or (host,) * len(ports)
+        if len(hosts) == 1:
+            hosts = hosts * len(ports)
+        if len(hosts) != len(ports) or len(ports) < 2:
+            raise ConfigError(f"KHO_PG_PORTS lists {len(ports)} ports and KHO_PG_HOSTS {len(hosts)} hosts: give at "
+                              "least two nodes, and one host for all or one host per port")
+        return hosts, ports
+    return ((host, env.get("KHO_PG_STANDBY_HOST", host)),
+            (_port(env, "KHO_PG_PORT", 55432), _port(env, "KHO_PG_STANDBY_PORT", 55433)))
+
+
 def _ports(env: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     raw = env.get(name)
     if not raw:
@@ -471,10 +488,10 @@ class KhoConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> KhoConfig:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("KHO_HOME", str(Path.cwd() / ".kho"))).resolve()
-        host = env.get("KHO_PG_HOST", "127.0.0.1")
+        hosts, ports = _nodes(env)
         warehouse = WarehouseConfig(
-            hosts=(host, env.get("KHO_PG_STANDBY_HOST", host)),
-            ports=(_port(env, "KHO_PG_PORT", 55432), _port(env, "KHO_PG_STANDBY_PORT", 55433)),
+            hosts=hosts,
+            ports=ports,
             dbname=env.get("KHO_PG_DATABASE", "kho"),
             user=env.get("KHO_PG_USER", "kho"),
             password_file=Path(env.get("KHO_PG_PASSWORD_FILE", str(home / "secrets" / "pg_password"))),
@@ -653,6 +670,8 @@ class KhoConfig:
             "KHO_PG_STANDBY_HOST": wh.hosts[1],
             "KHO_PG_PORT": str(wh.primary_port),
             "KHO_PG_STANDBY_PORT": str(wh.standby_port),
+            **({"KHO_PG_HOSTS": ",".join(wh.hosts), "KHO_PG_PORTS": ",".join(map(str, wh.ports))}
+               if len(wh.ports) > 2 else {}),
             "KHO_PG_DATABASE": wh.dbname,
             "KHO_PG_USER": wh.user,
             "KHO_PG_PASSWORD_FILE": str(wh.password_file),

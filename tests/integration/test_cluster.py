@@ -441,3 +441,22 @@ def test_pgserver_binaries_run_a_patroni_cluster(tmp_path: Path) -> None:
         embedded.destroy(config)  # picks the pgserver binaries again from the data directory's PG_VERSION
     assert not (config.home / "pg").exists()
     assert not health.status(config).node("dc1").running
+
+
+def test_three_nodes_one_leader_one_synchronous_standby_and_a_replica(tmp_path: Path) -> None:
+    ports = free_ports(6)
+    config = KhoConfig.from_env({
+        "KHO_HOME": str(tmp_path / "home"), "KHO_PG_PORTS": ",".join(map(str, ports[:3])),
+        "KHO_PATRONI_PORTS": ",".join(map(str, ports[3:])), **dict(zip(
+            ("KHO_ETCD_PORT", "KHO_ETCD_PEER_PORT"), map(str, free_ports(2)), strict=True)),
+    })
+    try:
+        state = embedded.up(config)
+
+        assert state.healthy, state.render()
+        assert [n.name for n in state.nodes] == ["dc1", "dc2", "dc3"]
+        assert sorted(n.patroni_role or "" for n in state.nodes) == ["leader", "replica", "sync_standby"]
+        assert [n.replication_state for n in state.standbys] == ["streaming", "streaming"]
+        assert config.child_env()["KHO_PG_PORTS"] == ",".join(map(str, ports[:3]))
+    finally:
+        embedded.destroy(config)
