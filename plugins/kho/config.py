@@ -168,16 +168,16 @@ class HaConfig:
     """Full backups kept (KHO_BACKUP_RETENTION_FULL); older ones and the WAL only they need are expired."""
 
     def __post_init__(self) -> None:
+        for name, value, floor in (("KHO_PATRONI_TTL", self.ttl, 20), ("KHO_PATRONI_LOOP_WAIT", self.loop_wait, 1),
+                                   ("KHO_PATRONI_RETRY_TIMEOUT", self.retry_timeout, 3)):
+            if value < floor:  # Patroni would raise it silently; say so instead
+                raise ConfigError(f"{name}={value} is below Patroni's minimum of {floor} seconds")
         if self.loop_wait + 2 * self.retry_timeout > self.ttl:
             raise ConfigError(
                 f"KHO_PATRONI_LOOP_WAIT ({self.loop_wait}) + 2 x KHO_PATRONI_RETRY_TIMEOUT ({self.retry_timeout}) "
                 f"must not exceed KHO_PATRONI_TTL ({self.ttl}): a leader could lose its lock while it still runs "
                 "as primary"
             )
-        for name, value, floor in (("KHO_PATRONI_TTL", self.ttl, 20), ("KHO_PATRONI_LOOP_WAIT", self.loop_wait, 1),
-                                   ("KHO_PATRONI_RETRY_TIMEOUT", self.retry_timeout, 3)):
-            if value < floor:  # Patroni would raise it silently; say so instead
-                raise ConfigError(f"{name}={value} is below Patroni's minimum of {floor} seconds")
 
     @property
     def embedded_etcd(self) -> bool:
