@@ -12,7 +12,8 @@ all twelve raw tables), and publishes them only when they pass their gates: writ
    built into private `build_mart_<domain>` schemas.
 3. `audit_marts` runs every mart's GX suite on its build table; a blocking failure stops the run here.
 4. `publish` makes the audited marts visible in `mart_<domain>` in one transaction and records it in
-   `kho.publications`; it completes once the standby has replayed the publication.
+   `kho.publications`; it completes once the standby has replayed the publication, and then emits the
+   `kho.publications` Asset (`warehouse_backup` runs on it).
 5. `docs` regenerates the dbt docs under KHO_HOME.
 
 Beside them, `source_freshness` runs `dbt source freshness` on the twelve raw tables: a registry that has not
@@ -33,7 +34,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 from cosmos.operators.local import DbtBuildLocalOperator, DbtSourceLocalOperator
 
 from kho import dag_defaults, pipelines
-from kho.assets import every_raw_table
+from kho.assets import every_raw_table, published_marts
 from kho.build.dbt import BUILD_AS_OF, BUILD_RUN_ID, DBT_PROJECT, build_session_options, dag_manifest
 from kho.config import KhoConfig
 from kho.sources import ENTITIES
@@ -112,7 +113,7 @@ def build_warehouse() -> None:
     def audit_marts() -> list:
         return pipelines.audit_marts()
 
-    @task
+    @task(outlets=[published_marts()])  # warehouse_backup waits for it
     def publish(summary: dict) -> dict:
         return pipelines.publish_marts(summary)
 

@@ -24,6 +24,7 @@ WAREHOUSE_HOST = "kho-warehouse"
 DATABASE = "kho"
 RAW_GROUP = "kho-raw"
 """Where the raw tables' Assets sit in the UI's asset list."""
+MART_GROUP = "kho-marts"
 
 
 def table_uri(schema: str, table: str) -> str:
@@ -37,6 +38,13 @@ def raw_uri(entity: Entity) -> str:
 def raw_asset(entity: Entity) -> Asset:
     """The Asset a sync DAG emits once every batch it loaded into the entity's raw table passed the raw suite."""
     return _asset(f"raw.{entity.raw_table}", raw_uri(entity), RAW_GROUP)
+
+
+def published_marts() -> Asset:
+    """The Asset build_warehouse's `publish` emits once a publication is committed and the standby has replayed
+    it: named after `kho.publications`, where each publication is recorded. What runs after publishing (the nightly
+    backup) waits for it."""
+    return _asset("kho.publications", table_uri("kho", "publications"), MART_GROUP)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from kho.config import KhoConfig
 if TYPE_CHECKING:
     from kho.build.run import BuildPlan
     from kho.load.pipeline import SyncOptions
+    from kho.warehouse.backup import BackupKind
 
+log = logging.getLogger(__name__)
 LATE_ARRIVAL_LOOKBACK = dt.timedelta(days=1)
 """Registries publish some updates a day late with their original updated_at: re-read a day (counted unchanged)."""
 
@@ -148,3 +151,47 @@ def primary() -> dict[str, str]:
 
     host, port = primary_address(KhoConfig.from_env().warehouse)
     return {"host": host, "port": str(port)}
+
+
+def warehouse_health() -> dict[str, Any]:
+    """The warehouse against its KHO_HEALTH_* thresholds, logged whole. An alert fails the task at once, one line
+    per alert, with AirflowFailException: a retry would only hold the alert back for its delay."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kho.warehouse import health
+
+    report = health.check(KhoConfig.from_env())
+    log.info("warehouse health:\n%s", report.render())
+    if not report.ok:
+        raise AirflowFailException(f"{len(report.alerts)} warehouse alert(s):\n" + "\n".join(report.alerts))
+    primary_node = report.status.primary
+    return {"primary": primary_node.name if primary_node else None, "nodes": len(report.status.nodes),
+            "checked": list(report.checked)}
+
+
+def warehouse_backup(kind: BackupKind = "auto") -> dict[str, Any]:
+    """A pgBackRest backup of the current primary (full once a week, else incremental, for `auto`), with the
+    figures verify-restore will compare."""
+    from kho.warehouse import backup
+
+    result = backup.backup(KhoConfig.from_env(), kind)
+    log.info("%s", result.render())
+    return {"label": result.label, "kind": result.kind, "node": result.node, "restore_point": result.restore_point,
+            "duration_s": round(result.duration_s, 1), "mb_per_s": round(result.mb_per_s, 1)}
+
+
+def verify_restore(taken: Mapping[str, Any]) -> dict[str, Any]:
+    """Restore the backup just taken into a scratch cluster and compare its figures with those recorded. A figure
+    that differs fails the task at once (AirflowFailException): restoring the same backup again gives the same."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kho.warehouse import backup
+
+    try:
+        report = backup.verify_restore(KhoConfig.from_env(), str(taken["label"]))
+    except backup.VerifyFailed as failed:
+        log.error("%s", failed.report.render())
+        raise AirflowFailException(str(failed)) from None
+    log.info("%s", report.render())
+    return {"label": report.label, "restore_point": report.restore_point, "repository": report.repository,
+            "figures_matched": len(report.comparison.matched)}

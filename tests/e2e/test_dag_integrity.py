@@ -24,8 +24,9 @@ def test_every_dag_file_imports_without_errors(dagbag: Any) -> None:
     assert {Path(d.fileloc).name for d in dagbag.dags.values()} == {p.name for p in DAG_FILES}
 
 
-def test_there_is_one_sync_dag_per_registry_and_the_build_dag(dagbag: Any) -> None:
-    assert set(dagbag.dag_ids) == {f"sync_{r.slug}" for r in REGISTRIES} | {"build_warehouse"}
+def test_there_is_one_sync_dag_per_registry_the_build_dag_and_the_warehouse_dags(dagbag: Any) -> None:
+    assert set(dagbag.dag_ids) == {f"sync_{r.slug}" for r in REGISTRIES} | {
+        "build_warehouse", "warehouse_health", "warehouse_backup"}
 
 
 def test_each_sync_dag_loads_and_validates_every_entity_of_its_registry(dagbag: Any) -> None:
@@ -133,6 +134,41 @@ def test_the_build_dag_publishes_only_after_dbt_and_the_audit(dagbag: Any) -> No
     assert "audit_marts" in upstream
     assert {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")} <= upstream
     assert dag.get_task("audit_marts").trigger_rule == publish.trigger_rule == "all_success"
+
+
+def test_the_health_dag_checks_every_five_minutes_one_run_at_a_time_without_catching_up(dagbag: Any) -> None:
+    """As the scheduler has it: a run at every fifth minute, with no data interval (a probe looks at now)."""
+    import pendulum
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    dag = dagbag.get_dag("warehouse_health")
+    assert [t.task_id for t in dag.tasks] == ["check"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.dagrun_timeout is not None and dag.dagrun_timeout < dt.timedelta(minutes=5)
+    timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+    assert timetable.summary == "*/5 * * * *"
+    start = pendulum.datetime(2026, 3, 10, 12, 1, tz=dag.timezone)
+    runs = []
+    last = None
+    for _ in range(2):
+        info = timetable.next_dagrun_info(last_automated_data_interval=last,
+                                          restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
+        runs.append(pendulum.instance(info.run_after).in_tz(dag.timezone))
+        last = info.data_interval
+        assert info.data_interval.start == info.data_interval.end
+    assert [(r.hour, r.minute) for r in runs] == [(12, 5), (12, 10)]
+
+
+def test_the_backup_dag_runs_on_what_the_build_dag_publishes_and_verifies_after_backing_up(dagbag: Any) -> None:
+    published = {(o.name, o.uri) for t in dagbag.get_dag("build_warehouse").tasks if t.task_id == "publish"
+                 for o in t.outlets}
+    assert len(published) == 1
+    dag = dagbag.get_dag("warehouse_backup")
+    assert asset_keys(dag.timetable.asset_condition) == published
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.get_task("verify_restore").upstream_task_ids == {"backup"}
+    assert dag.get_task("verify_restore").trigger_rule == "all_success"
 
 
 def test_the_build_dag_has_a_dbt_task_for_every_model_past_staging(dagbag: Any) -> None:
