@@ -4,7 +4,8 @@
 Each generated file is an `Artifact`: its path under the project root and a function giving its bytes. The
 renderers stay with the stage that owns their output (raw GX suites in `kho.quality.suites`, dbt sources, staging
 and seeds in `kho.build.project`, the entity reference in `kho.simulator.docs`, the NFC table in
-`kho.sources._nfc_gen`); this module only lists them, compares and writes. `--out DIR` generates into another root,
+`kho.sources._nfc_gen`, the compose deployment's Patroni configuration in `kho.warehouse.compose`, from the
+embedded nodes' settings); this module only lists them, compares and writes. `--out DIR` generates into another root,
 so a registry named in `KHO_REGISTRY_MODULES` gets its files without touching the repository.
 """
 
@@ -23,6 +24,7 @@ from kho.quality import suites
 from kho.simulator import docs
 from kho.sources import REGISTRIES, Entity, Registry
 from kho.sources import _nfc_gen as nfc_gen
+from kho.warehouse import compose
 
 Render = Callable[[bytes | None], bytes]
 """The file's content, given what is there now (None if nothing): a doc with a generated section keeps the rest."""
@@ -110,6 +112,7 @@ def artifacts(registries: Sequence[Registry] = REGISTRIES) -> tuple[Artifact, ..
                               _whole(partial(_raw_suite, entity)),
                               f"kho.sources {entity.qualified_name}"))
     found.append(Artifact(REGISTRIES_DOC, _registries_doc(registries), "kho.sources (entity reference)"))
+    found.append(Artifact(compose.TEMPLATE, _whole(compose.render), "kho.warehouse.patroni (compose template)"))
     return tuple(found)
 
 

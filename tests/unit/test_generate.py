@@ -46,7 +46,7 @@ def test_the_committed_generated_files_are_what_kho_sources_gives() -> None:
 
 def test_every_kind_of_generated_file_is_in_the_list() -> None:
     kinds = {p.parts[0] if p.parts[0] != "dbt_project" else "/".join(p.parts[:2]) for p in PATHS}
-    assert kinds == {"expectations", "dbt_project/models", "dbt_project/seeds", "plugins", "docs"}
+    assert kinds == {"expectations", "dbt_project/models", "dbt_project/seeds", "plugins", "docs", "deploy"}
     assert len(set(PATHS)) == len(PATHS), "two artifacts write one file"
 
 
@@ -57,6 +57,7 @@ EDITS = {
     "dbt_project/seeds/ref_provinces_2025.csv": ("Thành phố Hà Nội", "Thanh pho Ha Noi"),
     "plugins/kho/sources/_nfc_table.py": ("(0x0300, 0x034E)", "(0x0300, 0x034F)"),
     "docs/registries.md": ("| `cccd` |", "| `cccd_number` |"),
+    "deploy/patroni/patroni.yml": ("ttl: 20", "ttl: 30"),
 }
 
 

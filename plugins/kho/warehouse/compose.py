@@ -1,0 +1,159 @@
+"""The Patroni configuration of the compose deployment: the embedded nodes' configuration, made a template.
+
+`kho generate` writes it to `deploy/patroni/patroni.yml` (and `--check` fails when it drifts). Every container of the
+warehouse mounts the same file; what differs between members (its name, addresses, data and program directories,
+where etcd is) and every secret comes from Patroni's own `PATRONI_*` environment variables (`MEMBER_ENV`,
+`SECRET_ENV`), which Patroni lays over the file before validating it. The cluster-wide part is
+`kho.warehouse.patroni.dcs_settings` itself, so the embedded default and compose fail over with the same values.
+
+What differs from an embedded node, and why (`CONTAINER_ONLY`): clients and replicas come from the compose network
+(`NETWORK_CIDR`) rather than loopback; the server runs as the image's `postgres` user with Debian's socket
+directory; pgaudit is preloaded (the image installs it); WAL goes to pgBackRest through the image's
+`/etc/pgbackrest/pgbackrest.conf` rather than a per-node configuration under KHO_HOME.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from kho.config import KhoConfig
+from kho.warehouse import patroni
+from kho.warehouse.layout import LOG_DIRECTORY
+
+TEMPLATE = Path("deploy", "patroni", "patroni.yml")
+"""Where `kho generate` writes the template, relative to the project root."""
+NETWORK_CIDR = "172.30.13.0/24"
+"""The compose network's subnet (its `ipam` config must say the same): the only addresses pg_hba lets in over TCP."""
+OS_USER = "postgres"
+"""The image's server user: the administrator by peer identity over the node's own socket (pgBackRest)."""
+SOCKET_DIR = "/var/run/postgresql"
+PGBACKREST = "/usr/bin/pgbackrest"
+PGBACKREST_CONFIG = "/etc/pgbackrest/pgbackrest.conf"
+"""The image's pgBackRest configuration: the repository (a volume shared with the backup container) and pg1-path."""
+IMAGE_PACKAGES = ("postgresql-17", "postgresql-17-pgaudit", "pgbackrest", "patroni[etcd3]")
+"""What the warehouse image must hold for this configuration: PostgreSQL 15 or later (jsonlog), pgaudit, pgBackRest
+and Patroni with its etcd3 client."""
+COMPOSE_ENV = {"KHO_HOME": "/var/lib/kho"}
+"""The settings the committed template is rendered from: kho's defaults, whatever this machine's environment says,
+so `kho generate --check` gives the same file everywhere."""
+
+MEMBER_ENV = {
+    "PATRONI_NAME": "dc1",
+    "PATRONI_RESTAPI_LISTEN": "0.0.0.0:8008",
+    "PATRONI_RESTAPI_CONNECT_ADDRESS": "pg-dc1:8008",
+    "PATRONI_POSTGRESQL_LISTEN": "0.0.0.0:5432",
+    "PATRONI_POSTGRESQL_CONNECT_ADDRESS": "pg-dc1:5432",
+    "PATRONI_POSTGRESQL_DATA_DIR": "/var/lib/postgresql/data",
+    "PATRONI_POSTGRESQL_BIN_DIR": "/usr/lib/postgresql/17/bin",
+    "PATRONI_POSTGRESQL_PGPASS": "/var/lib/postgresql/pgpass",
+    "PATRONI_ETCD3_HOSTS": "etcd1:2379,etcd2:2379,etcd3:2379",
+}
+"""What each warehouse container sets, with the first member's values as an example: Patroni reads these names
+(patroni/config.py `_build_environment_configuration`)."""
+SECRET_ENV = ("PATRONI_SUPERUSER_PASSWORD", "PATRONI_REPLICATION_PASSWORD", "PATRONI_REWIND_PASSWORD",
+              "PATRONI_RESTAPI_USERNAME", "PATRONI_RESTAPI_PASSWORD")
+"""The secrets, from the compose `.env`: the same names `kho.warehouse.patroni.secret_env` gives an embedded node."""
+
+MEMBER_SPECIFIC = (
+    ("name",), ("restapi", "listen"), ("restapi", "connect_address"), ("etcd3", "hosts"),
+    ("postgresql", "listen"), ("postgresql", "connect_address"), ("postgresql", "data_dir"),
+    ("postgresql", "bin_dir"), ("postgresql", "pgpass"),
+)
+"""Paths of the embedded configuration left out of the template, each set by one of MEMBER_ENV."""
+CONTAINER_ONLY = (
+    ("postgresql", "parameters", "unix_socket_directories"), ("postgresql", "parameters", "shared_preload_libraries"),
+    ("postgresql", "parameters", "archive_command"), ("postgresql", "parameters", "restore_command"),
+    ("postgresql", "pg_hba"), ("postgresql", "pg_ident"),
+)
+"""Paths whose value the container gives differently from an embedded node (see the module's docstring)."""
+
+
+def compose_config() -> KhoConfig:
+    return KhoConfig.from_env(COMPOSE_ENV)
+
+
+def pg_hba(config: KhoConfig, network: str = NETWORK_CIDR) -> list[str]:
+    """As an embedded node's (`patroni.pg_hba`), with the compose network where the embedded one says loopback."""
+    wh = config.warehouse
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    return [
+        f"local all {q(wh.admin_user)} peer map=kho",
+        "local all all scram-sha-256",
+        f"host all all {network} scram-sha-256",
+        f"host replication {q(wh.replication_user)} {network} scram-sha-256",
+    ]
+
+
+def parameters(config: KhoConfig) -> dict[str, Any]:
+    """A container's own PostgreSQL settings: an embedded node's (`patroni.local_parameters`) with the image's
+    socket directory, pgaudit, and archiving through the image's pgBackRest configuration."""
+    common = [PGBACKREST, f"--config={PGBACKREST_CONFIG}", f"--stanza={config.ha.scope}"]
+    return {
+        "unix_socket_directories": SOCKET_DIR,
+        "unix_socket_permissions": "0700",
+        "wal_retrieve_retry_interval": "1s",
+        "shared_preload_libraries": "pgaudit",
+        "logging_collector": "on",
+        "log_destination": "stderr,jsonlog",
+        "log_directory": LOG_DIRECTORY,
+        "log_filename": "postgresql-%Y-%m-%d_%H%M%S.log",
+        "log_rotation_age": "1d",
+        "log_rotation_size": "100MB",
+        "log_truncate_on_rotation": "off",
+        "log_file_mode": "0600",
+        "log_timezone": "UTC",
+        "lc_messages": "C",
+        "log_line_prefix": "%m [%p] %q%u@%d ",
+        "archive_mode": "on",
+        "archive_command": shlex.join([*common, "archive-push"]) + " %p",
+        "archive_timeout": "300s",
+        "restore_command": shlex.join([*common, "archive-get"]) + ' %f "%p"',
+    }
+
+
+def settings(config: KhoConfig | None = None, network: str = NETWORK_CIDR) -> dict[str, Any]:
+    """The compose members' Patroni configuration, before the PATRONI_* environment fills in each member."""
+    config = config or compose_config()
+    ha, wh = config.ha, config.warehouse
+    return {
+        "scope": ha.scope,
+        "namespace": patroni.NAMESPACE,
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+        "etcd3": {"protocol": "http"},
+        "bootstrap": {
+            "dcs": patroni.dcs_settings(config),
+            "initdb": [{"encoding": "UTF8"}, "no-locale", "data-checksums", {"auth": "scram-sha-256"}],
+        },
+        "postgresql": {
+            "authentication": {
+                "superuser": {"username": wh.admin_user},
+                "replication": {"username": wh.replication_user},
+                "rewind": {"username": wh.admin_user},
+            },
+            "parameters": parameters(config),
+            "pg_hba": pg_hba(config, network),
+            "pg_ident": [f"kho {OS_USER} {wh.admin_user}"],
+            "basebackup": [{"checkpoint": "fast"}],
+            "remove_data_directory_on_rewind_failure": True,
+            "remove_data_directory_on_diverged_timelines": True,
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+        "watchdog": {"mode": "off"},
+    }
+
+
+def render(config: KhoConfig | None = None, network: str = NETWORK_CIDR) -> str:
+    """deploy/patroni/patroni.yml: the template, headed by what each container must set."""
+    header = "\n# ".join([
+        "Generated by `kho generate` from kho.warehouse.compose (kho.warehouse.patroni's settings); do not edit.",
+        "Each warehouse container sets its own member (values for dc1):",
+        *(f"  {name}={value}" for name, value in MEMBER_ENV.items()),
+        "and the secrets, from .env: " + ", ".join(SECRET_ENV) + ".",
+        f"pg_hba admits the compose network {network} only; the compose file's network must use that subnet.",
+    ])
+    return patroni.render(settings(config, network), header)
