@@ -68,8 +68,27 @@ def _instant(value: Any) -> dt.datetime | None:
 
 
 def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The `extract_load` task of a sync DAG: the batches it committed, which `validate_raw` is mapped over."""
-    return sync(registry, entity, sync_options_for_run(context))
+    """The `extract_load` task of a sync DAG: the batches this run committed, which `validate_raw` is mapped over.
+
+    A retried try resumes from the watermark, so the batches an earlier try committed before it failed (its primary
+    lost in a failover, the registry gone) are returned too: otherwise no raw suite would ever check them."""
+    options = sync_options_for_run(context)
+    committed = sync(registry, entity, options)
+    if options.run_id is None:
+        return committed
+    return _committed_by_earlier_tries(registry, entity, options.run_id, {b["batch_id"] for b in committed}) + committed
+
+
+def _committed_by_earlier_tries(registry: str, entity: str, run_id: str, seen: set[int]) -> list[dict[str, Any]]:
+    from kho.warehouse.connection import connect
+
+    with connect(KhoConfig.from_env().warehouse, autocommit=True) as conn:
+        cur = conn.execute(
+            "SELECT batch_id, registry, entity, source, rows_read, rows_new, rows_changed, rows_unchanged, "
+            "rows_rejected, cursor_from, cursor_to, unknown_fields, source_name FROM kho.load_ledger "
+            "WHERE registry = %s AND entity = %s AND run_id = %s ORDER BY batch_id", (registry, entity, run_id))
+        names = [column.name for column in cur.description or ()]
+        return [{k: _jsonable(v) for k, v in zip(names, row, strict=True)} for row in cur if row[0] not in seen]
 
 
 def validate_raw_batch(registry: str, entity: str, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,9 +191,18 @@ def warehouse_health() -> dict[str, Any]:
 def warehouse_backup(kind: BackupKind = "auto") -> dict[str, Any]:
     """A pgBackRest backup of the current primary (full once a week, else incremental, for `auto`), with the
     figures verify-restore will compare."""
-    from kho.warehouse import backup
+    from airflow.sdk.exceptions import AirflowFailException
 
-    result = backup.backup(KhoConfig.from_env(), kind)
+    from kho.warehouse import backup, patroni
+    from kho.warehouse.layout import layout
+
+    config = KhoConfig.from_env()
+    # As `kho warehouse backup` does: a machine whose pgBackRest cannot serve the cluster's PostgreSQL fails in one
+    # line, and no retry changes that.
+    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
+    if why is not None:
+        raise AirflowFailException(f"no backups here: {why}")
+    result = backup.backup(config, kind)
     log.info("%s", result.render())
     return {"label": result.label, "kind": result.kind, "node": result.node, "restore_point": result.restore_point,
             "duration_s": round(result.duration_s, 1), "mb_per_s": round(result.mb_per_s, 1)}

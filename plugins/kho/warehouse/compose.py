@@ -33,8 +33,8 @@ PGBACKREST = "/usr/bin/pgbackrest"
 PGBACKREST_CONFIG = "/etc/pgbackrest/pgbackrest.conf"
 """The image's pgBackRest configuration: the repository (a volume shared with the backup container) and pg1-path."""
 IMAGE_PACKAGES = ("postgresql-17", "postgresql-17-pgaudit", "pgbackrest", "patroni[etcd3]")
-"""What the warehouse image must hold for this configuration: PostgreSQL 15 or later (jsonlog), pgaudit, pgBackRest
-and Patroni with its etcd3 client."""
+"""What the warehouse image must hold for this configuration: PostgreSQL 15 or later (jsonlog), pgaudit, a pgBackRest
+that knows its PostgreSQL (2.54 or later for 17: `patroni.PGBACKREST_MAX_MAJOR`) and Patroni with its etcd3 client."""
 COMPOSE_ENV = {"KHO_HOME": "/var/lib/kho"}
 """The settings the committed template is rendered from: kho's defaults, whatever this machine's environment says,
 so `kho generate --check` gives the same file everywhere."""
