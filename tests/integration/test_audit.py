@@ -16,8 +16,9 @@ from psycopg import sql
 
 from kho.config import KhoConfig
 from kho.errors import WarehouseError
-from kho.warehouse import audit, cluster, logins
+from kho.warehouse import audit, logins
 from kho.warehouse.audit import AuditMode, AuditRecord
+from kho.warehouse.binaries import find_binaries
 from kho.warehouse.connection import connect_admin, wait_for_standby
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,7 @@ class Login:
 
 def available(mode: AuditMode) -> AuditMode:
     """pgaudit is tested wherever it is installed; skipped only where it is not (it would not be loaded)."""
-    if mode == "pgaudit" and not cluster.find_binaries().has_pgaudit:
+    if mode == "pgaudit" and not find_binaries().has_pgaudit:
         pytest.skip("pgaudit is not installed for this PostgreSQL (`make setup` installs it as root on Debian)")
     return mode
 
@@ -127,7 +128,7 @@ def test_statements_on_primary_and_standby_are_read_back_with_role_time_and_text
 @pytest.mark.parametrize("mode", ["pgaudit", "log_statement"])
 def test_a_role_cannot_switch_off_its_own_audit(kho_config: KhoConfig, agency: Login, mode: AuditMode) -> None:
     login = enabled(kho_config, agency, available(mode))
-    parameters = ["log_statement"] + (["pgaudit.log"] if cluster.find_binaries().has_pgaudit else [])
+    parameters = ["log_statement"] + (["pgaudit.log"] if find_binaries().has_pgaudit else [])
     for node in (PRIMARY, STANDBY):
         with session(kho_config, login, node) as conn:
             for name in parameters:
@@ -197,7 +198,7 @@ def test_is_enabled_is_false_when_one_database_turns_the_trail_off(kho_config: K
 
 
 def test_the_server_offers_pgaudit_where_it_is_installed(kho_config: KhoConfig) -> None:
-    expected = "pgaudit" if cluster.find_binaries().has_pgaudit else "log_statement"
+    expected = "pgaudit" if find_binaries().has_pgaudit else "log_statement"
     for node in (PRIMARY, STANDBY):
         with connect_admin(kho_config.warehouse, node_index=node) as conn:
             assert audit.detect_mode(conn) == expected

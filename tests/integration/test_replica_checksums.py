@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from kho.config import KhoConfig
+from kho.warehouse import patroni
 from kho.warehouse.connection import connect, connect_admin, wait_for_standby
 from tests.support.checksums import (
     TableChecksum,
@@ -85,14 +86,21 @@ def test_a_row_the_standby_has_not_replayed_shows_as_a_difference_until_it_has(t
     wait_for_standby(wh)
     primary, standby = primary_and_standby_checksums(wh, ["raw"])
     assert set(primary) == {"raw.people", "raw.events"} and differences(primary, standby) == {}
-    with connect_admin(wh, node_index=standby_index(wh)) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()")
-        try:
-            change(two_tables, "UPDATE raw.events SET at = 51 WHERE at = 50")
-            primary, standby = primary_and_standby_checksums(wh, ["raw"])
-            assert list(differences(primary, standby)) == ["raw.events"]
-            assert primary["raw.events"].rows == standby["raw.events"].rows, "same count, different content"
-        finally:
-            conn.execute("SELECT pg_wal_replay_resume()")
+    # Patroni resumes a paused replay on its next cycle unless the cluster is in maintenance mode.
+    patroni.patronictl(two_tables, ["pause", two_tables.ha.scope, "--wait"])
+    try:
+        with connect_admin(wh, node_index=standby_index(wh)) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            try:
+                # The warehouse's commits wait until the synchronous standby has applied them (remote_apply);
+                # this one, like a write made while the standby is away, returns once durable on the primary.
+                change(two_tables, "SET synchronous_commit = local; UPDATE raw.events SET at = 51 WHERE at = 50")
+                primary, standby = primary_and_standby_checksums(wh, ["raw"])
+                assert list(differences(primary, standby)) == ["raw.events"]
+                assert primary["raw.events"].rows == standby["raw.events"].rows, "same count, different content"
+            finally:
+                conn.execute("SELECT pg_wal_replay_resume()")
+    finally:
+        patroni.patronictl(two_tables, ["resume", two_tables.ha.scope, "--wait"])
     wait_for_standby(wh)
     assert differences(*primary_and_standby_checksums(wh, ["raw"])) == {}

@@ -84,7 +84,9 @@ def up(config: KhoConfig, *, binaries: PgBinaries | None = None) -> ClusterStatu
         leader = _wait_writable(config, lay, passwords.admin)
         _bootstrap_primary(config, leader, bins, passwords)
         _wait_streaming(config, lay)
-        if patroni.restart_pending(config, lay):
+        now = patroni.cluster(config, lay)
+        for state in [m for m in now.members if m.pending_restart] if now else []:  # left by an earlier `up`
+            patroni.restart_when_pending(config, lay.member(state.name))
             _wait_streaming(config, lay)
         _ensure_stanza(config, bins)
         report = _migrate(config, leader, passwords.app)  # last: a refused migration leaves the nodes running
@@ -189,19 +191,10 @@ def _ensure_etcd(config: KhoConfig, lay: Layout, user: ServerUser, rt: runtime.R
 def _start_members(config: KhoConfig, lay: Layout, user: ServerUser, rt: runtime.Runtime, bins: PgBinaries) -> None:
     """Write each node's Patroni configuration and start the ones not running. A brand-new cluster starts its
     first node alone, so it bootstraps (initdb) and the others clone it. A running node whose addresses changed
-    is restarted (all such nodes are stopped first, replicas before the leader, so ports can be swapped)."""
+    is restarted (all such nodes are stopped first, replicas before the leader, so ports can be swapped); one
+    whose restart-only settings changed is reloaded, then restarted in place by its Patroni."""
     fresh = not any((m.datadir / "PG_VERSION").is_file() for m in lay.members)
-    changed: dict[str, bool] = {}
-    moved: list[Member] = []
-    for member in lay.members:
-        settings = patroni.config_for(config, member, bins, user.name)
-        previous = _read_yaml(member.patroni_config)
-        write_owned(member.patroni_config, patroni.render(settings, f"Patroni for {member.name}; written by "
-                                                          "`kho warehouse up` on every run, edits are overwritten"),
-                    user)
-        changed[member.name] = previous != settings
-        if patroni_pid(member) is not None and previous is not None and _moved(previous, settings):
-            moved.append(member)
+    changed, moved, restart = _write_member_configs(config, lay, user, bins)
     if moved:
         view = patroni.cluster(config, lay)
         leader = view.leader.name if view and view.leader else None
@@ -210,13 +203,39 @@ def _start_members(config: KhoConfig, lay: Layout, user: ServerUser, rt: runtime
     for member in lay.members:
         pid = patroni_pid(member)
         if pid is not None:
-            if changed[member.name]:
+            if member.name in changed:
                 os.kill(pid, signal.SIGHUP)  # Patroni reloads its configuration file
             continue
         _start_member(config, lay, member, user, rt)
         if fresh and member.index == 0:
             patroni.wait_for(config, lambda v, name=member.name: v.leader is not None and v.leader.name == name,
                              f"{member.name}'s bootstrap", LEADER_TIMEOUT_S)
+    for member in restart:
+        patroni.restart_when_pending(config, member)
+
+
+def _write_member_configs(config: KhoConfig, lay: Layout, user: ServerUser, bins: PgBinaries
+                          ) -> tuple[set[str], list[Member], list[Member]]:
+    """Write every node's Patroni configuration; (nodes whose file changed, running nodes that must move,
+    running nodes whose restart-only settings changed)."""
+    changed: set[str] = set()
+    moved: list[Member] = []
+    restart: list[Member] = []
+    for member in lay.members:
+        settings = patroni.config_for(config, member, bins, user.name)
+        previous = _read_yaml(member.patroni_config)
+        write_owned(member.patroni_config, patroni.render(settings, f"Patroni for {member.name}; written by "
+                                                          "`kho warehouse up` on every run, edits are overwritten"),
+                    user)
+        if previous != settings:
+            changed.add(member.name)
+        if previous is None or patroni_pid(member) is None:
+            continue
+        if _moved(previous, settings):
+            moved.append(member)
+        elif patroni.restart_parameters_changed(previous, settings):
+            restart.append(member)
+    return changed, moved, restart
 
 
 def _moved(before: dict, after: dict) -> bool:
@@ -232,8 +251,9 @@ def _start_member(config: KhoConfig, lay: Layout, member: Member, user: ServerUs
     if member.datadir.exists():
         user.chown(member.datadir)
     env = {**rt.env(), **patroni.secret_env(config), "HOME": str(lay.root), "PGAPPNAME": "patroni"}
-    with open(member.patroni_log, "ab") as output:
-        user.chown(member.patroni_log)
+    owned_dir(member.patroni_log_dir, user)
+    with open(member.patroni_output, "ab") as output:
+        user.chown(member.patroni_output)
         pid = user.spawn(rt.patroni_argv(member.patroni_config), cwd=lay.root, env=env, output=output)
     write_owned(member.patroni_pidfile, f"{pid}\n", user, 0o644)
     log.info("started Patroni for %s (pid %s)", member.name, pid)
@@ -313,7 +333,7 @@ def _wait_streaming(config: KhoConfig, lay: Layout) -> None:
         patroni.wait_for(config, lambda v: patroni.replicas_streaming(config, v),
                          "every replica streaming from the leader", STREAMING_TIMEOUT_S)
     except WarehouseError as exc:
-        tails = "\n".join(f"{m.name}: {_tail(m.patroni_log)}" for m in lay.members)
+        tails = "\n".join(f"{m.name}: {_tail(m.patroni_log)}\n{_tail(m.patroni_output, 5)}" for m in lay.members)
         raise WarehouseError(f"{exc}\n{tails}") from exc
 
 

@@ -33,11 +33,18 @@ class Member:
     rest_port: int
     datadir: Path
     patroni_config: Path
-    patroni_log: Path
+    patroni_log_dir: Path
+    """Patroni's own log, rotated by Patroni (patroni.log, 4 files of 10 MB)."""
+    patroni_output: Path
+    """What the Patroni process prints outside its log (start-up failures, a crash's traceback)."""
     patroni_pidfile: Path
     pgpass: Path
     """Patroni writes the replication and rewind passwords here for pg_basebackup and pg_rewind."""
     socket_dir: Path
+
+    @property
+    def patroni_log(self) -> Path:
+        return self.patroni_log_dir / "patroni.log"
 
     @property
     def rest_url(self) -> str:
@@ -82,7 +89,9 @@ def layout(config: KhoConfig) -> Layout:
         Member(
             index=i, name=member_name(i), host=wh.hosts[i], port=wh.ports[i], rest_port=config.ha.rest_ports[i],
             datadir=root / member_name(i), patroni_config=root / f"{member_name(i)}.patroni.yml",
-            patroni_log=root / f"{member_name(i)}.patroni.log", patroni_pidfile=root / f"{member_name(i)}.patroni.pid",
+            patroni_log_dir=root / f"{member_name(i)}.patroni-log",
+            patroni_output=root / f"{member_name(i)}.patroni.out",
+            patroni_pidfile=root / f"{member_name(i)}.patroni.pid",
             pgpass=root / f"{member_name(i)}.pgpass", socket_dir=sockets / member_name(i),
         )
         for i in range(len(wh.ports))

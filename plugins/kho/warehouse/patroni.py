@@ -168,7 +168,8 @@ def config_for(config: KhoConfig, member: Member, bins: PgBinaries, os_user: str
         "scope": ha.scope,
         "namespace": NAMESPACE,
         "name": member.name,
-        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s",
+                "dir": str(member.patroni_log_dir), "file_num": 4, "file_size": 10_000_000},
         "restapi": {"listen": f"{member.host}:{member.rest_port}",
                     "connect_address": f"{member.host}:{member.rest_port}"},
         "etcd3": {"hosts": list(ha.etcd_endpoints), "protocol": "http"},
@@ -329,24 +330,47 @@ def patch_dcs(config: KhoConfig, lay: Layout | None = None) -> bool:
     return False
 
 
-def restart_pending(config: KhoConfig, lay: Layout | None = None) -> list[str]:
-    """Restart (through Patroni) every member whose PostgreSQL waits for a restart to apply a setting."""
-    lay = lay or layout(config)
-    view = cluster(config, lay)
-    restarted = []
+RESTART_PARAMETERS = frozenset({
+    "archive_mode", "shared_preload_libraries", "max_connections", "max_wal_senders", "max_replication_slots",
+    "wal_level", "hot_standby", "logging_collector", "unix_socket_directories", "unix_socket_permissions",
+    "max_worker_processes", "max_prepared_transactions", "max_locks_per_transaction", "track_commit_timestamp",
+})
+"""PostgreSQL settings a reload does not apply: a node whose value of one changed must restart."""
+
+
+def restart_parameters_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """The restart-only parameters that differ between two configurations of one node."""
+    if before is None:
+        return []
+
+    def params(settings: Mapping[str, Any]) -> dict[str, Any]:
+        local = settings.get("postgresql", {}).get("parameters", {}) or {}
+        return {k: v for k, v in local.items() if k in RESTART_PARAMETERS}
+
+    old, new = params(before), params(after)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def restart_when_pending(config: KhoConfig, member: Member, timeout_s: float = 60.0) -> None:
+    """After a reload that changed a restart-only setting: wait until this node's Patroni reports the restart
+    pending (it applies a reload on its next cycle), then restart PostgreSQL through Patroni, in place (a leader
+    stays the leader)."""
     auth = (config.ha.rest_user, config.ha.rest_password())
-    for state in view.members if view else ():
-        if not state.pending_restart:
-            continue
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         try:
-            member = lay.member(state.name)
+            body = httpx.get(f"{member.rest_url}/patroni", timeout=REST_TIMEOUT_S).json()
+        except (httpx.HTTPError, ValueError):
+            body = {}
+        if body.get("pending_restart"):
             response = httpx.post(f"{member.rest_url}/restart", json={"restart_pending": True}, auth=auth,
-                                  timeout=120)
-        except (KeyError, httpx.HTTPError):
-            continue
-        if response.status_code == 200:
-            restarted.append(state.name)
-    return restarted
+                                  timeout=180)
+            if response.status_code not in (200, 202):
+                raise WarehouseError(f"Patroni of {member.name} refused to restart it: {response.text.strip()}")
+            return
+        time.sleep(0.25)
+    raise WarehouseError(f"{member.name} did not report the restart its new settings need within {timeout_s:.0f}s; "
+                         "run `kho warehouse up` again")
 
 
 # --------------------------------------------------------------------------------------------------- patronictl
