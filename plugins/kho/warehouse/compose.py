@@ -68,6 +68,9 @@ CONTAINER_ONLY = (
     ("postgresql", "pg_hba"), ("postgresql", "pg_ident"),
 )
 """Paths whose value the container gives differently from an embedded node (see the module's docstring)."""
+EMBEDDED_ONLY = (("log", "dir"), ("log", "file_num"), ("log", "file_size"))
+"""Paths of the embedded configuration a container does without: Patroni's own log files and their rotation (a
+container logs to stderr, which compose keeps)."""
 
 
 def compose_config() -> KhoConfig:

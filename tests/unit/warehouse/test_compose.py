@@ -127,15 +127,16 @@ def test_the_cluster_wide_settings_are_the_embedded_ones() -> None:
 def test_the_template_is_an_embedded_nodes_configuration_but_for_the_member_and_the_container(
         tmp_path: Path) -> None:
     """Every setting of an embedded node's configuration (`patroni.config_for`) is in the template with the same
-    value, unless it is the member's own (left to PATRONI_*) or one a container must give differently; and the
-    template has nothing else. A setting added to the embedded nodes fails here until compose has it too."""
+    value, unless it is the member's own (left to PATRONI_*), one a container must give differently, or one it does
+    without (Patroni's log files); and the template has nothing else. A setting added to the embedded nodes fails
+    here until compose has it too."""
     config = KhoConfig.from_env({"KHO_HOME": str(tmp_path)})
     embedded = dict(leaves(patroni.config_for(config, layout(config).members[0], find_binaries(), "postgres")))
     template = dict(leaves(yaml.safe_load(compose.render())))
 
     assert not set(compose.MEMBER_SPECIFIC) & set(template), "a member's own setting is baked into the template"
     assert set(compose.MEMBER_SPECIFIC) <= set(embedded)
-    assert set(template) == set(embedded) - set(compose.MEMBER_SPECIFIC)
+    assert set(template) == set(embedded) - set(compose.MEMBER_SPECIFIC) - set(compose.EMBEDDED_ONLY)
     differ = {path for path in template if template[path] != embedded[path]}
     assert differ <= set(compose.CONTAINER_ONLY), sorted(differ - set(compose.CONTAINER_ONLY))
 
