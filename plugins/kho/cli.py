@@ -46,10 +46,21 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
         state = health.status(config)
     else:
         state = health.status(config)
+        print(state.render())
+        print(_backup_status(config))
+        return 0 if state.healthy else 1
     print(state.render())
     if action == "down":
         return 0
     return 0 if state.healthy else 1
+
+
+def _backup_status(config: KhoConfig) -> str:
+    from kho.warehouse import backup, patroni
+    from kho.warehouse.layout import layout
+
+    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
+    return f"backups: none ({why})" if why else backup.status(config).render()
 
 
 def _backup(args: argparse.Namespace, config: KhoConfig) -> int:
@@ -67,7 +78,11 @@ def _backup(args: argparse.Namespace, config: KhoConfig) -> int:
         to: Literal["latest"] | dt.datetime = "latest" if args.to == "latest" else _timestamp(args.to)
         print(backup.restore(config, to, args.into, port=args.port, start=args.start).render())
         return 0
-    report = backup.verify_restore(config, args.label)
+    try:
+        report = backup.verify_restore(config, args.label)
+    except backup.VerifyFailed as failed:  # the restore worked and differs: the report says where, exit 1
+        print(failed.report.render())
+        return 1
     print(report.render())
     return 0 if report.ok else 1
 

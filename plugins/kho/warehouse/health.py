@@ -7,7 +7,6 @@ pending restarts) and the last failover. Works for any number of nodes, embedded
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -259,10 +258,9 @@ class HealthReport:
         return "\n".join(lines)
 
 
-def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None,
-          now: dt.datetime | None = None) -> HealthReport:
-    """The cluster's problems, and lag, slot retention and free disk against KHO_HEALTH_* thresholds."""
-    del now
+def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None) -> HealthReport:
+    """The cluster's problems; lag, slot retention and free disk against KHO_HEALTH_* thresholds; WAL archiving
+    and the age of the last backups."""
     ha = config.ha
     state = status(config)
     alerts = list(state.problems)
@@ -280,6 +278,7 @@ def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None,
             alerts.append(f"replication slot {node.name} holds {node.slot_retained_bytes} bytes of WAL on the "
                           f"primary (threshold KHO_HEALTH_MAX_SLOT_BYTES={ha.max_slot_retained_bytes}); a node "
                           "that stays away fills the primary's disk")
+    alerts += _backup_alerts(config, checked)
     paths = list(disk_paths) if disk_paths is not None else _local_paths(config)
     for path in paths:
         try:
@@ -292,6 +291,23 @@ def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None,
             alerts.append(f"the disk holding {path} has {free:.1f}% free (threshold "
                           f"KHO_HEALTH_MIN_DISK_FREE_PERCENT={ha.min_disk_free_percent:g})")
     return HealthReport(status=state, alerts=tuple(alerts), checked=tuple(checked))
+
+
+def _backup_alerts(config: KhoConfig, checked: list[str]) -> list[str]:
+    """Archiving that fails, and backups grown old. A repository that never held a backup is reported, not
+    alerted: the warehouse_backup DAG's own failure says a nightly backup did not happen."""
+    from kho.warehouse import backup
+
+    majors = [patroni.member_major(m) for m in layout(config).members]
+    why = patroni.archiving_unsupported(max((m or 0) for m in majors) or None)
+    if why is not None:
+        checked.append(f"backups: none here ({why})")
+        return []
+    state = backup.status(config)
+    checked.append(state.render().splitlines()[0] + (f", last {state.last.label}" if state.last else ", none yet"))
+    if state.last is None and state.error is None:
+        return [p for p in state.problems if "no full backup" not in p]
+    return list(state.problems)
 
 
 def _local_paths(config: KhoConfig) -> list[Path]:
