@@ -57,19 +57,13 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
 
 def _backup_status(config: KhoConfig) -> str:
     from kho.warehouse import backup, patroni
-    from kho.warehouse.layout import layout
 
-    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
+    why = patroni.backups_unsupported(config)
     return f"backups: none ({why})" if why else backup.status(config).render()
 
 
 def _backup(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.warehouse import backup, patroni
-    from kho.warehouse.layout import layout
-
-    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
-    if why is not None:
-        raise KhoError(f"no backups here: {why}")
+    from kho.warehouse import backup
 
     if args.action == "backup":
         print(backup.backup(config, args.type).render())

@@ -194,15 +194,12 @@ def warehouse_backup(kind: BackupKind = "auto") -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from kho.warehouse import backup, patroni
-    from kho.warehouse.layout import layout
 
     config = KhoConfig.from_env()
-    # As `kho warehouse backup` does: a machine whose pgBackRest cannot serve the cluster's PostgreSQL fails in one
-    # line, and no retry changes that.
-    why = patroni.archiving_unsupported(max((patroni.member_major(m) or 0) for m in layout(config).members) or None)
-    if why is not None:
-        raise AirflowFailException(f"no backups here: {why}")
-    result = backup.backup(config, kind)
+    try:
+        result = backup.backup(config, kind)
+    except patroni.BackupsUnavailable as exc:  # pgBackRest cannot serve this PostgreSQL here: no retry changes it
+        raise AirflowFailException(str(exc)) from exc
     log.info("%s", result.render())
     return {"label": result.label, "kind": result.kind, "node": result.node, "restore_point": result.restore_point,
             "duration_s": round(result.duration_s, 1), "mb_per_s": round(result.mb_per_s, 1)}

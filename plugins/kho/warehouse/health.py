@@ -298,8 +298,7 @@ def _backup_alerts(config: KhoConfig, checked: list[str]) -> list[str]:
     alerted: the warehouse_backup DAG's own failure says a nightly backup did not happen."""
     from kho.warehouse import backup
 
-    majors = [patroni.member_major(m) for m in layout(config).members]
-    why = patroni.archiving_unsupported(max((m or 0) for m in majors) or None)
+    why = patroni.backups_unsupported(config)
     if why is not None:
         checked.append(f"backups: none here ({why})")
         return []

@@ -137,6 +137,22 @@ def archiving_unsupported(major: int | None) -> str | None:
     return None
 
 
+class BackupsUnavailable(WarehouseError):
+    """pgBackRest cannot back up this warehouse on this machine (missing, or too old for its PostgreSQL)."""
+
+
+def backups_unsupported(config: KhoConfig) -> str | None:
+    """Why this warehouse's nodes cannot be archived and backed up here, or None."""
+    majors = [member_major(m) for m in layout(config).members]
+    return archiving_unsupported(max((m or 0) for m in majors) or None)
+
+
+def require_backups(config: KhoConfig) -> None:
+    why = backups_unsupported(config)
+    if why is not None:
+        raise BackupsUnavailable(f"no backups here: {why}")
+
+
 def member_major(member: Member) -> int | None:
     from kho.warehouse.binaries import data_major
 

@@ -27,6 +27,7 @@ import psycopg
 
 from kho.config import KhoConfig
 from kho.errors import WarehouseError
+from kho.warehouse import patroni
 from kho.warehouse.backup import pgbackrest
 from kho.warehouse.backup.figures import Comparison, Figures, compare, compute
 from kho.warehouse.backup.take import archive_now, figures_path
@@ -84,6 +85,7 @@ def restore(config: KhoConfig, to: RestoreTo, into: Path, *, port: int | None = 
             start: bool = False) -> RestoreResult:
     """Restore into a new or empty directory, to `to` ("latest": every archived WAL; a datetime: the last commit
     at or before it); the result starts standalone on `port` (default a free one), now if `start`."""
+    patroni.require_backups(config)
     user = pgbackrest.require_user(config)
     if to == "latest":
         options, target = ["--type=default"], "latest archived WAL"
@@ -317,6 +319,7 @@ def verify_restore(config: KhoConfig, label: str | None = None) -> VerifyReport:
     a scratch cluster, compare its figures with those recorded, and remove the scratch cluster.
 
     Raises WarehouseError naming the file when the repository is damaged, VerifyFailed when a figure differs."""
+    patroni.require_backups(config)
     user = pgbackrest.require_user(config)
     repository = verify_repository(config, user)
     label = label or _newest_recorded(config, user)

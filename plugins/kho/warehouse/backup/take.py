@@ -15,6 +15,7 @@ from psycopg import sql
 
 from kho.config import KhoConfig
 from kho.errors import WarehouseError
+from kho.warehouse import patroni
 from kho.warehouse.backup import pgbackrest
 from kho.warehouse.backup.figures import Figures, compute, lock_writers, locks
 from kho.warehouse.connection import connect_admin
@@ -102,6 +103,7 @@ def ensure_stanza(config: KhoConfig) -> str:
 
 def backup(config: KhoConfig, kind: BackupKind = "auto") -> BackupResult:
     """A pgBackRest backup of the current primary, then its figures at a restore point, archived before returning."""
+    patroni.require_backups(config)
     user = pgbackrest.require_user(config)
     primary = leader(config)
     pgbackrest.write_configs(config, user, primary)
