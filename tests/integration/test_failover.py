@@ -327,14 +327,20 @@ def test_no_committed_or_published_batch_is_missing(killed_sync: KilledSync) -> 
     assert [p[0] for p in published] == [AS_OF]
 
 
+@pytest.fixture(scope="module")
+def expected_marts(killed_sync: KilledSync) -> dict[str, list[dict[str, Any]]]:
+    return marts_oracle.compute_all(killed_sync.served, AS_OF)
+
+
 @pytest.mark.parametrize("mart", sorted(MARTS))
-def test_a_published_mart_equals_its_computation_from_the_served_records(killed_sync: KilledSync, mart: str) -> None:
-    expected = marts_oracle.compute_all(killed_sync.served, AS_OF)
+def test_a_published_mart_equals_its_computation_from_the_served_records(
+    killed_sync: KilledSync, expected_marts: dict[str, list[dict[str, Any]]], mart: str
+) -> None:
     with connect(killed_sync.config.warehouse, autocommit=True) as conn, \
             conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         published = cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(MARTS[mart], mart))).fetchall()
     got = marts_oracle.by_primary_key(mart, published)
-    wanted = marts_oracle.by_primary_key(mart, expected[mart])
+    wanted = marts_oracle.by_primary_key(mart, expected_marts[mart])
     assert wanted, f"{mart} is empty: nothing was compared"
     assert got.keys() == wanted.keys()
     differing = [key for key in wanted if got[key] != wanted[key]]
