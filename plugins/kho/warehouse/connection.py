@@ -110,10 +110,8 @@ def primary_address(wh: WarehouseConfig) -> tuple[str, int]:
 def wait_for_standby(wh: WarehouseConfig, *, timeout_s: float = 60.0) -> int:
     """Block until every standby has replayed the primary's current WAL position; return the lag in bytes (0).
 
-    Polls LSNs instead of sleeping a fixed time: publish steps call this so the backup holds what was published.
+    Polls LSNs instead of sleeping a fixed time: publish steps call this so the standby holds what was published.
     """
-
-
     with connect(wh, autocommit=True) as primary:
         target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
         deadline = time.monotonic() + timeout_s
@@ -131,6 +129,12 @@ def wait_for_standby(wh: WarehouseConfig, *, timeout_s: float = 60.0) -> int:
             if streaming and lag <= 0:
                 return 0
             if time.monotonic() > deadline:
+                if not streaming:
+                    raise WarehouseError(
+                        f"no standby is streaming from the primary, so nothing written since {target} is on a "
+                        f"second node yet (waited {timeout_s:.0f}s); bring one back with `kho warehouse rejoin` "
+                        "and see `kho warehouse status`"
+                    )
                 raise WarehouseError(
                     f"standby has not replayed up to {target} after {timeout_s:.0f}s "
                     f"(streaming standbys: {streaming}, lag {lag} bytes); check `kho warehouse status`"

@@ -448,6 +448,13 @@ class Change:
     notes: tuple[str, ...] = ()
 
     def render(self) -> str:
+        if self.action == "rejoin":
+            leader = self.after.leader
+            lines = [f"rejoin: following leader {leader.name if leader else 'none'} on timeline "
+                     f"{leader.timeline if leader else '?'}, in {self.seconds:.1f} s"]
+            lines += [f"  {m.name}: {m.role}/{m.state}" + (f", lag {m.lag_bytes} B" if m.lag_bytes is not None
+                                                            else "") for m in self.after.members]
+            return "\n".join(lines + [f"  {note}" for note in self.notes])
         old = self.before.leader.name if self.before and self.before.leader else "none"
         new = self.after.leader.name if self.after.leader else "none"
         old_tl = self.before.leader.timeline if self.before and self.before.leader else None
