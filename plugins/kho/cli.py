@@ -59,7 +59,14 @@ def _backup_status(config: KhoConfig) -> str:
     from kho.warehouse import backup, patroni
 
     why = patroni.backups_unsupported(config)
-    return f"backups: none ({why})" if why else backup.status(config).render()
+    if why is not None:
+        return f"backups: none ({why})"
+    if not config.ha.backup_repo.is_dir():
+        return f"backups: no repository at {config.ha.backup_repo} yet (`kho warehouse up` makes it)"
+    try:
+        return backup.status(config).render()
+    except KhoError as exc:
+        return f"backups: unknown ({exc})"
 
 
 def _backup(args: argparse.Namespace, config: KhoConfig) -> int:

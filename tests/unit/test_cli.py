@@ -17,6 +17,7 @@ def nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KHO_HOME", str(tmp_path))
     monkeypatch.setenv("KHO_PG_PORT", "1031")
     monkeypatch.setenv("KHO_PG_STANDBY_PORT", "1033")
+    monkeypatch.setenv("KHO_PATRONI_PORTS", "1035,1037")
     monkeypatch.setenv("KHO_PG_PASSWORD", "not-used")
     return tmp_path
 
@@ -25,7 +26,21 @@ def test_status_of_a_stopped_warehouse_exits_non_zero(nothing_running: Path, cap
                                                       ) -> None:
     assert main(["warehouse", "status"]) == 1
     out = capsys.readouterr().out
-    assert "primary" in out and "standby" in out
+    assert [line.split()[:3] for line in out.splitlines()[1:3]] == [["dc1", "127.0.0.1:1031", "down"],
+                                                                    ["dc2", "127.0.0.1:1033", "down"]]
+    assert "no node's Patroni answers" in out and "UNHEALTHY" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["warehouse", "restore", "--to", "2026-11-30T21:00:00", "--into", "x"], "has no time zone"),
+    (["warehouse", "restore", "--to", "yesterday", "--into", "x"], "give 'latest' or a time"),
+    (["warehouse", "rejoin"], "kho warehouse up"),
+])
+def test_warehouse_commands_refuse_in_one_line(nothing_running: Path, capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_sync_of_an_unknown_entity_names_the_known_ones(nothing_running: Path, capsys: pytest.CaptureFixture[str]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kho.config import KhoConfig
-from kho.errors import WarehouseError
+from kho.errors import KhoError, WarehouseError
 from kho.warehouse.backup import pgbackrest
 from kho.warehouse.connection import connect_admin
 
@@ -126,7 +126,7 @@ def _archiver(config: KhoConfig) -> ArchiveStatus | None:
         with connect_admin(config.warehouse, dbname="postgres") as conn:
             row = conn.execute("SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, "
                                "last_failed_time FROM pg_stat_archiver").fetchone()
-    except WarehouseError:
+    except KhoError:  # no primary, or no administrator password here
         return None
     if row is None:
         return None
