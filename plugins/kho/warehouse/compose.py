@@ -20,7 +20,6 @@ from typing import Any
 
 from kho.config import KhoConfig
 from kho.warehouse import patroni
-from kho.warehouse.layout import LOG_DIRECTORY
 
 TEMPLATE = Path("deploy", "patroni", "patroni.yml")
 """Where `kho generate` writes the template, relative to the project root."""
@@ -101,17 +100,8 @@ def parameters(config: KhoConfig) -> dict[str, Any]:
         "unix_socket_permissions": "0700",
         "wal_retrieve_retry_interval": "1s",
         "shared_preload_libraries": "pgaudit",
-        "logging_collector": "on",
+        **patroni.LOGGING_PARAMETERS,
         "log_destination": "stderr,jsonlog",
-        "log_directory": LOG_DIRECTORY,
-        "log_filename": "postgresql-%Y-%m-%d_%H%M%S.log",
-        "log_rotation_age": "1d",
-        "log_rotation_size": "100MB",
-        "log_truncate_on_rotation": "off",
-        "log_file_mode": "0600",
-        "log_timezone": "UTC",
-        "lc_messages": "C",
-        "log_line_prefix": "%m [%p] %q%u@%d ",
         "archive_mode": "on",
         "archive_command": shlex.join([*common, "archive-push"]) + " %p",
         "archive_timeout": "300s",

@@ -74,26 +74,33 @@ def dcs_settings(config: KhoConfig) -> dict[str, Any]:
     }
 
 
+LOGGING_PARAMETERS: dict[str, str] = {
+    "logging_collector": "on",
+    "log_directory": LOG_DIRECTORY,
+    "log_filename": "postgresql-%Y-%m-%d_%H%M%S.log",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "100MB",
+    "log_truncate_on_rotation": "off",
+    "log_file_mode": "0600",
+    "log_timezone": "UTC",
+    "lc_messages": "C",
+    "log_line_prefix": "%m [%p] %q%u@%d ",
+}
+"""Every node's server log, embedded or in compose: text for people and JSON lines for kho.warehouse.audit, in the
+data directory's log/, times in UTC and messages untranslated so they parse."""
+
+
 def local_parameters(config: KhoConfig, member: Member, bins: PgBinaries) -> dict[str, Any]:
-    """This node's own PostgreSQL settings: its socket, logs (text for people, JSON lines for
-    kho.warehouse.audit, in the data directory's log/), pgaudit when installed, and archiving to pgBackRest."""
+    """This node's own PostgreSQL settings: its socket, logs (LOGGING_PARAMETERS), pgaudit when installed, and
+    archiving to pgBackRest."""
     archiving = _backup_parameters(config, member)
     return {
         "unix_socket_directories": str(member.socket_dir),
         "unix_socket_permissions": "0700",
         "wal_retrieve_retry_interval": "1s",
         "shared_preload_libraries": "pgaudit" if bins.has_pgaudit else "",
-        "logging_collector": "on",
+        **LOGGING_PARAMETERS,
         "log_destination": "stderr,jsonlog" if bins.major >= JSONLOG_SINCE else "stderr",
-        "log_directory": LOG_DIRECTORY,
-        "log_filename": "postgresql-%Y-%m-%d_%H%M%S.log",
-        "log_rotation_age": "1d",
-        "log_rotation_size": "100MB",
-        "log_truncate_on_rotation": "off",
-        "log_file_mode": "0600",
-        "log_timezone": "UTC",
-        "lc_messages": "C",
-        "log_line_prefix": "%m [%p] %q%u@%d ",
         **archiving,
     }
 
@@ -279,44 +286,41 @@ def _lag(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def cluster(config: KhoConfig, lay: Layout | None = None) -> ClusterView | None:
-    """Patroni's view of the cluster, from the first member whose REST API answers; None if none does."""
-    lay = lay or layout(config)
-    for member in lay.members:
+def _first_answer(config: KhoConfig, lay: Layout | None, path: str) -> tuple[str, Any] | None:
+    """(member, JSON body) of the first member whose REST API answers GET `path`; None if none does."""
+    for member in (lay or layout(config)).members:
         try:
-            response = httpx.get(f"{member.rest_url}/cluster", timeout=REST_TIMEOUT_S)
+            response = httpx.get(f"{member.rest_url}{path}", timeout=REST_TIMEOUT_S)
             response.raise_for_status()
-            body = response.json()
+            return member.name, response.json()
         except (httpx.HTTPError, ValueError):
             continue
-        members = tuple(
-            MemberState(name=str(m.get("name")), role=str(m.get("role", "?")), state=str(m.get("state", "?")),
-                        host=m.get("host"), port=m.get("port"), timeline=m.get("timeline"),
-                        lag_bytes=_lag(m.get("lag", m.get("replay_lag"))),
-                        pending_restart=bool(m.get("pending_restart", False)))
-            for m in body.get("members", [])
-        )
-        return ClusterView(members=members, asked=member.name)
     return None
+
+
+def cluster(config: KhoConfig, lay: Layout | None = None) -> ClusterView | None:
+    """Patroni's view of the cluster, from the first member whose REST API answers; None if none does."""
+    answer = _first_answer(config, lay, "/cluster")
+    if answer is None:
+        return None
+    asked, body = answer
+    members = tuple(
+        MemberState(name=str(m.get("name")), role=str(m.get("role", "?")), state=str(m.get("state", "?")),
+                    host=m.get("host"), port=m.get("port"), timeline=m.get("timeline"),
+                    lag_bytes=_lag(m.get("lag", m.get("replay_lag"))),
+                    pending_restart=bool(m.get("pending_restart", False)))
+        for m in (body.get("members", []) if isinstance(body, dict) else [])
+    )
+    return ClusterView(members=members, asked=asked)
 
 
 def history(config: KhoConfig, lay: Layout | None = None) -> list[dict[str, Any]]:
     """The cluster's timeline history (GET /history): one entry per promotion, newest last."""
-    lay = lay or layout(config)
-    for member in lay.members:
-        try:
-            response = httpx.get(f"{member.rest_url}/history", timeout=REST_TIMEOUT_S)
-            response.raise_for_status()
-            rows = response.json()
-        except (httpx.HTTPError, ValueError):
-            continue
-        out = []
-        for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, list) and len(row) >= 3:
-                out.append({"timeline": row[0], "lsn": row[1], "reason": row[2],
-                            "at": row[3] if len(row) > 3 else None, "new_leader": row[4] if len(row) > 4 else None})
-        return out
-    return []
+    answer = _first_answer(config, lay, "/history")
+    rows = answer[1] if answer else []
+    return [{"timeline": row[0], "lsn": row[1], "reason": row[2], "at": row[3] if len(row) > 3 else None,
+             "new_leader": row[4] if len(row) > 4 else None}
+            for row in (rows if isinstance(rows, list) else []) if isinstance(row, list) and len(row) >= 3]
 
 
 def leader(config: KhoConfig, lay: Layout | None = None) -> Member | None:
