@@ -5,7 +5,6 @@ pgBackRest backup and proves it restores, and fails naming the damaged file when
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,10 +128,9 @@ def test_warehouse_backup_fails_naming_the_damaged_file_when_the_repository_is_c
                    key=lambda p: p.stat().st_size)
     assert files, f"backup {label} stored no data file"
     damaged = files[-1]
-    saved = damaged.with_name(damaged.name + ".kho-test")
-    shutil.copy2(damaged, saved)
+    original = damaged.read_bytes()
     try:
-        data = bytearray(damaged.read_bytes())
+        data = bytearray(original)
         middle = len(data) // 2
         data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
         damaged.write_bytes(bytes(data))
@@ -140,9 +138,13 @@ def test_warehouse_backup_fails_naming_the_damaged_file_when_the_repository_is_c
         outcome = run_dag(dagbag, "warehouse_backup")
         logs = capfd.readouterr()
     finally:
-        shutil.move(saved, damaged)
+        # Written back in place: a copy moved over it would belong to root, and pgBackRest (the server user) could
+        # no longer read the file, failing every later verify of the session's repository.
+        damaged.write_bytes(original)
     text = logs.out + logs.err
     assert outcome.state == "failed"
     assert task_instances(outcome) == {"backup": ("success", 1), "verify_restore": ("failed", 1)}
     assert "pgbackrest verify found damage in the repository" in text
     assert str(damaged) in text, f"the message must name {damaged}"
+    repaired = run_dag(dagbag, "warehouse_backup")
+    assert repaired.state == "success", "the file put back, the repository verifies whole again"
