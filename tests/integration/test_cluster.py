@@ -237,6 +237,46 @@ def test_up_refuses_a_warehouse_made_before_patroni(tmp_path: Path) -> None:
         embedded.destroy(config)
 
 
+def test_destroy_stops_a_running_pre_patroni_node_before_deleting_it(tmp_path: Path) -> None:
+    """A warehouse an earlier kho left running (pg/primary, outside Patroni): `up` refuses it, `destroy` stops its
+    server, then deletes its data; nothing keeps running on a deleted directory."""
+    from kho.warehouse.osuser import owned_dir, server_user
+
+    config = make_config(tmp_path / "home", *free_ports(2))
+    user = server_user(config, create=True)
+    assert user is not None
+    bins = find_binaries()
+    old = config.home / "pg" / "primary"
+    owned_dir(config.home / "pg", user)
+    (port,) = free_ports(1)
+    try:
+        user.run([bins.program("initdb"), "-D", str(old), "--no-instructions", "-A", "trust"], cwd=config.home / "pg",
+                 timeout=180)
+        user.run([bins.program("pg_ctl"), "-D", str(old), "start", "-w", "-l", str(old.parent / "primary.log"), "-o",
+                  f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"],
+                 cwd=config.home / "pg", timeout=120)
+        pid = int((old / "postmaster.pid").read_text(encoding="ascii").split()[0])
+        with pytest.raises(WarehouseError, match="without Patroni"):
+            embedded.up(config)
+
+        embedded.destroy(config)
+
+        assert not (config.home / "pg").exists()
+        assert not _lives(pid), "destroy deleted the data of a server it left running"
+    finally:
+        if "pid" in locals() and _lives(pid):
+            os.kill(pid, signal.SIGKILL)
+        embedded.destroy(config)
+
+
+def _lives(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def test_up_rewrites_a_password_changed_by_hand(warehouse: WarehouseConfig, cluster_config: KhoConfig) -> None:
     with connect_admin(warehouse) as conn:
         logins.set_password(conn, warehouse.user, "changed-by-hand")

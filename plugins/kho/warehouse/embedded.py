@@ -432,6 +432,20 @@ def down(config: KhoConfig) -> None:
         for member in sorted(lay.members, key=lambda m: m.name == leader):
             _stop_member(lay, member, user)
         _stop_etcd(lay)
+        _stop_pre_patroni_nodes(lay, user)
+
+
+def _stop_pre_patroni_nodes(lay: Layout, user: ServerUser) -> None:
+    """Nodes an earlier kho ran without Patroni (pg/primary, pg/standby), so `destroy` never deletes the data of a
+    running server."""
+    for name in ("standby", "primary"):
+        datadir = lay.root / name
+        if _postmaster_pid(datadir) is None:
+            continue
+        bins = find_binaries(major=data_major(datadir))
+        with contextlib.suppress(WarehouseError):
+            user.run([bins.program("pg_ctl"), "-D", str(datadir), "stop", "-m", "fast", "-w", "-t", "60"],
+                     cwd=lay.root, timeout=90)
 
 
 def _stop_etcd(lay: Layout) -> None:
