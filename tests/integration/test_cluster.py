@@ -366,6 +366,7 @@ def test_down_leaves_every_node_stopped_and_status_unhealthy(warehouse: Warehous
         assert not state.patroni_answered
         assert "UNHEALTHY" in state.render()
         assert all(embedded.patroni_pid(m) is None for m in layout(cluster_config).members)
+        assert not layout(cluster_config).members[0].socket_dir.parent.exists(), "down leaves no socket directory"
     finally:
         embedded.up(cluster_config)
 

@@ -433,6 +433,8 @@ def down(config: KhoConfig) -> None:
             _stop_member(lay, member, user)
         _stop_etcd(lay)
         _stop_pre_patroni_nodes(lay, user)
+        if lay.members and not any(_postmaster_pid(m.datadir) for m in lay.members):
+            shutil.rmtree(lay.members[0].socket_dir.parent, ignore_errors=True)  # `up` makes it again
 
 
 def _stop_pre_patroni_nodes(lay: Layout, user: ServerUser) -> None:
