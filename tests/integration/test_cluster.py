@@ -220,7 +220,8 @@ def test_patroni_configuration_holds_no_password_and_patroni_runs_as_the_server_
         assert pid is not None
         uid = int((Path("/proc") / str(pid) / "status").read_text().split("Uid:")[1].split()[0])
         expected = pwd.getpwnam(cluster_config.pg_os_user).pw_uid if os.geteuid() == 0 else os.geteuid()
-        assert uid == expected != 0 or os.geteuid() != 0
+        assert uid == expected
+        assert uid != 0, "Patroni (and the PostgreSQL it starts) never runs as root"
 
 
 def test_up_refuses_a_warehouse_made_before_patroni(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ directory; pgaudit is preloaded (the image installs it); WAL goes to pgBackRest 
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 from kho.config import KhoConfig
 from kho.warehouse import patroni
+from kho.warehouse.backup.pgbackrest import archive_parameters
 
 TEMPLATE = Path("deploy", "patroni", "patroni.yml")
 """Where `kho generate` writes the template, relative to the project root."""
@@ -76,25 +76,9 @@ def compose_config() -> KhoConfig:
     return KhoConfig.from_env(COMPOSE_ENV)
 
 
-def pg_hba(config: KhoConfig, network: str = NETWORK_CIDR) -> list[str]:
-    """As an embedded node's (`patroni.pg_hba`), with the compose network where the embedded one says loopback."""
-    wh = config.warehouse
-
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    return [
-        f"local all {q(wh.admin_user)} peer map=kho",
-        "local all all scram-sha-256",
-        f"host all all {network} scram-sha-256",
-        f"host replication {q(wh.replication_user)} {network} scram-sha-256",
-    ]
-
-
 def parameters(config: KhoConfig) -> dict[str, Any]:
     """A container's own PostgreSQL settings: an embedded node's (`patroni.local_parameters`) with the image's
     socket directory, pgaudit, and archiving through the image's pgBackRest configuration."""
-    common = [PGBACKREST, f"--config={PGBACKREST_CONFIG}", f"--stanza={config.ha.scope}"]
     return {
         "unix_socket_directories": SOCKET_DIR,
         "unix_socket_permissions": "0700",
@@ -102,42 +86,15 @@ def parameters(config: KhoConfig) -> dict[str, Any]:
         "shared_preload_libraries": "pgaudit",
         **patroni.LOGGING_PARAMETERS,
         "log_destination": "stderr,jsonlog",
-        "archive_mode": "on",
-        "archive_command": shlex.join([*common, "archive-push"]) + " %p",
-        "archive_timeout": "300s",
-        "restore_command": shlex.join([*common, "archive-get"]) + ' %f "%p"',
+        **archive_parameters(PGBACKREST, PGBACKREST_CONFIG, config.ha.scope),
     }
 
 
 def settings(config: KhoConfig | None = None, network: str = NETWORK_CIDR) -> dict[str, Any]:
-    """The compose members' Patroni configuration, before the PATRONI_* environment fills in each member."""
+    """The compose members' Patroni configuration, before the PATRONI_* environment fills in each member: the
+    embedded nodes' (`patroni.cluster_settings`) with the container's parameters and network."""
     config = config or compose_config()
-    ha, wh = config.ha, config.warehouse
-    return {
-        "scope": ha.scope,
-        "namespace": patroni.NAMESPACE,
-        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-        "etcd3": {"protocol": "http"},
-        "bootstrap": {
-            "dcs": patroni.dcs_settings(config),
-            "initdb": [{"encoding": "UTF8"}, "no-locale", "data-checksums", {"auth": "scram-sha-256"}],
-        },
-        "postgresql": {
-            "authentication": {
-                "superuser": {"username": wh.admin_user},
-                "replication": {"username": wh.replication_user},
-                "rewind": {"username": wh.admin_user},
-            },
-            "parameters": parameters(config),
-            "pg_hba": pg_hba(config, network),
-            "pg_ident": [f"kho {OS_USER} {wh.admin_user}"],
-            "basebackup": [{"checkpoint": "fast"}],
-            "remove_data_directory_on_rewind_failure": True,
-            "remove_data_directory_on_diverged_timelines": True,
-        },
-        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
-        "watchdog": {"mode": "off"},
-    }
+    return patroni.cluster_settings(config, parameters=parameters(config), network=network, os_user=OS_USER)
 
 
 def render(config: KhoConfig | None = None, network: str = NETWORK_CIDR) -> str:

@@ -64,7 +64,6 @@ class ClusterStatus:
     last_failover: dict[str, Any] | None = None
     migration: MigrationReport | None = None
     """What `up` migrated in the warehouse database (None from `status`)."""
-    extra_problems: tuple[str, ...] = field(default=())
 
     def node(self, name: str) -> NodeStatus:
         return next(n for n in self.nodes if n.name == name)
@@ -98,7 +97,7 @@ class ClusterStatus:
             found.append("synchronous mode is on but no standby is synchronous: commits are not yet on two nodes")
         found += [f"{n.name} waits for a restart to apply a setting (`kho warehouse up` restarts it)"
                   for n in self.nodes if n.pending_restart]
-        return found + list(self.extra_problems)
+        return found
 
     @property
     def healthy(self) -> bool:

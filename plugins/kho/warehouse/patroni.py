@@ -166,53 +166,53 @@ def member_major(member: Member) -> int | None:
     return data_major(member.datadir)
 
 
-def pg_hba(config: KhoConfig, os_user: str) -> list[str]:
-    """SCRAM over loopback TCP; the replication role alone may replicate; over the node's own socket (0700, so
-    only the server user reaches it) the server user is the administrator by peer identity (pgBackRest)."""
+LOOPBACK = f"{LISTEN_HOST}/32"
+
+
+def pg_hba(config: KhoConfig, network: str = LOOPBACK) -> list[str]:
+    """SCRAM over TCP from `network` only (loopback for an embedded node, the compose network in a container); the
+    replication role alone may replicate; over the node's own socket (0700, so only the server user reaches it) the
+    server user is the administrator by peer identity (pg_ident, for pgBackRest)."""
     wh = config.warehouse
 
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    del os_user  # the mapping lives in pg_ident
     return [
         f"local all {q(wh.admin_user)} peer map=kho",
         "local all all scram-sha-256",
-        f"host all all {LISTEN_HOST}/32 scram-sha-256",
-        f"host replication {q(wh.replication_user)} {LISTEN_HOST}/32 scram-sha-256",
+        f"host all all {network} scram-sha-256",
+        f"host replication {q(wh.replication_user)} {network} scram-sha-256",
     ]
 
 
-def config_for(config: KhoConfig, member: Member, bins: PgBinaries, os_user: str) -> dict[str, Any]:
-    """One node's Patroni configuration. Passwords are not in it: Patroni reads them from its environment
-    (`secret_env`), as it does in the compose deployment."""
+def cluster_settings(config: KhoConfig, *, parameters: dict[str, Any], network: str, os_user: str,
+                     member: dict[str, Any] | None = None, log: dict[str, Any] | None = None,
+                     postgresql: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Patroni configuration every node shares, embedded or in compose, with what is a node's own laid in:
+    `member` (name, restapi, etcd3), `log` (Patroni's log files) and `postgresql` (addresses and directories)."""
     ha, wh = config.ha, config.warehouse
+    member = member or {}
     return {
         "scope": ha.scope,
         "namespace": NAMESPACE,
-        "name": member.name,
-        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s",
-                "dir": str(member.patroni_log_dir), "file_num": 4, "file_size": 10_000_000},
-        "restapi": {"listen": f"{member.host}:{member.rest_port}",
-                    "connect_address": f"{member.host}:{member.rest_port}"},
-        "etcd3": {"hosts": list(ha.etcd_endpoints), "protocol": "http"},
+        **({"name": member["name"]} if "name" in member else {}),
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s", **(log or {})},
+        **({"restapi": member["restapi"]} if "restapi" in member else {}),
+        "etcd3": member.get("etcd3", {"protocol": "http"}),
         "bootstrap": {
             "dcs": dcs_settings(config),
             "initdb": [{"encoding": "UTF8"}, "no-locale", "data-checksums", {"auth": "scram-sha-256"}],
         },
         "postgresql": {
-            "listen": f"{member.host}:{member.port}",
-            "connect_address": f"{member.host}:{member.port}",
-            "data_dir": str(member.datadir),
-            "bin_dir": str(bins.bindir),
-            "pgpass": str(member.pgpass),
+            **(postgresql or {}),
             "authentication": {
                 "superuser": {"username": wh.admin_user},
                 "replication": {"username": wh.replication_user},
                 "rewind": {"username": wh.admin_user},
             },
-            "parameters": local_parameters(config, member, bins),
-            "pg_hba": pg_hba(config, os_user),
+            "parameters": parameters,
+            "pg_hba": pg_hba(config, network),
             "pg_ident": [f"kho {os_user} {wh.admin_user}"],
             "basebackup": [{"checkpoint": "fast"}],
             "remove_data_directory_on_rewind_failure": True,
@@ -221,6 +221,21 @@ def config_for(config: KhoConfig, member: Member, bins: PgBinaries, os_user: str
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
         "watchdog": {"mode": "off"},
     }
+
+
+def config_for(config: KhoConfig, member: Member, bins: PgBinaries, os_user: str) -> dict[str, Any]:
+    """One embedded node's Patroni configuration. Passwords are not in it: Patroni reads them from its environment
+    (`secret_env`), as it does in the compose deployment."""
+    rest = f"{member.host}:{member.rest_port}"
+    address = f"{member.host}:{member.port}"
+    return cluster_settings(
+        config, parameters=local_parameters(config, member, bins), network=LOOPBACK, os_user=os_user,
+        member={"name": member.name, "restapi": {"listen": rest, "connect_address": rest},
+                "etcd3": {"hosts": list(config.ha.etcd_endpoints), "protocol": "http"}},
+        log={"dir": str(member.patroni_log_dir), "file_num": 4, "file_size": 10_000_000},
+        postgresql={"listen": address, "connect_address": address, "data_dir": str(member.datadir),
+                    "bin_dir": str(bins.bindir), "pgpass": str(member.pgpass)},
+    )
 
 
 def secret_env(config: KhoConfig) -> dict[str, str]:
@@ -271,8 +286,6 @@ class MemberState:
 @dataclass(frozen=True)
 class ClusterView:
     members: tuple[MemberState, ...]
-    asked: str
-    """Which member's REST API answered."""
 
     @property
     def leader(self) -> MemberState | None:
@@ -286,13 +299,13 @@ def _lag(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _first_answer(config: KhoConfig, lay: Layout | None, path: str) -> tuple[str, Any] | None:
-    """(member, JSON body) of the first member whose REST API answers GET `path`; None if none does."""
+def _first_answer(config: KhoConfig, lay: Layout | None, path: str) -> Any:
+    """The JSON body from the first member whose REST API answers GET `path`; None if none does."""
     for member in (lay or layout(config)).members:
         try:
             response = httpx.get(f"{member.rest_url}{path}", timeout=REST_TIMEOUT_S)
             response.raise_for_status()
-            return member.name, response.json()
+            return response.json()
         except (httpx.HTTPError, ValueError):
             continue
     return None
@@ -300,10 +313,9 @@ def _first_answer(config: KhoConfig, lay: Layout | None, path: str) -> tuple[str
 
 def cluster(config: KhoConfig, lay: Layout | None = None) -> ClusterView | None:
     """Patroni's view of the cluster, from the first member whose REST API answers; None if none does."""
-    answer = _first_answer(config, lay, "/cluster")
-    if answer is None:
+    body = _first_answer(config, lay, "/cluster")
+    if body is None:
         return None
-    asked, body = answer
     members = tuple(
         MemberState(name=str(m.get("name")), role=str(m.get("role", "?")), state=str(m.get("state", "?")),
                     host=m.get("host"), port=m.get("port"), timeline=m.get("timeline"),
@@ -311,13 +323,12 @@ def cluster(config: KhoConfig, lay: Layout | None = None) -> ClusterView | None:
                     pending_restart=bool(m.get("pending_restart", False)))
         for m in (body.get("members", []) if isinstance(body, dict) else [])
     )
-    return ClusterView(members=members, asked=asked)
+    return ClusterView(members=members)
 
 
 def history(config: KhoConfig, lay: Layout | None = None) -> list[dict[str, Any]]:
     """The cluster's timeline history (GET /history): one entry per promotion, newest last."""
-    answer = _first_answer(config, lay, "/history")
-    rows = answer[1] if answer else []
+    rows = _first_answer(config, lay, "/history") or []
     return [{"timeline": row[0], "lsn": row[1], "reason": row[2], "at": row[3] if len(row) > 3 else None,
              "new_leader": row[4] if len(row) > 4 else None}
             for row in (rows if isinstance(rows, list) else []) if isinstance(row, list) and len(row) >= 3]

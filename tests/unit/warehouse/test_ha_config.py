@@ -84,6 +84,6 @@ def test_patroni_configuration_carries_the_settings_and_no_secret(tmp_path: Path
 
 def test_pg_hba_quotes_role_names(tmp_path: Path) -> None:
     c = config(tmp_path, KHO_PG_REPLICATION_USER='repl"x', KHO_PG_ADMIN_USER="Admin")
-    hba = patroni.pg_hba(c, "postgres")
+    hba = patroni.pg_hba(c)
     assert hba[0] == 'local all "Admin" peer map=kho'
     assert hba[-1] == 'host replication "repl""x" 127.0.0.1/32 scram-sha-256'

@@ -153,8 +153,13 @@ def postgres_parameters(config: KhoConfig, member: Member) -> dict[str, str]:
     """The PostgreSQL settings a node needs for continuous archiving into the repository (plain values; Patroni
     quotes them). `restore_command` lets a replica that fell behind its primary's retained WAL catch up from the
     archive; Patroni moves it to the recovery settings and applies it only while the node is a replica."""
-    u = unit(config, member.name)
-    common = [executable(), f"--config={u.config}", f"--stanza={config.ha.scope}"]
+    return archive_parameters(executable(), unit(config, member.name).config, config.ha.scope)
+
+
+def archive_parameters(program: str, config_file: Path | str, stanza: str) -> dict[str, str]:
+    """archive_command (archive-push) and restore_command (archive-get) through one pgBackRest configuration: an
+    embedded node's own, or a container image's (kho.warehouse.compose)."""
+    common = [program, f"--config={config_file}", f"--stanza={stanza}"]
     return {
         "archive_mode": "on",
         "archive_command": shlex.join([*common, "archive-push"]) + " %p",
