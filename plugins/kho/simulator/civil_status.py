@@ -33,7 +33,6 @@ from kho.simulator.people import (
     COUPLE,
     FABRICATED_BASE_RANKS,
     FEMALE,
-    GEOGRAPHY,
     GIVEN,
     MALE,
     MIDDLE,
@@ -210,12 +209,12 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     surname = parent.surname
     middle = -1 if rng.random() < 0.25 else rng.randrange(len(MIDDLE[sex]))
     name = full_name(surname, middle, -1, rng.randrange(len(GIVEN[sex])), sex)
-    province = int(GEOGRAPHY.commune_province[house.commune])
+    province = t.province_code(house.commune)  # from 2025-07-01 a birth in former Bình Dương is numbered 079
     prefix = int(prefix_ids(np.array([province]), np.array([dob]), np.array([sex]))[0])
     stamp = cal.timestamp(at)
     anomalous = rng.random() < t.base.rate("birth_without_citizen")
     cccd = t.issue_cccd(prefix, known=not anomalous)
-    commune_code = GEOGRAPHY.communes[house.commune]
+    commune_code = t.commune_code(house.commune, house.number)
     registered_dob = dob if anomalous else _registered_birth_date(t, dob, today)
     row = t.create(BIRTHS, {
         "registration_id": t.serial_id("KS"), "child_cccd": cccd, "child_full_name": name,
@@ -243,7 +242,7 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     })
     house.members.append(child.index)
     t.write(HOUSEHOLDS, house.number, {"member_count": str(len(house.members)), "updated_at": stamp})
-    code = insurance.newborn_social_code(t.base, child.index, province)
+    code = insurance.newborn_social_code(t, child.index, province, cccd)
     child.participant = t.create(PARTICIPANTS, {
         "social_insurance_code": code, "cccd": cccd, "full_name": name, "participant_type": "child_under_6",
         "registered_hospital_code": f"{province:02d}{1 + rng.randrange(30):03d}", "contribution_status": "paid",
@@ -251,7 +250,8 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     })
     child.coverages.append(t.create(COVERAGE_PERIODS, {
         "coverage_id": t.serial_id("CV"), "social_insurance_code": code, "coverage_type": "health",
-        "valid_from": cal.iso_date(dob), "valid_to": None, "status": "active", "updated_at": stamp,
+        "valid_from": cal.iso_date(dob), "valid_to": cal.iso_date(cal.add_years(dob, 6) - 1), "status": "active",
+        "updated_at": stamp,
     }))
 
 
@@ -310,7 +310,9 @@ def death(t: Timeline, rng: random.Random, at: int) -> None:
     stamp = cal.timestamp(at)
     t.create(DEATHS, {
         "registration_id": t.serial_id("KT"), "cccd": person.cccd, "date_of_death": cal.iso_date(dod),
-        "place_commune_code": GEOGRAPHY.communes[person.commune], "registered_on": cal.iso_date(today),
+        "place_commune_code": t.commune_code(person.commune, person.household if person.household >= 0
+                                             else person.index),
+        "registered_on": cal.iso_date(today),
         "updated_at": stamp,
     })
     person.alive = False
@@ -415,7 +417,7 @@ def marriage(t: Timeline, rng: random.Random, at: int) -> None:
         "registration_id": t.serial_id("KH"), "husband_cccd": husband.cccd, "wife_cccd": wife.cccd,
         "husband_date_of_birth": cal.iso_date(stated["husband"]),
         "wife_date_of_birth": cal.iso_date(stated["wife"]),
-        "registered_on": today, "place_commune_code": GEOGRAPHY.communes[his.commune], "updated_at": stamp,
+        "registered_on": today, "place_commune_code": t.commune_code(his.commune, his.number), "updated_at": stamp,
     })
     if young is not None:
         t.report(MARRIAGES, row, "marriage_under_legal_age")
@@ -431,15 +433,15 @@ def marriage(t: Timeline, rng: random.Random, at: int) -> None:
     wife.household = his.number
     t.write(HOUSEHOLDS, his.number, {"member_count": str(len(his.members)), "updated_at": stamp})
     changes: Record = {"household_id": his.code, "updated_at": stamp}
-    if wife.commune != his.commune:
+    before, after = t.commune_code(wife.commune, hers.number), t.commune_code(his.commune, his.number)
+    if before != after:
         t.create(RESIDENCE_CHANGES, {
             "change_id": t.serial_id("RC"), "cccd": wife.cccd, "kind": "permanent",
-            "from_commune_code": GEOGRAPHY.communes[wife.commune],
-            "to_commune_code": GEOGRAPHY.communes[his.commune], "effective_on": today, "registered_at": stamp,
+            "from_commune_code": before, "to_commune_code": after, "effective_on": today, "registered_at": stamp,
             "updated_at": stamp,
         })
-        wife.commune = his.commune
-        changes["permanent_commune_code"] = GEOGRAPHY.communes[his.commune]
+    wife.commune = his.commune
+    changes["permanent_commune_code"] = after
     t.write(CITIZENS, wife.citizen_row, changes)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kho.simulator import calendar as cal
+from kho.simulator import reform
 from kho.simulator.base import Base, between, stamp_after, take
 from kho.simulator.people import GEOGRAPHY, Citizens
 from kho.simulator.rng import B1, I64, choose_np, cumulative, feistel_np, feistel_py, unit_np
@@ -50,8 +51,18 @@ LAPSE_RATE = 0.0005
 
 def insured(base: Base, p: Citizens) -> B1:
     """Whether each citizen is a participant: 92 %, every child under 6 (their card is state-funded)."""
-    young = (cal.DAY0_ORD - p.dob) < 6 * 365.2425
-    return young | (unit_np(base.key("participants"), p.index, 0) < 0.92)
+    return child_card(p) | (unit_np(base.key("participants"), p.index, 0) < 0.92)
+
+
+def child_card(p: Citizens) -> B1:
+    """Children under 6 at day 0: their state-funded health card covers them from birth to the eve of their 6th
+    birthday (Law on Health Insurance 25/2008/QH12 as amended, art. 16), one period with that planned end."""
+    return (cal.DAY0_ORD - p.dob) < 6 * 365.2425
+
+
+def card_end(dob: I64) -> I64:
+    """The last day of a child's health card: the day before the 6th birthday."""
+    return cal.add_years_np(dob, 6) - 1
 
 
 def participant_types(base: Base, p: Citizens) -> list[str]:
@@ -72,9 +83,14 @@ def social_codes(base: Base, p: Citizens) -> list[str]:
     return [f"{p:02d}{s:08d}" for p, s in zip(province.tolist(), serial.tolist(), strict=True)]
 
 
-def newborn_social_code(base: Base, index: int, province: int) -> str:
-    """The social insurance code of citizen `index`, born in `province` on a day after day 0."""
-    return f"{province:02d}{feistel_py(base.key('social'), index, 10_000):08d}"
+def newborn_social_code(t: Timeline, index: int, province: int, cccd: str) -> str:
+    """The social insurance code of citizen `index`, registered in `province` today (a day after day 0).
+
+    From 2025-07-01 the Law on Social Insurance 41/2024/QH15 makes a Vietnamese citizen's social insurance code
+    their personal identification number (the CCCD); before, a 10-digit code of the issuing province."""
+    if t.today() >= reform.REFORM_ORD:
+        return cccd
+    return f"{province:02d}{feistel_py(t.base.key('social'), index, 10_000):08d}"
 
 
 def still_active(base: Base, ids: I64, p: Citizens) -> B1:
@@ -90,19 +106,26 @@ def coverage_facts(base: Base, ids: I64, p: Citizens) -> tuple[B1, I64, I64, lis
     types = participant_types(base, p)
     employee = np.array([t == "employee" for t in types], dtype=bool)
     old_enough = p.dob < date(2022, 1, 1).toordinal()
+    # A lapsed year of health cover (2020-2022) is only possible from the 6th birthday: before it the state-funded
+    # child card covers the child without a break.
+    lapsed_lo = np.maximum(cal.add_years_np(p.dob, 6), cal.HISTORY_FROM_ORD)
+    lapsed_hi = np.full(len(ids), date(2022, 12, 31).toordinal() - 364)
     exists = insured(base, p) & ((kind == 0) | (((kind == 1) | (kind == 2)) & employee)
-                                 | ((kind == 3) & old_enough & (unit_np(key, ids, 0) < 0.2)))
+                                 | ((kind == 3) & old_enough & (lapsed_lo <= lapsed_hi)
+                                    & (unit_np(key, ids, 0) < 0.2)))
     end_ord = np.where(p.deceased, p.dod, cal.DAY0_ORD - 30)
-    current_from = between(key, ids, 1, np.maximum(p.dob, date(2024, 1, 1).toordinal()), end_ord)
+    child = child_card(p)
+    current_from = np.where(child, p.dob, between(key, ids, 1, np.maximum(p.dob, date(2024, 1, 1).toordinal()),
+                                                  end_ord))
     job_from = between(key, p.index, 2, np.maximum(cal.add_years_np(p.dob, 18), date(2015, 1, 1).toordinal()),
                        end_ord)
-    lapsed_until = np.full(len(ids), date(2022, 12, 31).toordinal())
-    lapsed_from = between(key, ids, 3, np.maximum(p.dob, cal.HISTORY_FROM_ORD), lapsed_until)
+    lapsed_from = between(key, ids, 3, lapsed_lo, lapsed_hi)
     valid_from = np.select([kind == 0, kind == 3], [current_from, lapsed_from], job_from)
     valid_from = np.minimum(valid_from, end_ord)
     kept = still_active(base, ids, p)
     ended = p.deceased & ~kept
-    valid_to = np.where(kind == 3, lapsed_from + 364, np.where(ended, p.dod, 0))
+    planned = np.where(child & (kind == 0), card_end(p.dob), 0)
+    valid_to = np.where(kind == 3, lapsed_from + 364, np.where(ended, p.dod, planned))
     status = ["lapsed" if k == 3 else "ended" if d else "active"
               for k, d in zip(kind.tolist(), ended.tolist(), strict=True)]
     return exists, valid_from, valid_to, status

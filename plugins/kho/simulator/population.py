@@ -190,48 +190,54 @@ def move(t: Timeline, rng: random.Random, at: int) -> None:
         return
     house = t.household(person.household)
     home = GEOGRAPHY.home_communes
+    salt = house.number
+    old = house.commune
     target = int(home[rng.randrange(len(home))])
-    if target == house.commune:
+    for _ in range(len(home)):  # after the reform two old communes may be one new commune: move to another one
+        if t.commune_code(target, salt) != t.commune_code(old, salt):
+            break
         target = int(home[(int(np.searchsorted(home, target)) + 1) % len(home)])
-    if target == house.commune:
+    else:
         return
     stamp = cal.timestamp(at)
     effective = cal.iso_date(t.today() - rng.randrange(6))
-    old = house.commune
     house.commune = target
-    t.write(HOUSEHOLDS, house.number, {
-        "commune_code": GEOGRAPHY.communes[target], "address_line": _address(rng), "updated_at": stamp})
+    old_code, new_code = t.commune_code(old, salt), t.commune_code(target, salt)
+    t.write(HOUSEHOLDS, house.number, {"commune_code": new_code, "address_line": _address(rng), "updated_at": stamp})
     for member in t.people(list(house.members)):
         member.commune = target
-        changes: Record = {"permanent_commune_code": GEOGRAPHY.communes[target], "updated_at": stamp}
-        if member.temporary == target:
+        changes: Record = {"permanent_commune_code": new_code, "updated_at": stamp}
+        if member.temporary >= 0 and t.commune_code(member.temporary, salt) == new_code:
             member.temporary = -1
             changes["temporary_commune_code"] = None
         t.write(CITIZENS, member.citizen_row, changes)
         t.create(RESIDENCE_CHANGES, {
             "change_id": t.serial_id("RC"), "cccd": member.cccd, "kind": "permanent",
-            "from_commune_code": GEOGRAPHY.communes[old], "to_commune_code": GEOGRAPHY.communes[target],
+            "from_commune_code": old_code, "to_commune_code": new_code,
             "effective_on": effective, "registered_at": stamp, "updated_at": stamp,
         })
 
 
 def temporary(t: Timeline, rng: random.Random, at: int) -> None:
     """An adult registers a temporary residence in another commune."""
-    person = next((p for p in t.sample(rng) if p.alive and t.age(p) >= 18), None)
+    person = next((p for p in t.sample(rng) if p.alive and t.age(p) >= 18 and p.household >= 0), None)
     if person is None:
         return
     home = GEOGRAPHY.home_communes
     target = int(home[rng.randrange(len(home))])
-    if target in (person.commune, person.temporary):
+    salt = person.household
+    code = t.commune_code(target, salt)
+    if code == t.commune_code(person.commune, salt) or (
+            person.temporary >= 0 and code == t.commune_code(person.temporary, salt)):
         return
     stamp = cal.timestamp(at)
     old = person.temporary
     person.temporary = target
-    t.write(CITIZENS, person.citizen_row, {"temporary_commune_code": GEOGRAPHY.communes[target], "updated_at": stamp})
+    t.write(CITIZENS, person.citizen_row, {"temporary_commune_code": code, "updated_at": stamp})
     t.create(RESIDENCE_CHANGES, {
         "change_id": t.serial_id("RC"), "cccd": person.cccd, "kind": "temporary",
-        "from_commune_code": GEOGRAPHY.communes[old] if old >= 0 else None,
-        "to_commune_code": GEOGRAPHY.communes[target], "effective_on": cal.iso_date(t.today()),
+        "from_commune_code": t.commune_code(old, salt) if old >= 0 else None,
+        "to_commune_code": code, "effective_on": cal.iso_date(t.today()),
         "registered_at": stamp, "updated_at": stamp,
     })
 

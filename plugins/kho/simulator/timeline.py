@@ -28,7 +28,7 @@ from typing import TypeVar
 import numpy as np
 
 from kho.simulator import calendar as cal
-from kho.simulator import insurance
+from kho.simulator import insurance, reform
 from kho.simulator.anomalies import AnomalyKind
 from kho.simulator.base import Base
 from kho.simulator.people import FABRICATED_BASE_RANKS, GEOGRAPHY
@@ -177,6 +177,9 @@ class Timeline:
         """Change fields of a row today (merged into today's version when the row already changed today)."""
         name = entity.qualified_name
         history = self.versions[name].setdefault(row, [])
+        if not history and not full and row < CREATED:
+            # A day-0 record rewritten after the reform carries the new commune codes in every commune field.
+            fields = {**reform.converted(self.current(entity, row), entity, self.today()), **fields}
         if history and history[-1].day == self.day:
             history[-1].fields.update(fields)
         else:
@@ -312,6 +315,16 @@ class Timeline:
         if not population:
             return []
         return self.people([rng.randrange(population) for _ in range(tries)])
+
+    def commune_code(self, commune: int, salt: int) -> str:
+        """The code a record written today gives commune `commune` (an index into GEOGRAPHY.communes) of household
+        (or enterprise) `salt`: its new code from 2025-07-01 (`reform`)."""
+        return reform.code_on(GEOGRAPHY.communes[commune], self.today(), salt)
+
+    def province_code(self, commune: int) -> int:
+        """The province code in force today for a place in commune `commune` (Bình Dương's communes: 79 from
+        2025-07-01), as a birth registered there today is numbered."""
+        return reform.province_on(int(GEOGRAPHY.commune_province[commune]), self.today())
 
     def today(self) -> int:
         """Today's date ordinal."""

@@ -16,7 +16,9 @@ python-stdnum (`stdnum.vn.mst`), which also rejects the all-zero sequence `00000
 so do we. Example: 0100047516 (Σ = 158, 158 mod 11 = 4, c = 6) is valid.
 
 Social insurance code (mã số BHXH): 10 digits since Decision 1666/QD-BHXH (2021). Its first two digits are commonly
-the issuing province but that is observed, not regulated, so only the length is a contract rule.
+the issuing province but that is observed, not regulated, so only the length is a contract rule. From 2025-07-01
+the Law on Social Insurance 41/2024/QH15 makes a Vietnamese citizen's code their personal identification number
+(12 digits, the CCCD); codes issued before keep their 10 digits, so both lengths are valid.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ CCCD_PATTERN = r"\d{12}"
 CENTURY_BASE = {1900: 0, 2000: 2, 2100: 4}
 TAX_CODE_PATTERN = r"\d{10}"
 BRANCH_CODE_PATTERN = r"\d{13}"
-SOCIAL_INSURANCE_CODE_PATTERN = r"\d{10}"
+SOCIAL_INSURANCE_CODE_PATTERN = r"\d{10}(\d{2})?"
 TAX_CODE_WEIGHTS: tuple[int, ...] = (31, 29, 23, 19, 17, 13, 7, 5, 3)
 _NO_CHECK_DIGIT = 10
 """What the formula gives when the weighted sum is divisible by 11: not a digit, so no valid code exists."""

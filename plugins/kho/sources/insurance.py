@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kho.sources.contract import UPDATED_AT, Entity, Field, RowCheck, SchemaDrift
 from kho.sources.identity import SOCIAL_INSURANCE_CODE_PATTERN, cccd_field
 from kho.sources.registry import Registry
 from kho.sources.rules import date_order_check
@@ -23,6 +26,11 @@ END_AHEAD_DAYS = 3653
 birthday; further is a typing slip (2125 for 2025), not a plan."""
 
 
+def _foreign_identity_code(code: pa.ChunkedArray, cccd: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a 12-digit social insurance code (an identification number) is not the row's own cccd."""
+    return pc.and_(pc.equal(pc.utf8_length(code), 12), pc.not_equal(code, cccd))
+
+
 def _social_insurance_code(name: str, description: str) -> Field:
     return Field(name, "text", required=True, pattern=SOCIAL_INSURANCE_CODE_PATTERN, pii="direct",
                  description=description)
@@ -31,13 +39,15 @@ def _social_insurance_code(name: str, description: str) -> Field:
 PARTICIPANTS = Entity(
     registry=SLUG,
     name="participants",
-    description="One row per insured person, keyed by the 10-digit social insurance code (mã số BHXH).",
+    description="One row per insured person, keyed by the social insurance code (mã số BHXH): 10 digits, or "
+                "the personal identification number for codes issued from 2025-07-01.",
     key=("social_insurance_code",),
     cursor="updated_at",
     fields=(
         _social_insurance_code(
             "social_insurance_code",
-            "10-digit social insurance code; its first two digits are commonly the issuing province (not enforced)",
+            "Social insurance code: 10 digits (its first two commonly the issuing province, not enforced), or from "
+            "2025-07-01 the participant's 12-digit personal identification number (Law 41/2024/QH15)",
         ),
         cccd_field("cccd", "CCCD of the participant"),
         Field("full_name", "text", required=True, normalise_nfc=True, pii="direct", max_length=FULL_NAME_MAX_LENGTH,
@@ -49,6 +59,16 @@ PARTICIPANTS = Entity(
         Field("contribution_status", "text", required=True, allowed=CONTRIBUTION_STATUS,
               description="paid, owing or suspended"),
         UPDATED_AT,
+    ),
+    checks=(
+        RowCheck(
+            name="social_insurance_code_is_own_cccd",
+            code="inconsistent",
+            message="inconsistent social_insurance_code: a 12-digit code is a personal identification number and "
+                    "must be the participant's cccd",
+            violates=lambda t: _foreign_identity_code(t.column("social_insurance_code"), t.column("cccd")),
+            needs=("social_insurance_code", "cccd"),
+        ),
     ),
 )
 

@@ -108,6 +108,8 @@ BROKEN: list[tuple[str, Record, str]] = [
     # insurance.participants
     ("insurance.participants", {"social_insurance_code": "741234567"}, "malformed"),
     ("insurance.participants", {"social_insurance_code": "74123456789"}, "malformed"),
+    ("insurance.participants", {"social_insurance_code": "7412345678901"}, "malformed"),
+    ("insurance.participants", {"social_insurance_code": "079201000123"}, "inconsistent"),
     ("insurance.participants", {"participant_type": "tourist"}, "invalid_value"),
     ("insurance.participants", {"registered_hospital_code": "7400"}, "malformed"),
     ("insurance.participants", {"contribution_status": "unknown"}, "invalid_value"),
@@ -162,6 +164,7 @@ BROKEN: list[tuple[str, Record, str]] = [
 ]
 
 VALID_VARIANTS: list[tuple[str, Record]] = [
+    ("insurance.participants", {"social_insurance_code": CITIZEN}),  # from 2025-07-01 the code is the CCCD
     ("population.citizens", {"status": "deceased", "date_of_death": "2025-06-10"}),
     ("population.citizens", {"status": "deceased", "date_of_death": "1990-05-17"}),
     ("population.citizens", {"temporary_commune_code": None, "household_id": None}),
