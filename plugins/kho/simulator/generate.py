@@ -34,7 +34,7 @@ overlay of changed rows (`timeline.py`), never a list of all records.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -52,7 +52,7 @@ from kho.simulator.defects import (
 )
 from kho.simulator.rng import unit_np
 from kho.simulator.spec import EntitySimulation, Record, simulated_entities, simulations
-from kho.simulator.timeline import CREATED, Timeline, Version
+from kho.simulator.timeline import CREATED, Anomaly, Timeline, Version
 from kho.sources.contract import Entity
 
 MAX_CITIZENS = 50_000_000
@@ -102,6 +102,21 @@ class WorldSpec:
             raise ConfigError("drift_entities needs a defect_rate above 0 and schema_drift_added_field among the "
                               "defect kinds; without them no field is added")
         return drifting
+
+
+@dataclass(frozen=True)
+class TruthEntry:
+    """A defect of the ground truth, and the file that holds its record."""
+
+    defect: Defect
+    file_day: int | None
+    """The day whose file (0: the snapshot, d: day d's feed) holds the record as it carries the defect: the
+    defect's own day, except for an anomaly in a record its day did not change (the last feed that carried it);
+    None for a pending defect, withheld from every feed so far."""
+
+    @property
+    def pending(self) -> bool:
+        return self.file_day is None
 
 
 @dataclass(frozen=True)
@@ -286,18 +301,139 @@ class Engine:
             served = self.serve_rows(entity, rows, day)
         return [served[r] for r in rows if r in served]
 
-    def truth(self, day: int) -> Iterator[Defect]:
-        """The defects first served on `day` (day 0: in the initial snapshot), every entity."""
+    def truth(self, day: int, entities: Collection[Entity] | None = None) -> Iterator[Defect]:
+        """The defects first served on `day` (day 0: in the initial snapshot), of every entity or of `entities`.
+
+        A defect's day is that of the feed that makes it visible (`Defect.day`): a cross-registry anomaly whose
+        record's version is withheld as a late arrival is listed on the day that version arrives, not on the day
+        of its event.
+        """
+        return (entry.defect for entry in self.located(day, entities))
+
+    def located(self, day: int, entities: Collection[Entity] | None = None) -> Iterator[TruthEntry]:
+        """`truth`, each defect with the day of the file that holds its record (`TruthEntry.file_day`)."""
         self.reach(day)
-        for entity in self.entities:
-            served = self.snapshot(entity, 0) if day == 0 else iter(self.changes(entity, day))
+        chosen = self._chosen(entities)
+        for entity in chosen.values():
+            found = self._snapshot_defects(entity) if day == 0 else (
+                d for s in self.changes(entity, day) for d in s.defects)
+            yield from (TruthEntry(d, day) for d in found)
+        if day >= 1:
+            for anomaly in self._arriving_anomalies(day):
+                if anomaly.entity.qualified_name in chosen:
+                    # Keyed as served, like a day-0 anomaly: a version that also carries a malformed id is served,
+                    # and filed, under that id.
+                    with self.lock:
+                        served = self.serve_rows(anomaly.entity, [anomaly.row], day).get(anomaly.row)
+                        record = served.copies[0] if served else self.timeline.current(anomaly.entity, anomaly.row)
+                        file_day = self._last_feed(anomaly.entity.qualified_name, anomaly.row, day)
+                    yield TruthEntry(self._anomaly(anomaly.entity, record, anomaly.kind, day), file_day)
+
+    def pending(self, day: int, entities: Collection[Entity] | None = None) -> Iterator[Defect]:
+        """The defects withheld from `day`'s feed, listed under day + 1, the first feed that may carry them.
+
+        A version of `day` that arrives late (`late_arriving_update`) is in no feed up to `day`, nor is an anomaly
+        whose record's version is withheld; `truth` of days 0..`day` leaves them out, since nothing served so far
+        shows them. A world that goes on serves them on day + 1, unless day + 1 changes the row again: then the
+        newer version supersedes the late one, which never arrives (and `truth` never lists it).
+        """
+        self.reach(day)
+        chosen = self._chosen(entities)
+        if day < 1:
+            return
+        for entity in chosen.values():
+            name = entity.qualified_name
+            sim = self.simulation(entity)
+            with self.lock:
+                found = []
+                for row in self.timeline.touched[day].get(name, []):
+                    if not self._withheld(name, row, day):
+                        continue
+                    current, _ = self.timeline.version_at(name, row, day)
+                    assert current is not None
+                    base = sim.render(self.base, np.array([row], dtype=np.int64)).records[0] if row < CREATED else {}
+                    _, defects = self.injector.serve(entity, row, day, {**base, **current.fields}, day,
+                                                     "late_arriving_update")
+                    found += [d for d in defects if d.kind == "late_arriving_update"]
+            yield from found
+        with self.lock:
+            withheld = [a for a in self._withheld_anomalies(day) if a.entity.qualified_name in chosen]
+        for anomaly in withheld:
+            with self.lock:
+                record = self.timeline.current(anomaly.entity, anomaly.row)
+            yield self._anomaly(anomaly.entity, record, anomaly.kind, day + 1)
+
+    def _chosen(self, entities: Collection[Entity] | None) -> dict[str, Entity]:
+        """The entities asked for (all when None), by name, in the world's order."""
+        if entities is None:
+            return {e.qualified_name: e for e in self.entities}
+        for entity in entities:
+            self.simulation(entity)  # an entity this world does not simulate is a ConfigError
+        names = {e.qualified_name for e in entities}
+        return {e.qualified_name: e for e in self.entities if e.qualified_name in names}
+
+    def _snapshot_defects(self, entity: Entity) -> Iterator[Defect]:
+        """The defects of the day-0 snapshot: only rows that may differ from their clean record are served."""
+        sim = self.simulation(entity)
+        for ids in self.base.candidate_chunks(sim.rows):
+            with self.lock:
+                rendered = sim.render(self.base, ids)
+                special, anomalous = self._special(entity, rendered.ids, 0)
+                found = [d for j in np.flatnonzero(special).tolist()
+                         for d in self._serve_one(entity, int(rendered.ids[j]), rendered.records[j], 0, True,
+                                                  bool(anomalous[j])).defects]
+            yield from found
+        with self.lock:
+            created = list(self.timeline.created[entity.qualified_name])
+        for lo in range(0, len(created), 4096):
+            with self.lock:
+                served = self.serve_created(entity, created[lo:lo + 4096], 0)
             for s in served:
                 yield from s.defects
-        if day >= 1:
-            for anomaly in self.timeline.anomalies[day]:
-                with self.lock:
-                    record = self.timeline.current(anomaly.entity, anomaly.row)
-                yield self._anomaly(anomaly.entity, record, anomaly.kind, day)
+
+    def _withheld(self, name: str, row: int, day: int) -> bool:
+        """Whether the version `row` got on `day` is withheld from that day's feed (a late arrival)."""
+        if not self.injector.is_late(name, row, day):
+            return False
+        current, _ = self.timeline.version_at(name, row, day)
+        return current is not None and current.day == day
+
+    def _last_feed(self, name: str, row: int, day: int) -> int | None:
+        """The day of the last file up to `day` that carried `row` (0: the snapshot), None if none did yet.
+
+        An anomaly can sit in a record its day's events did not change (a dead participant's coverage left active,
+        a dead member's membership left open): that record is in the file of the day it last changed, or of the
+        day after when that version arrived late.
+        """
+        history = self.timeline.versions[name].get(row) or []
+        days = {v.day for v in history if v.day <= day}
+        fed = [d for d in days if not self.injector.is_late(name, row, d)]
+        fed += [d + 1 for d in days if self.injector.is_late(name, row, d) and d + 1 <= day and d + 1 not in days]
+        if fed:
+            return max(fed)
+        return 0 if row < CREATED else None
+
+    def _withheld_anomalies(self, through: int) -> Iterator[Anomaly]:
+        """Anomalies of days up to `through` whose record's version was withheld on every day from theirs to
+        `through` (a row changed and late again the next day stays withheld), latest day first."""
+        rows = {(name, row) for name, touched in self.timeline.touched[through].items() for row in touched
+                if self._withheld(name, row, through)}
+        day = through
+        while rows and day >= 1:
+            yield from (a for a in self.timeline.anomalies[day] if (a.entity.qualified_name, a.row) in rows)
+            day -= 1
+            rows = {(name, row) for name, row in rows if day >= 1 and self._withheld(name, row, day)}
+
+    def _arriving_anomalies(self, day: int) -> list[Anomaly]:
+        """The anomalies whose record's version is first served on `day`: that day's, unless withheld, then earlier
+        days' that were withheld until the day before and are not withheld again."""
+        with self.lock:
+            arriving = [a for a in self.timeline.anomalies[day]
+                        if not self._withheld(a.entity.qualified_name, a.row, day)]
+            if day >= 2:
+                arriving += [a for a in self._withheld_anomalies(day - 1)
+                             if not self._withheld(a.entity.qualified_name, a.row, day)]
+        return arriving
 
 
 @lru_cache(maxsize=2)
@@ -330,19 +466,47 @@ def stream_changes(spec: WorldSpec, entity: Entity | str, day: int) -> Iterator[
         yield from served.copies
 
 
-def stream_ground_truth(spec: WorldSpec) -> Iterator[Defect]:
-    """Every defect injected in the world, day by day (day 0 scans the whole initial snapshot)."""
+def stream_ground_truth(spec: WorldSpec, *, pending: bool = False) -> Iterator[Defect]:
+    """Every defect served in the world, day by day (day 0 scans the whole initial snapshot), each on the day whose
+    feed carries it: what a client holding every feed up to `spec.days` can find, and no more.
+
+    With `pending`, then the defects withheld from the last day's feed (`Engine.pending`), listed under
+    `spec.days + 1`: a late-arriving version of the last day and any anomaly its record carries are in no feed of
+    this world, so kho cannot find them yet; they are left out by default, so that a precision/recall check
+    against what was served does not count them as misses. `kho simulate export` lists them, marked pending.
+    """
     eng = engine(spec)
     for day in range(spec.days + 1):
         yield from eng.truth(day)
+    if pending:
+        yield from eng.pending(spec.days)
 
 
-def write_manifest(spec: WorldSpec, path: Path | str) -> int:
-    """Write the ground truth as JSON Lines (registry, entity, key, kind, day, expected); return the line count."""
+def stream_truth(spec: WorldSpec, entities: Collection[Entity | str] | None = None,
+                 days: Iterable[int] | None = None) -> Iterator[TruthEntry]:
+    """The ground truth of an export: the defects of `days` (default 0..spec.days; each day's in the engine's
+    order), of `entities` (default all; an anomaly is kept when the record it is reported under is of an entity
+    asked for), each with the file day of its record; then, pending (`file_day` None, day = last day + 1), the
+    defects withheld from the last day's feed."""
+    eng = engine(spec)
+    chosen = None if entities is None else [_entity(e) for e in entities]
+    wanted = sorted(set(range(spec.days + 1) if days is None else days))
+    for day in wanted:
+        yield from eng.located(day, chosen)
+    if wanted:
+        yield from (TruthEntry(d, None) for d in eng.pending(wanted[-1], chosen))
+
+
+def write_manifest(spec: WorldSpec, path: Path | str, *, pending: bool = False) -> int:
+    """Write the ground truth as JSON Lines (registry, entity, key, kind, day, expected); return the line count.
+
+    `pending` adds the defects withheld from the last day's feed (their day is `spec.days + 1`, beyond the world's);
+    `kho simulate export` writes the fuller `ground_truth.jsonl`, which also names each defect's file.
+    """
     target = Path(path)
     count = 0
     with target.open("w", encoding="utf-8") as out:
-        for defect in stream_ground_truth(spec):
+        for defect in stream_ground_truth(spec, pending=pending):
             out.write(defect.to_json() + "\n")
             count += 1
     return count
@@ -350,5 +514,6 @@ def write_manifest(spec: WorldSpec, path: Path | str) -> int:
 
 __all__ = [
     "ALL_DEFECT_KINDS", "DEFECT_KINDS", "MAX_CITIZENS", "Defect", "DefectKind", "Engine", "Record", "Served",
-    "WorldSpec", "engine", "stream_changes", "stream_ground_truth", "stream_snapshot", "write_manifest",
+    "TruthEntry", "WorldSpec", "engine", "stream_changes", "stream_ground_truth", "stream_snapshot", "stream_truth",
+    "write_manifest",
 ]
