@@ -175,9 +175,19 @@ def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
     spec = _world_spec(args)
     manifest = export(spec, args.out, entities=entities, day=range(spec.days + 1), formats=formats,
                       gzip=args.gzip)
-    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}):")
+    truth = f", ground truth: {manifest.ground_truth.path}" if manifest.ground_truth else ""
+    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}{truth}):")
     print(manifest.summary())
     return 0
+
+
+def _simulate_stats(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.simulator.statistics import format_table, summary, timed
+
+    measures, seconds = timed(_world_spec(args))
+    print(format_table(measures))
+    print(f"\n{summary(measures)}; measured in {seconds:.1f} s (the world's replay included)")
+    return 0 if all(m.ok for m in measures) else 1
 
 
 def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
@@ -438,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--registry", default=None, help="only this registry's entities")
     exp.add_argument("--entity", default=None, help="only entities of this name")
     exp.set_defaults(handler=_simulate_export)
+    st = sim_sub.add_parser("stats", help="measure the world's statistics against published figures; exit 1 if "
+                            "any is out of tolerance")
+    _world_arguments(st)
+    st.set_defaults(handler=_simulate_stats)
 
     sync = sub.add_parser("sync", help="pull one registry entity from its API into the warehouse (outside Airflow)")
     sync.add_argument("registry")
@@ -493,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fill_simulator_defaults(args: argparse.Namespace, config: KhoConfig) -> None:
-    if getattr(args, "sim_command", None) in ("serve", "export"):
+    if getattr(args, "sim_command", None) in ("serve", "export", "stats"):
         args.citizens = args.citizens if args.citizens is not None else config.simulator_citizens
         args.seed = args.seed if args.seed is not None else config.simulator_seed
     if getattr(args, "sim_command", None) == "serve":
