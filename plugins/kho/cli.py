@@ -175,8 +175,7 @@ def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
     spec = _world_spec(args)
     manifest = export(spec, args.out, entities=entities, day=range(spec.days + 1), formats=formats,
                       gzip=args.gzip)
-    truth = f", ground truth: {manifest.ground_truth.path}" if manifest.ground_truth else ""
-    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}{truth}):")
+    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}):")
     print(manifest.summary())
     return 0
 
