@@ -104,10 +104,11 @@ MORTALITY_FEMALE: tuple[float, ...] = (
 
 MIN_MARRIAGE_AGE_MALE, MIN_MARRIAGE_AGE_FEMALE = 20, 18
 """Law on Marriage and Family 52/2014/QH13, article 8: men from 20, women from 18."""
-MEAN_AGE_FIRST_MARRIAGE_MALE = 27.2
-MEAN_AGE_FIRST_MARRIAGE_FEMALE = 23.2
-"""Singulate mean age at first marriage, [C2019] (national 25.2; men 27.2, women 23.2, approximately; the
-Southeast's is about a year later)."""
+MEAN_AGE_FIRST_MARRIAGE_MALE = 29.4
+MEAN_AGE_FIRST_MARRIAGE_FEMALE = 25.2
+"""Singulate mean age at first marriage, [PCS2024] (baohaiduong.vn, 2025-01: men 29.4, women 25.2, 2.1 years later
+than in 2019; urban women 26.8). National: the Southeast marries later still (Ho Chi Minh City 30.4 in 2023, GSO
+as reported in 2024), so Bình Dương's may be a year above these."""
 MARITAL_STATUS: dict[str, float] = {
     "never_married": 0.305, "married": 0.618, "widowed": 0.045, "divorced": 0.029, "separated": 0.003,
 }
@@ -118,12 +119,12 @@ DIVORCES_PER_1000_COUPLES = 3.0
 """Divorces per 1,000 married couples per year. ESTIMATE: about 60,000 divorces a year settled by the courts
 (Supreme People's Court reports, as widely cited 2017-2022) over about 22 million married couples ([C2019]) gives
 2.7; the Southeast, with the most divorced people, is higher."""
-CRUDE_MARRIAGE_RATE = 7.0
-"""Marriages registered per 1,000 residents per year. ESTIMATE: about 700,000 registrations a year (Ministry of
-Justice civil status statistics) over 100 million."""
-REMARRIAGE_SHARE = 0.10
-"""Share of marriages in which a partner was married before. ESTIMATE (no GSO table found): most divorced and
-widowed men remarry, fewer women ([PCS2020] notes remarriage to explain widowers' 2 % against widows' 11 %)."""
+CRUDE_MARRIAGE_RATE = 6.9
+"""Marriages per 1,000 residents per year: 688,000 marriages in 2023 (GSO, as reported in 2024) over 100.3 million."""
+REMARRIAGE_SHARE = 0.17
+"""Share of marriages that are not a first marriage: of the 688,000 marriages of 2023, 83 % were first marriages
+(GSO, as reported in 2024). Whether "first" counts one partner or both is not stated; we read it as a marriage where
+a partner had married before."""
 
 # --- households ----------------------------------------------------------------------------------------------------
 

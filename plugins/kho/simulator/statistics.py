@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Literal
 
 from kho.simulator import demography as demo
@@ -226,31 +226,32 @@ class Exports:
 # --- reference: where a commune code lies ------------------------------------------------------------------------
 
 
-def _home_codes() -> tuple[frozenset[str], frozenset[str]]:
+@cache
+def _home_codes() -> frozenset[str]:
+    """Old and new codes of former Bình Dương's communes."""
     old = frozenset(c for c, row in communes().items() if row["province_code"] == HOME)
-    new = frozenset(s.new_commune_code for c in old for s in commune_mapping_2025().get(c, ()))
-    return old, new
+    return old | frozenset(s.new_commune_code for c in old for s in commune_mapping_2025().get(c, ()))
+
+
+@cache
+def _provinces_by_code() -> Mapping[str, frozenset[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for code, row in communes().items():
+        found[code].add(row["province_code"])
+    for parts in commune_mapping_2025().values():
+        for part in parts:
+            found[part.new_commune_code].add(part.new_province_code)
+    return {code: frozenset(provinces) for code, provinces in found.items()}
 
 
 def in_home(code: object) -> bool:
     """Whether a commune code (old or new) lies in former Bình Dương."""
-    old, new = _home_codes()
-    return isinstance(code, str) and (code in old or code in new)
+    return isinstance(code, str) and code in _home_codes()
 
 
-def provinces_of_commune(code: object) -> set[str]:
+def provinces_of_commune(code: object) -> frozenset[str]:
     """The provinces a commune code may name: its old province (old code) and its new one (new code)."""
-    found: set[str] = set()
-    if not isinstance(code, str):
-        return found
-    row = communes().get(code)
-    if row is not None:
-        found.add(row["province_code"])
-    for parts in commune_mapping_2025().values():
-        for part in parts:
-            if part.new_commune_code == code:
-                found.add(part.new_province_code)
-    return found
+    return _provinces_by_code().get(code, frozenset()) if isinstance(code, str) else frozenset()
 
 
 # --- the measures ---------------------------------------------------------------------------------------------------
@@ -554,7 +555,8 @@ def marriages(ex: Exports) -> list[Measure]:
                 if any(min(weddings[str(r.get(k))], default=DAY0) < (_day(r.get("registered_on")) or DAY0)
                        for k in ("husband_cccd", "wife_cccd")))
     out.append(judge("marriages where a partner married before", 100 * demo.REMARRIAGE_SHARE, 6.0,
-                     "demography.REMARRIAGE_SHARE (ESTIMATE)", _pct(again, len(ex.marriages)), unit="%"))
+                     "GSO 2023: 83% first marriages", _pct(again, len(ex.marriages)), unit="%"))
+    out += _first_marriage_ages(ex, weddings)
     divorces = _divorce_dates(ex)
     out.append(judge("marriages ended by divorce", 1, 0, "divorces exist (issue 14)",
                      None if divorces is None else len(divorces), rule="at_least", unit="divorces",
@@ -566,6 +568,29 @@ def marriages(ex: Exports) -> list[Measure]:
     out.append(judge("divorces per 1,000 couples (12 months to day 0)", demo.DIVORCES_PER_1000_COUPLES, 2.0,
                      "courts ~60,000/yr over ~22M couples; ESTIMATE", rate, unit="‰", detail=f"{couples} couples"))
     out += _marital_status(ex, weddings)
+    return out
+
+
+def _first_marriage_ages(ex: Exports, weddings: Mapping[str, list[date]]) -> list[Measure]:
+    """Mean age at first marriage of the marriages registered in the five years to day 0 (a partner's first
+    registered marriage), against the singulate mean age at marriage."""
+    since = date(2020, 7, 1)
+    ages: dict[str, list[float]] = {"husband": [], "wife": []}
+    for r in ex.marriages:
+        on = _day(r.get("registered_on"))
+        if on is None or not since <= on <= DAY0:
+            continue
+        for party in ages:
+            born = _day(r.get(f"{party}_date_of_birth"))
+            if born and min(weddings.get(str(r.get(f"{party}_cccd")), [on])) >= on:
+                ages[party].append((on - born).days / 365.2425)
+    out = []
+    targets = {"husband": demo.MEAN_AGE_FIRST_MARRIAGE_MALE, "wife": demo.MEAN_AGE_FIRST_MARRIAGE_FEMALE}
+    for party, target in targets.items():
+        found = ages[party]
+        out.append(judge(f"{party}'s mean age at first marriage (2020-07 to day 0)", target, 1.5,
+                         f"{_PCS2024} SMAM", stats.fmean(found) if found else None, unit="years",
+                         detail=f"{len(found)} first marriages"))
     return out
 
 

@@ -220,12 +220,17 @@ def test_marriages_clamped_dates_and_remarriage() -> None:
     rows = [{"registration_id": "KH000000000001", "husband_cccd": husband, "wife_cccd": first_wife,
              "registered_on": "2010-05-05", "place_commune_code": OLD},
             {"registration_id": "KH000000000002", "husband_cccd": husband, "wife_cccd": second_wife,
-             "registered_on": "2020-05-05", "place_commune_code": OLD},
+             "registered_on": "2021-05-05", "place_commune_code": OLD},
             {"registration_id": "KH000000000003", "husband_cccd": cccd(), "wife_cccd": cccd(),
-             "registered_on": "2020-05-05", "place_commune_code": OLD}]
+             "registered_on": "2021-05-05", "place_commune_code": OLD}]
+    for row in rows:
+        row.update(husband_date_of_birth="1990-05-05", wife_date_of_birth="1995-05-05")
     found = marriages(Exports.from_records({"marriages": rows}))
     assert find(found, "largest share of day-0 marriages on one date").value == pytest.approx(200 / 3)
     assert find(found, "marriages where a partner married before").value == pytest.approx(100 / 3)
+    first = find(found, "husband's mean age at first marriage (2020-07 to day 0)")  # the remarried husband is out
+    assert (first.value, first.detail) == (pytest.approx(31, abs=0.01), "1 first marriages")
+    assert find(found, "wife's mean age at first marriage (2020-07 to day 0)").value == pytest.approx(26, abs=0.01)
 
 
 def test_enterprise_names_repeated() -> None:
