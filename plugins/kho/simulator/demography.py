@@ -12,6 +12,10 @@ constant says which. Sources, abbreviated below:
   CBR 13.5 per 1,000; life expectancy 74.7 (men 72.3, women 77.2).
 - [MIG2019] GSO press figure on 2019 census migration (cafef.vn, 2022-06-25): Bình Dương's in-migration rate 217
   per 1,000, the highest in the country; the Southeast region 80.3 per 1,000; the Mekong delta sends most.
+- [BD2015] Bình Dương's Population and Family Planning branch and the province's Statistical Yearbook 2016, as
+  quoted by datnenbinhduong.vn ("Dân số Bình Dương 2016"): 1,995,817 residents (2016); men 48.27 %, 93.56 men per
+  100 women; working ages 75.6 %, 60+ 5 %; crude birth rate 13 per 1,000 (2011), 11.8 (2014), 11.5 (2015); natural
+  increase 0.78 % (2015); third or later births 3.3 %; life expectancy 75.4.
 
 Figures marked ESTIMATE were not found in a source we could read; they are documented guesses shaped to the
 published aggregates they must agree with (noted beside each), and should be replaced when the tables are found.
@@ -29,41 +33,45 @@ AGE_GROUPS: tuple[tuple[int, int], ...] = (
 )
 """Five-year groups as GSO tabulates them, the last open one closed at 99 (nobody in the world is older)."""
 
-_GROUP_PERCENT = (7.0, 7.3, 6.6, 5.5, 8.3, 10.2, 11.2, 10.4, 8.5, 6.8, 5.0, 3.9, 3.1, 2.4, 1.6, 0.9, 0.6, 0.7)
-"""ESTIMATE of Bình Dương's 2025 pyramid (both sexes, % of all residents). Shaped to [C2019]'s picture of the
-province: a working-age bulge at 20-44 from migration (in-migration 217 per 1,000 over five years, [MIG2019]),
-0-14 about 21 % and 65+ about 6 % (national 2019: 24.3 % and 7.7 %); the 0-4 group follows CRUDE_BIRTH_RATE."""
-_MALE_SHARE = (0.526, 0.525, 0.523, 0.50, 0.47, 0.47, 0.485, 0.495, 0.50, 0.495, 0.49, 0.48, 0.47, 0.45, 0.43,
+_GROUP_PERCENT = (6.0, 6.6, 6.4, 5.6, 8.9, 10.8, 11.6, 10.9, 9.0, 7.2, 5.4, 4.0, 3.0, 2.1, 1.2, 0.6, 0.4, 0.3)
+"""ESTIMATE of Bình Dương's 2025 pyramid (both sexes, % of all residents), shaped to the province's own figures
+([BD2015]: 60+ 5 % in 2014, aged here by a decade to 7.6 %; 0-14 about 19 %, what a birth rate near 12 per 1,000
+leaves) and to its migration ([MIG2019]: a working-age bulge at 20-44; national 2019: 0-14 24.3 %, 65+ 7.7 %)."""
+_MALE_SHARE = (0.526, 0.525, 0.523, 0.49, 0.455, 0.455, 0.475, 0.49, 0.495, 0.49, 0.485, 0.475, 0.465, 0.45, 0.43,
                0.40, 0.37, 0.32)
-"""ESTIMATE of the male share per group: children follow the sex ratio at birth (1.11); at 20-34 women outnumber
-men (Bình Dương's factories recruit more young women than men); above 60 women's longer lives ([PCS2024])."""
+"""ESTIMATE of the male share per group, giving [BD2015]'s 93.6 men per 100 women overall: children follow the sex
+ratio at birth (1.11); at 20-34 women outnumber men (the province's factories recruit more young women than men);
+above 60 women's longer lives ([PCS2024])."""
 
 PYRAMID_MALE: tuple[float, ...] = tuple(round(t * m, 3) for t, m in zip(_GROUP_PERCENT, _MALE_SHARE, strict=True))
 """Percent of the whole population per group, men (with PYRAMID_FEMALE sums to 100)."""
 PYRAMID_FEMALE: tuple[float, ...] = tuple(round(t * (1 - m), 3)
                                           for t, m in zip(_GROUP_PERCENT, _MALE_SHARE, strict=True))
-PYRAMID_SOURCE = ("ESTIMATE for Bình Dương 2025, shaped to the 2019 Census (GSO) province profile: migrant "
-                  "working-age bulge, 0-14 ~21 %, 65+ ~6 %, women outnumbering men at 20-34")
+PYRAMID_SOURCE = ("ESTIMATE for Bình Dương 2025 from the province's figures (93.6 men per 100 women, 60+ 5 % in "
+                  "2014, birth rate 11.5 per 1,000 in 2015) and its migrant working-age bulge (GSO 2019 census)")
 
 SEX_RATIO_AT_BIRTH = 1.11
 """Boys per girl. [C2019]: 111.5 boys per 100 girls nationally; [PCS2024] about 111. The Southeast region is
 lower (about 1.09, [C2019] monograph on sex imbalance at birth); we keep the national figure the issue names."""
 
-CRUDE_BIRTH_RATE = 14.0
-"""Live births per 1,000 residents per year. [PCS2024]: 13.5 nationally. Bình Dương's fertility is lower (TFR
-about 1.4, ESTIMATE between the Southeast's 1.48 and Ho Chi Minh City's 1.39) but its women are concentrated at
-20-39; `ASFR` on the pyramid gives 14.0."""
-CRUDE_DEATH_RATE = 5.6
-"""Deaths per 1,000 residents per year: the life table below on the pyramid (computed, 5.56). National: 6.2
-([PCS2024] about 6); the province's young age structure gives less."""
+CRUDE_BIRTH_RATE = 12.0
+"""Live births per 1,000 residents per year. [BD2015]: 11.8 (2014), 11.5 (2015), the province's own figure; the
+national rate has since fallen from 16.2 to 13.5 ([PCS2024]) while Bình Dương's young adults grew in number, so we
+keep it near 12 (ESTIMATE). `ASFR` on the pyramid gives 12.0."""
+CRUDE_DEATH_RATE = 4.3
+"""Deaths per 1,000 residents per year: the life table below on the pyramid (computed, 4.31). [BD2015]: birth rate
+11.5 less natural increase 7.8 gives 3.7 in 2015; national 6 ([PCS2024]); the province is young."""
 
-TOTAL_FERTILITY_RATE = 1.40
-"""Children per woman: ESTIMATE for Bình Dương, between [PCS2024]'s Southeast (1.48) and Ho Chi Minh City (1.39)."""
+TOTAL_FERTILITY_RATE = 1.11
+"""Children per woman at the rates below: what reproduces the province's own birth rate on its pyramid. GSO's
+total fertility rates are higher (Southeast 1.48, Ho Chi Minh City 1.39, [PCS2024]): many of Bình Dương's migrant
+women give birth in, and leave their children with family in, their home province, and the registries we simulate
+see the births that happen here. ESTIMATE, consistent with [BD2015]'s birth rate and 0-14 share."""
 
 # --- fertility -----------------------------------------------------------------------------------------------------
 
 ASFR_GROUPS: tuple[tuple[int, int], ...] = ((15, 19), (20, 24), (25, 29), (30, 34), (35, 39), (40, 44), (45, 49))
-ASFR: tuple[float, ...] = (16.8, 74.7, 91.5, 62.5, 28.0, 5.6, 0.9)
+ASFR: tuple[float, ...] = (13.3, 59.0, 72.3, 49.4, 22.1, 4.4, 0.7)
 """Births per 1,000 women per year by mother's age. Shape: [C2019] fertility monograph (urban schedule, the peak at
 25-29, 20-29 bearing about half the births; ESTIMATE of the exact values), scaled so that 5 * sum =
 TOTAL_FERTILITY_RATE. The mother's age at a birth is distributed as ASFR times the women of each group

@@ -316,7 +316,7 @@ def vital_rates(ex: Exports) -> list[Measure]:
     cbr = 1000 * born_in_year / population if population else None
     out.append(judge("crude birth rate (born in the 12 months to day 0)", demo.CRUDE_BIRTH_RATE,
                      max(1.5, 3000 * math.sqrt(born_in_year) / population if population else 0),
-                     f"{_PCS2024} 13.5 national; demography", cbr, unit="‰",
+                     "Bình Dương 11.5 (2015); demography", cbr, unit="‰",
                      detail=f"{born_in_year} of {population}"))
     deaths = sum(1 for r in ex.day0("deaths").values()
                  if YEAR_BEFORE <= (_day(r.get("date_of_death")) or DAY0.replace(year=1900)) <= DAY0)
