@@ -55,7 +55,7 @@ insurance code is their personal identification number (a foreign employee's is 
 the published text as we remember it; verify the clause number against the gazette before citing it elsewhere."""
 _C2019 = "GSO 2019 Census"
 _PCS2024 = "GSO PCS 2024"
-_PYRAMID = "demography (ESTIMATE, C2019 shape)"
+_PYRAMID = "demography (ESTIMATE on BD figures)"
 
 
 @dataclass(frozen=True)
