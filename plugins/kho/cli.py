@@ -175,7 +175,8 @@ def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
     spec = _world_spec(args)
     manifest = export(spec, args.out, entities=entities, day=range(spec.days + 1), formats=formats,
                       gzip=args.gzip)
-    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}):")
+    truth = f", ground truth: {manifest.ground_truth.path}" if manifest.ground_truth else ""
+    print(f"exported to {Path(args.out).resolve()} (manifest: {MANIFEST_NAME}{truth}):")
     print(manifest.summary())
     return 0
 

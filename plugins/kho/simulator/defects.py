@@ -88,7 +88,8 @@ class Defect:
     """The record's key as served (a malformed id is the malformed text itself), one value per key field."""
     kind: DefectKind
     day: int
-    """The day whose feed (or day-0 snapshot) carries the defect."""
+    """The day whose feed (or day-0 snapshot) carries the defect; for a pending one (`generate.Engine.pending`,
+    withheld from the last day's feed), the day after, whose feed may carry it."""
     expected: str
 
     @property

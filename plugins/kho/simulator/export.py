@@ -5,6 +5,21 @@ day d >= 1 that day's change feed. CSV is UTF-8 with a header row and writes dat
 do (`dd/mm/yyyy`, the entity's `export_date_format`); timestamps stay ISO 8601. JSON Lines keep the API's wire
 form. `manifest.json` lists every file with its row count, size and SHA-256, and the world spec that made it.
 
+Beside the files, `ground_truth.jsonl` (`.jsonl.gz` with gzip) lists every defect and cross-registry anomaly the
+exported files carry, one JSON object per line, listed in `manifest.json` under `ground_truth` (rows, size,
+SHA-256; `Manifest.verify` checks it like the others). Its fields (`truth_line`): those of `Defect.to_json`
+(`registry`, `entity`, `key`, `kind`, `day`, `expected`), then `key_fields` (the contract's key fields, in `key`'s
+order), `pending`, `file_day` and `files`. Non-pending: `files` names the exported files (one per format) of
+`file_day`, the snapshot (0) or feed whose records hold the record as it carries the defect: the defect's own
+`day`, except an anomaly in a record that day's events left unchanged (a dead participant's coverage left active),
+filed where that record last arrived. Pending (`pending: true`, `file_day: null`, `files: []`): withheld from the
+last exported day D's feed, a late-arriving version of D (or an anomaly its record carries), listed under
+`day` D + 1, whose feed is the first that may carry it (if day D + 1 changes the row again, the newer version
+supersedes it and it never arrives); kho cannot find it in this export. Order: by `day`, each day's defects in the
+generator's order (entity by entity, then that day's anomalies), the pending last. Only the exported entities'
+defects are listed, an anomaly under the entity the audit reports it under (`defects.ANOMALY_ENTITY`). Keys are
+in wire form: a CSV file writes a date key field (`enterprise_status_changes.effective_on`) as `dd/mm/yyyy`.
+
 Streaming, in bounded memory: records go to a JSON Lines spool on disk as they are generated (the CSV header
 is the union of the fields the records carry, known only at the end, e.g. on a schema-drift day), then each
 requested format is written from the spool in batches. Deterministic: the same spec gives byte-identical files
@@ -24,7 +39,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from kho.errors import ConfigError
 from kho.sources.contract import Entity
@@ -33,7 +48,9 @@ ExportFormat = Literal["csv", "jsonl"]
 ExportKind = Literal["snapshot", "changes"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl")
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: the ground truth (`ground_truth`) beside the files; a version-1 manifest has none."""
+GROUND_TRUTH_NAME = "ground_truth.jsonl"
 BATCH_ROWS = 5000
 """Rows per write: large enough to amortise the per-write cost, small enough to keep memory flat."""
 _COPY_BYTES = 1 << 20
@@ -41,6 +58,7 @@ _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 Record = Mapping[str, str | None]
+T = TypeVar("T")
 
 
 class ExportSpec(Protocol):
@@ -59,14 +77,50 @@ class ExportSpec(Protocol):
     def defect_rate(self) -> float: ...
 
 
+class TruthDefect(Protocol):
+    """One defect of the ground truth (`kho.simulator.defects.Defect`)."""
+
+    @property
+    def registry(self) -> str: ...
+
+    @property
+    def entity(self) -> str: ...
+
+    @property
+    def key(self) -> tuple[str, ...]: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def day(self) -> int: ...
+
+    @property
+    def expected(self) -> str: ...
+
+
+class LocatedDefect(Protocol):
+    """A defect and the day of the file holding its record, None while pending (`generate.TruthEntry`)."""
+
+    @property
+    def defect(self) -> TruthDefect: ...
+
+    @property
+    def file_day(self) -> int | None: ...
+
+
 class RecordStreams(Protocol):
-    """Where an export's records come from: the generator's streams, or a fake in tests."""
+    """Where an export's records and ground truth come from: the generator's streams, or a fake in tests."""
 
     def snapshot(self, spec: Any, entity: Entity, day: int) -> Iterable[Record]:
         """Every record of `entity` as of the end of `day`, in (updated_at, *key) order."""
 
     def changes(self, spec: Any, entity: Entity, day: int) -> Iterable[Record]:
         """The records of `entity` that changed during `day` (its change feed)."""
+
+    def truth(self, spec: Any, entities: Sequence[Entity], days: Sequence[int]) -> Iterable[LocatedDefect]:
+        """The defects the files of `days` (ascending) carry, of `entities`, then those withheld from the last
+        day's feed (pending)."""
 
 
 @dataclass(frozen=True)
@@ -91,16 +145,35 @@ class ManifestFile:
 
 
 @dataclass(frozen=True)
+class TruthFile:
+    """The ground truth written beside the files (see the module docstring for its lines)."""
+
+    path: str
+    compression: Literal["gzip"] | None
+    rows: int
+    """Defects and anomalies listed, the pending ones included."""
+    pending: int
+    """Of which withheld from the last exported day's feed: in no exported file."""
+    last_day: int
+    """The last exported day: the pending ones are listed under last_day + 1."""
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What an export wrote; `manifest.json` is its JSON form."""
 
     spec: dict[str, Any]
     files: tuple[ManifestFile, ...]
     version: int = MANIFEST_VERSION
+    ground_truth: TruthFile | None = None
+    """None only in a version-1 manifest, written before exports carried their ground truth."""
 
     def to_json(self) -> str:
         body = {"version": self.version, "generator": "kho-simulator", "encoding": "utf-8", "spec": self.spec,
-                "files": [dataclasses.asdict(f) for f in self.files]}
+                "files": [dataclasses.asdict(f) for f in self.files],
+                "ground_truth": dataclasses.asdict(self.ground_truth) if self.ground_truth else None}
         return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
 
     @classmethod
@@ -110,14 +183,18 @@ class Manifest:
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
             files = tuple(ManifestFile(**{**f, "columns": tuple(f["columns"])}) for f in body["files"])
-            return cls(spec=body["spec"], files=files, version=body["version"])
+            truth = body.get("ground_truth")
+            return cls(spec=body["spec"], files=files, version=body["version"],
+                       ground_truth=TruthFile(**truth) if truth is not None else None)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path} is not a kho export manifest: {exc}") from exc
 
     def verify(self, directory: Path | str) -> list[str]:
-        """Problems with the files on disk (missing, wrong size or checksum); empty when all arrived whole."""
+        """Problems with the files on disk, the ground truth's included (missing, wrong size or checksum); empty
+        when all arrived whole."""
         problems = []
-        for f in self.files:
+        listed: list[ManifestFile | TruthFile] = [*self.files, *([self.ground_truth] if self.ground_truth else [])]
+        for f in listed:
             path = Path(directory) / f.path
             if not path.is_file():
                 problems.append(f"{f.path}: missing")
@@ -129,8 +206,14 @@ class Manifest:
         return problems
 
     def summary(self) -> str:
-        """One line per file, then the totals: what `kho simulate export` prints."""
+        """One line per file, then the ground truth, then the totals: what `kho simulate export` prints."""
         lines = [f"{f.path}: {f.rows} rows, {f.bytes} bytes, sha256 {f.sha256[:12]}…" for f in self.files]
+        truth = self.ground_truth
+        if truth is not None:
+            withheld = (f", {truth.pending} pending: withheld from day {truth.last_day}'s feed, in no file"
+                        if truth.pending else "")
+            lines.append(f"{truth.path}: ground truth, {truth.rows} defects and anomalies{withheld}; "
+                         f"{truth.bytes} bytes, sha256 {truth.sha256[:12]}…")
         total_rows = sum(f.rows for f in self.files if f.format == self.files[0].format) if self.files else 0
         lines.append(f"{len(self.files)} files, {sum(f.bytes for f in self.files)} bytes, {total_rows} records "
                      f"(seed {self.spec.get('seed')}, {self.spec.get('citizens')} citizens, "
@@ -147,7 +230,8 @@ def export(spec: ExportSpec, out_dir: Path | str, *, entities: Sequence[Entity] 
            day: int | Iterable[int] = 0, formats: Sequence[ExportFormat] = FORMATS, gzip: bool = False,
            streams: RecordStreams | None = None) -> Manifest:
     """Write the export files of `entities` (default: every entity in `kho.sources`) for `day` (0: the
-    snapshot; d >= 1: that day's changes; or several days), then `manifest.json`; return the manifest.
+    snapshot; d >= 1: that day's changes; or several days), their ground truth, then `manifest.json`; return the
+    manifest.
     """
     days = [day] if isinstance(day, int) else sorted(set(day))
     chosen = _entities(entities)
@@ -163,7 +247,8 @@ def export(spec: ExportSpec, out_dir: Path | str, *, entities: Sequence[Entity] 
         for d in days:
             records = source.snapshot(spec, entity, d) if d == 0 else source.changes(spec, entity, d)
             files += _export_entity_day(records, entity, d, out, fmts, gzip)
-    manifest = Manifest(spec=_spec_json(spec), files=tuple(files))
+    truth = _export_truth(source.truth(spec, chosen, days), chosen, days, files, out, gzip) if days else None
+    manifest = Manifest(spec=_spec_json(spec), files=tuple(files), ground_truth=truth)
     _atomic_write(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return manifest
 
@@ -210,6 +295,39 @@ def _export_entity_day(records: Iterable[Record], entity: Entity, day: int, out:
         spool.unlink(missing_ok=True)
 
 
+def truth_line(entry: LocatedDefect, entity: Entity, files: Sequence[str]) -> dict[str, Any]:
+    """One line of `ground_truth.jsonl`: `Defect.to_json`'s fields, then where to find the record."""
+    d = entry.defect
+    return {"registry": d.registry, "entity": d.entity, "key": list(d.key), "kind": d.kind, "day": d.day,
+            "expected": d.expected, "key_fields": list(entity.key), "pending": entry.file_day is None,
+            "file_day": entry.file_day, "files": list(files)}
+
+
+def _export_truth(entries: Iterable[LocatedDefect], entities: Sequence[Entity], days: Sequence[int],
+                  files: Sequence[ManifestFile], out: Path, gzip: bool) -> TruthFile:
+    """Write the ground truth of the exported entities and days; each entry names the files holding its record."""
+    by_name = {e.qualified_name: e for e in entities}
+    located: dict[tuple[str, int], list[str]] = {}
+    for f in files:
+        located.setdefault((f"{f.registry}.{f.entity}", f.day), []).append(f.path)
+    rows = pending = 0
+    path = out / (GROUND_TRUTH_NAME + (".gz" if gzip else ""))
+    with _Sink(path, gzip) as sink:
+        for batch in _batches(entries):
+            lines = []
+            for entry in batch:
+                entity = by_name.get(f"{entry.defect.registry}.{entry.defect.entity}")
+                if entity is None:
+                    continue  # an entity not exported: its defects are not this export's
+                held = [] if entry.file_day is None else located.get((entity.qualified_name, entry.file_day), [])
+                lines.append(_JSON.encode(truth_line(entry, entity, held)) + "\n")
+                pending += entry.file_day is None
+            rows += len(lines)
+            sink.put("".join(lines).encode("utf-8"))
+    return TruthFile(path=path.name, compression="gzip" if gzip else None, rows=rows, pending=pending,
+                     last_day=max(days), bytes=sink.bytes, sha256=sink.sha256)
+
+
 def _spool(records: Iterable[Record], spool: Path) -> tuple[int, tuple[str, ...]]:
     """Write records as JSON Lines to `spool`; return their number and the union of their fields, in order."""
     rows = 0
@@ -227,8 +345,8 @@ def _spool(records: Iterable[Record], spool: Path) -> tuple[int, tuple[str, ...]
     return rows, tuple(columns)
 
 
-def _batches(records: Iterable[Record]) -> Iterator[list[Record]]:
-    batch: list[Record] = []
+def _batches(records: Iterable[T]) -> Iterator[list[T]]:
+    batch: list[T] = []
     for record in records:
         batch.append(record)
         if len(batch) == BATCH_ROWS:
@@ -378,6 +496,11 @@ class _GeneratorStreams:
         from kho.simulator.generate import stream_changes
 
         return stream_changes(spec, entity, day)
+
+    def truth(self, spec: Any, entities: Sequence[Entity], days: Sequence[int]) -> Iterable[LocatedDefect]:
+        from kho.simulator.generate import stream_truth
+
+        return stream_truth(spec, entities, days)
 
 
 def generator_streams() -> RecordStreams:

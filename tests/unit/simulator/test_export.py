@@ -1,5 +1,6 @@
-"""Export files: what the manifest says matches the files, CSV dates are dd/mm/yyyy, gzip round-trips, the same
-spec gives the same bytes, and a large export streams in bounded memory."""
+"""Export files: what the manifest says matches the files (the ground truth's included), CSV dates are dd/mm/yyyy,
+gzip round-trips, the same spec gives the same bytes, and a large export streams in bounded memory. The generated
+world's ground truth against its files: tests/unit/simulator/test_ground_truth.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,16 @@ import pytest
 from kho.cli import main
 from kho.config import PROJECT_ROOT
 from kho.errors import ConfigError
-from kho.simulator.export import MANIFEST_NAME, Manifest, export, file_name, generator_streams
+from kho.simulator.export import (
+    GROUND_TRUTH_NAME,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestFile,
+    TruthFile,
+    export,
+    file_name,
+    generator_streams,
+)
 from kho.sources import ENTITIES
 from kho.sources.population import CITIZENS
 from tests.unit.simulator.fakes import THINGS, stamp
@@ -35,8 +45,26 @@ class Spec:
     defect_rate: float = 0.0
 
 
+@dataclass(frozen=True)
+class FakeDefect:
+    registry: str
+    entity: str
+    key: tuple[str, ...]
+    kind: str
+    day: int
+    expected: str
+
+
+@dataclass(frozen=True)
+class Located:
+    defect: FakeDefect
+    file_day: int | None
+
+
 class FakeStreams:
-    """Records made from (seed, index): a snapshot of `spec.citizens` rows and a few changes per day."""
+    """Records made from (seed, index): a snapshot of `spec.citizens` rows and a few changes per day. The truth:
+    the first record of each (entity, day) file, one defect of an entity never exported, and, pending, the record
+    the last day's feed would have had next."""
 
     def __init__(self, drift_day: int | None = None) -> None:
         self.drift_day = drift_day
@@ -51,6 +79,25 @@ class FakeStreams:
             if day == self.drift_day and i % 2:
                 record["nickname"] = f"bé {i}"
             yield record
+
+    def truth(self, spec: Any, entities: Sequence[Any], days: Sequence[int]) -> Iterator[Located]:
+        for day in days:
+            for entity in entities:
+                if day == 0 and not spec.citizens:
+                    continue
+                yield Located(self._defect(spec, entity, 0, day, day), day)
+            yield Located(FakeDefect("business", "enterprises", ("0100000001",), "legal_rep_unknown", day,
+                                     "anomaly:legal_rep_unknown"), day)
+        last = max(days)
+        if last >= 1:
+            yield Located(self._defect(spec, entities[0], last * 3, last, last + 1), None)
+
+    def _defect(self, spec: Any, entity: Any, i: int, day: int, listed: int) -> FakeDefect:
+        record = self._record(spec, entity, i, day)
+        kind = "malformed_id" if listed == day else "late_arriving_update"
+        expected = "quarantine:malformed" if listed == day else "anomaly:late_arriving_update"
+        return FakeDefect(entity.registry, entity.name, tuple(str(record[k]) for k in entity.key), kind, listed,
+                          expected)
 
     @staticmethod
     def _record(spec: Any, entity: Any, i: int, day: int) -> dict[str, str | None]:
@@ -79,7 +126,8 @@ def test_files_are_named_by_registry_entity_and_day_with_snapshot_then_changes(t
     assert [f.path for f in manifest.files if f.entity == "citizens" and f.format == "csv"] == [
         "population__citizens__day000.csv", "population__citizens__day001.csv", "population__citizens__day002.csv"]
     assert {(f.day, f.kind) for f in manifest.files} == {(0, "snapshot"), (1, "changes"), (2, "changes")}
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f.path for f in manifest.files] + [MANIFEST_NAME])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f.path for f in manifest.files] + [MANIFEST_NAME, GROUND_TRUTH_NAME])
     assert file_name(THINGS, 7, "jsonl", gzip=True) == "civil_status__things__day007.jsonl.gz"
 
 
@@ -103,6 +151,63 @@ def test_verify_names_a_file_that_changed_after_the_export(tmp_path: Path) -> No
     (tmp_path / manifest.files[0].path).write_text("cccd\n", encoding="utf-8")
     (tmp_path / manifest.files[1].path).unlink()
     assert [p.split(":")[0] for p in manifest.verify(tmp_path)] == [manifest.files[0].path, manifest.files[1].path]
+
+
+def truth_lines(directory: Path, manifest: Manifest) -> list[dict[str, Any]]:
+    assert manifest.ground_truth is not None
+    return [json.loads(line) for line in read_text(directory / manifest.ground_truth.path).splitlines()]
+
+
+def test_the_ground_truth_is_written_beside_the_files_and_listed_and_verified_like_them(tmp_path: Path) -> None:
+    manifest = run(tmp_path, gzip=True)
+    truth = manifest.ground_truth
+    assert truth is not None and truth.path == GROUND_TRUTH_NAME + ".gz" and truth.compression == "gzip"
+    raw = (tmp_path / truth.path).read_bytes()
+    assert (truth.bytes, truth.sha256) == (len(raw), hashlib.sha256(raw).hexdigest())
+    lines = truth_lines(tmp_path, manifest)
+    assert (truth.rows, truth.pending, truth.last_day) == (len(lines), 1, 2)
+    assert Manifest.read(tmp_path) == manifest
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text(encoding="utf-8"))["ground_truth"]["rows"] == 7
+    assert manifest.verify(tmp_path) == []
+    (tmp_path / truth.path).write_bytes(raw[:-1])
+    assert [p.split(":")[0] for p in manifest.verify(tmp_path)] == [truth.path]
+    (tmp_path / truth.path).unlink()
+    assert manifest.verify(tmp_path) == [f"{truth.path}: missing"]
+
+
+def test_each_truth_line_keeps_the_defect_fields_and_names_the_files_holding_its_record(tmp_path: Path) -> None:
+    manifest = run(tmp_path, day=[0, 2])
+    lines = truth_lines(tmp_path, manifest)
+    # Defect.to_json's fields first, unchanged, for the readers of write_manifest's lines
+    assert [list(line)[:6] for line in lines] == [["registry", "entity", "key", "kind", "day", "expected"]] * 5
+    assert [(line["entity"], line["day"], line["file_day"], line["pending"]) for line in lines] == [
+        ("citizens", 0, 0, False), ("things", 0, 0, False), ("citizens", 2, 2, False), ("things", 2, 2, False),
+        ("citizens", 3, None, True)]  # the unexported entity's defects are left out; the pending come last
+    assert lines[3]["files"] == ["civil_status__things__day002.csv", "civil_status__things__day002.jsonl"]
+    assert lines[3]["key"] == ["B1", "00000"] and lines[3]["key_fields"] == ["book", "line"]
+    assert lines[4]["files"] == [] and lines[4]["kind"] == "late_arriving_update"
+    for line in lines[:4]:
+        for name in line["files"]:
+            records = [json.loads(r) for r in read_text(tmp_path / name.replace(".csv", ".jsonl")).splitlines()]
+            assert line["key"] in [[r[k] for k in line["key_fields"]] for r in records]
+
+
+def test_the_summary_prints_the_ground_truth_and_its_pending_defects(tmp_path: Path) -> None:
+    summary = run(tmp_path).summary().splitlines()
+    assert summary[-2].startswith(f"{GROUND_TRUTH_NAME}: ground truth, 7 defects and anomalies, 1 pending: "
+                                  "withheld from day 2's feed, in no file; ")
+    assert "pending" not in run(tmp_path / "zero", day=0).summary()
+
+
+def test_a_version_1_manifest_without_ground_truth_still_reads_and_verifies(tmp_path: Path) -> None:
+    manifest = run(tmp_path)
+    body = json.loads((tmp_path / MANIFEST_NAME).read_text(encoding="utf-8"))
+    del body["ground_truth"]
+    body["version"] = 1
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(body), encoding="utf-8")
+    old = Manifest.read(tmp_path)
+    assert old.ground_truth is None and old.files == manifest.files and old.verify(tmp_path) == []
+    assert isinstance(manifest.ground_truth, TruthFile) and isinstance(old.files[0], ManifestFile)
 
 
 def test_csv_is_utf8_with_a_header_and_dd_mm_yyyy_dates_while_timestamps_stay_iso(tmp_path: Path) -> None:
@@ -219,3 +324,6 @@ def test_kho_simulate_export_writes_the_files_and_prints_the_manifest_summary(
     assert manifest.files and all(f.path.endswith(".csv.gz") for f in manifest.files)
     assert str(out) in printed and manifest.files[0].path in printed
     assert manifest.verify(out) == []
+    assert manifest.ground_truth is not None and manifest.ground_truth.path == "ground_truth.jsonl.gz"
+    assert f"ground truth: {manifest.ground_truth.path}" in printed.splitlines()[0]
+    assert f"{manifest.ground_truth.path}: ground truth, {manifest.ground_truth.rows} defects" in printed

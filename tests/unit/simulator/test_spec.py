@@ -223,7 +223,7 @@ def test_kho_simulate_export_writes_an_added_registry_that_brings_its_simulation
     done = kho_simulate_export(tmp_path, land_registry.MODULE, "--registry", "land")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "land__parcels__day000.csv", "land__parcels__day001.csv", "manifest.json"]
+        "ground_truth.jsonl", "land__parcels__day000.csv", "land__parcels__day001.csv", "manifest.json"]
 
 
 def test_kho_simulate_export_refuses_an_added_registry_without_a_simulation_in_one_line(tmp_path: Path) -> None:
