@@ -20,6 +20,7 @@ REORGANISATION_DATE = date(2025, 7, 1)
 
 ProvinceKind = Literal["city", "province"]
 Share = Literal["whole", "part"]
+CommuneKind = Literal["commune", "ward", "special_zone"]
 
 
 class Province2025(NamedTuple):
@@ -28,6 +29,15 @@ class Province2025(NamedTuple):
     code: str
     name: str
     kind: ProvinceKind
+
+
+class Commune2025(NamedTuple):
+    """A commune-level unit from 2025-07-01 (Công văn 1027/CTK-CSCL): a xã, phường or đặc khu under its province."""
+
+    code: str
+    name: str
+    kind: CommuneKind
+    province_code: str
 
 
 class CommuneSuccessor(NamedTuple):
@@ -40,6 +50,12 @@ class CommuneSuccessor(NamedTuple):
     share: Share
     effective_from: date
     source: str
+
+    @property
+    def area_only(self) -> bool:
+        """The resolution moves only land of the old commune here ('một phần diện tích tự nhiên của xã X'), none of
+        its people: a resident of the old commune never lives in this part."""
+        return self.source.endswith("(area only)")
 
 
 @cache
@@ -92,7 +108,8 @@ def new_province_of(old_code: str) -> str:
 
 @cache
 def communes() -> Mapping[str, dict[str, str]]:
-    """GSO 5-digit commune code → its row (commune_name, district_code, district_name, province_code), pre-2025."""
+    """GSO 5-digit commune code → its row (commune_name, district_code, district_name, province_code) for the 10,035
+    commune-level units in force until 2025-07-01, the whole country."""
     return MappingProxyType({r["commune_code"]: r for r in _rows("communes.csv")})
 
 
@@ -106,13 +123,26 @@ def province_of_commune(commune_code: str) -> str:
 
 @cache
 def commune_codes() -> frozenset[str]:
-    """Pre-2025 codes of the communes the simulator places people in (communes.csv)."""
+    """Pre-2025 codes of every commune (communes.csv); the simulator places people in these."""
     return frozenset(communes())
 
 
 @cache
+def communes_2025() -> Mapping[str, Commune2025]:
+    """Code → the 3,321 commune-level units from 2025-07-01 (2,621 xã, 687 phường, 13 đặc khu), communes_2025.csv."""
+    kinds: dict[str, CommuneKind] = {"commune": "commune", "ward": "ward", "special_zone": "special_zone"}
+    units = {}
+    for r in _rows("communes_2025.csv"):
+        kind = kinds[r["kind"]]
+        units[r["commune_code"]] = Commune2025(r["commune_code"], r["commune_name"], kind, r["province_code"])
+    return MappingProxyType(units)
+
+
+@cache
 def commune_mapping_2025() -> Mapping[str, tuple[CommuneSuccessor, ...]]:
-    """Old commune code → where it went on 2025-07-01: one successor, or several when the commune was split."""
+    """Old commune code → where it went on 2025-07-01: one successor, or several when the commune was split. Five
+    keys are 3-digit district codes: the districts that had no communes (Bạch Long Vĩ 318, Cồn Cỏ 471, Hoàng Sa 498,
+    Lý Sơn 536, Côn Đảo 755) became special zones whole."""
     successors: dict[str, list[CommuneSuccessor]] = {}
     for r in _rows("commune_mapping_2025.csv"):
         share: Share = "part" if r["share"] == "part" else "whole"
@@ -132,9 +162,27 @@ def new_communes_of(old_code: str) -> tuple[CommuneSuccessor, ...]:
 
 
 @cache
+def commune_predecessors_2025() -> Mapping[str, tuple[CommuneSuccessor, ...]]:
+    """New commune code → the mapping rows that lead to it (its predecessors, whole or in part)."""
+    found: dict[str, list[CommuneSuccessor]] = {}
+    for parts in commune_mapping_2025().values():
+        for part in parts:
+            found.setdefault(part.new_commune_code, []).append(part)
+    return MappingProxyType({code: tuple(parts) for code, parts in found.items()})
+
+
+def old_communes_of(new_code: str) -> tuple[CommuneSuccessor, ...]:
+    """The mapping rows whose successor is `new_code`; KeyError names the code when no row leads to it."""
+    found = commune_predecessors_2025()
+    if new_code not in found:
+        raise KeyError(f"commune {new_code!r} is no successor in commune_mapping_2025.csv")
+    return found[new_code]
+
+
+@cache
 def commune_codes_2025() -> frozenset[str]:
-    """Post-2025 codes of the communes our old communes became (a new unit usually kept one member's old code)."""
-    return frozenset(s.new_commune_code for parts in commune_mapping_2025().values() for s in parts)
+    """Post-2025 codes of all 3,321 units (a new unit usually kept one member's old code, so many are old codes too)."""
+    return frozenset(communes_2025())
 
 
 @cache
