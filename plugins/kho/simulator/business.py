@@ -10,10 +10,17 @@ enterprise's code and three digits.
 Daily (per enterprise; 20-50 times real rates, as every event's): openings 0.5 % (the legal representative a
 living adult citizen), suspensions 0.2 % and dissolutions 0.2 % (status, a status-history row, and the branches'
 status).
+
+Names: legal form, industry word, then a proper name that is a keyed bijection of the enterprise number
+(`names.enterprise_brands`), for day 0 and for enterprises opened later alike, so no two enterprises ever share a
+name (Law on Enterprises 59/2020/QH14, art. 41); a branch is named after its enterprise ("Chi nhánh 2 - Công ty
+..."). Legal forms follow published shares: the stock of enterprises on day 0 (`text.LEGAL_FORM_CUM`), new
+registrations on later days (`text.LEGAL_FORM_NEW_CUM`); partnerships are a fraction of a per cent.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,10 +29,18 @@ import numpy as np
 
 from kho.simulator import calendar as cal
 from kho.simulator.base import CITIZENS_PER_ENTERPRISE, Base, between, stamp_after, take
+from kho.simulator.names import enterprise_brand, enterprise_brands
 from kho.simulator.people import FABRICATED_BASE_RANKS, GEOGRAPHY, HOME_PROVINCE, Citizens, prefix_ids
 from kho.simulator.rng import B1, I64, choose_np, cumulative, feistel_np, feistel_py, unit_np
 from kho.simulator.spec import LINKED_WORLD, Columns, Defects, EntitySimulation, Event, RegistrySimulation, Rows
-from kho.simulator.text import BRAND_WORDS, INDUSTRIES, INDUSTRY_CUM, LEGAL_FORM_CUM, LEGAL_FORM_NAMES, LEGAL_FORMS
+from kho.simulator.text import (
+    INDUSTRIES,
+    INDUSTRY_CUM,
+    LEGAL_FORM_CUM,
+    LEGAL_FORM_NAMES,
+    LEGAL_FORM_NEW_CUM,
+    LEGAL_FORMS,
+)
 from kho.simulator.timeline import Timeline
 from kho.sources.business import BRANCHES, ENTERPRISE_STATUS_CHANGES, ENTERPRISES, REGISTRY
 from kho.sources.identity import tax_code_check_digit
@@ -60,8 +75,9 @@ def tax_codes(values: I64) -> list[str]:
     return codes
 
 
-def enterprise_name(form: int, industry: int, brand: int) -> str:
-    return f"{LEGAL_FORM_NAMES[form]} {INDUSTRIES[industry][1]} {BRAND_WORDS[brand]}"
+def enterprise_name(form: int, industry: int, brand: str) -> str:
+    """Legal form, industry word, proper name: "Công ty TNHH May mặc Bách Khải Phát"."""
+    return f"{LEGAL_FORM_NAMES[form]} {INDUSTRIES[industry][1]} {brand}"
 
 
 # --- day-0 facts -------------------------------------------------------------------------------------------------
@@ -133,9 +149,8 @@ def _names(base: Base, ids: I64) -> tuple[I64, list[str]]:
     key = base.key("enterprises")
     form = choose_np(LEGAL_FORM_CUM, unit_np(key, ids, 6))
     industry = choose_np(INDUSTRY_CUM, unit_np(key, ids, 7))
-    brand = np.floor(len(BRAND_WORDS) * unit_np(key, ids, 8)).astype(np.int64)
-    return form, [enterprise_name(a, b, c) for a, b, c in zip(form.tolist(), industry.tolist(), brand.tolist(),
-                                                              strict=True)]
+    brands = enterprise_brands(base.key("enterprise.name"), ids)
+    return form, [enterprise_name(a, b, c) for a, b, c in zip(form.tolist(), industry.tolist(), brands, strict=True)]
 
 
 def _branch_rows(base: Base, ids: I64) -> I64:
@@ -270,8 +285,8 @@ def open_enterprise(t: Timeline, rng: random.Random, at: int) -> None:
     code = tax_codes(np.array([feistel_py(t.base.key("enterprise.code"), number, 1000)]))[0]
     stamp = cal.timestamp(at)
     today = t.today()
-    form = rng.randrange(len(LEGAL_FORMS))
-    industry = rng.randrange(len(INDUSTRIES))
+    form = bisect.bisect_right(LEGAL_FORM_NEW_CUM, rng.random())
+    industry = bisect.bisect_right(INDUSTRY_CUM, rng.random())
     rep_cccd = rep.cccd
     anomalous = rng.random() < t.base.rate("legal_rep_unknown")
     if anomalous:
@@ -280,7 +295,7 @@ def open_enterprise(t: Timeline, rng: random.Random, at: int) -> None:
     home = GEOGRAPHY.home_communes
     row = t.create(ENTERPRISES, {
         "enterprise_code": code,
-        "name": enterprise_name(form, industry, rng.randrange(len(BRAND_WORDS))),
+        "name": enterprise_name(form, industry, enterprise_brand(t.base.key("enterprise.name"), number)),
         "legal_form": LEGAL_FORMS[form], "industry_code": INDUSTRIES[industry][0],
         "commune_code": GEOGRAPHY.communes[int(home[rng.randrange(len(home))])],
         "registered_capital": str(rng.randrange(50, 5000) * 10_000_000), "legal_rep_cccd": rep_cccd,

@@ -1,16 +1,22 @@
 """Vietnamese text the simulator writes: name pools, addresses, enterprise names, and the variants registries send.
 
-Shares are illustrative approximations for Bình Dương (commonly cited surname shares; southern forms Huỳnh and Võ
-outnumber Hoàng and Vũ), not census figures: tests and demos need plausible shapes, not precise ones.
-Every pool is NFC. Names whose syllables oa/oe/uy carry a tone (Hòa, Thúy, Thủy) are written the traditional way,
-tone on the first vowel, as most civil records do; `move_tone` gives the other placement (Hoà, Thuý, Thuỷ).
+Surnames: the 14 shares quoted for Vietnam as a whole (Nguyễn 38.4 %, Trần 11 %, Lê 9.5 %, ...; see
+`PUBLISHED_SURNAME_SHARES`), and the 10.9 % they leave spread over 139 rarer surnames in the proportions a real list
+of names shows. Given and middle names, their frequencies and which middle name goes with which given name come from
+the same real list (`name_counts.csv`, described in `kho.simulator.names`). Every pool is NFC. Names whose syllables
+oa/oe/uy carry a tone (Hòa, Thúy, Thủy) are written the traditional way, tone on the first vowel, as most civil
+records do; `move_tone` gives the other placement (Hoà, Thuý, Thuỷ).
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
 
 from kho.simulator.rng import F64, cumulative
 
@@ -19,36 +25,74 @@ def _nfc(words: Sequence[str]) -> tuple[str, ...]:
     return tuple(unicodedata.normalize("NFC", w) for w in words)
 
 
-_SURNAME_SHARES = {
-    "Nguyễn": 38.4, "Trần": 11.0, "Lê": 9.5, "Phạm": 7.1, "Huỳnh": 2.9, "Hoàng": 2.2, "Phan": 4.5,
-    "Võ": 2.5, "Vũ": 1.4, "Đặng": 2.1, "Bùi": 2.0, "Đỗ": 1.4, "Hồ": 1.3, "Ngô": 1.3, "Dương": 1.0,
-    "Lý": 0.5, "Trương": 0.9, "Đinh": 0.7, "Lâm": 0.6, "Mai": 0.5, "Hà": 0.4, "Lương": 0.4, "Đoàn": 0.4,
-    "Trịnh": 0.4, "Cao": 0.4, "Tô": 0.3, "Châu": 0.3, "Lưu": 0.3, "Thái": 0.3, "Tạ": 0.2,
+NAME_COUNTS_PATH = Path(__file__).with_name("name_counts.csv")
+"""Counts derived from UIT-ViNames, a list of 26,850 real full names of Vietnamese university students (see
+`kho.simulator.names` for the source, its bias and how the counts were made)."""
+
+
+class NameCount(NamedTuple):
+    sex: str
+    """M, F, or empty for surnames."""
+    part: str
+    """surname, structure, given, pair, first, single_middle, single_given or pairs_seen."""
+    middle: str
+    given: str
+    n: int
+    """How often the list has it."""
+
+
+@cache
+def name_counts() -> tuple[NameCount, ...]:
+    with NAME_COUNTS_PATH.open(encoding="utf-8", newline="") as fh:
+        return tuple(NameCount(r["sex"], r["part"], unicodedata.normalize("NFC", r["middle"]),
+                               unicodedata.normalize("NFC", r["given"]), int(r["count"])) for r in csv.DictReader(fh))
+
+
+PUBLISHED_SURNAME_SHARES = {
+    "Nguyễn": 38.4, "Trần": 11.0, "Lê": 9.5, "Phạm": 7.1, "Huỳnh": 3.45, "Hoàng": 1.65, "Phan": 4.5, "Võ": 2.8,
+    "Vũ": 1.1, "Đặng": 2.1, "Bùi": 2.0, "Đỗ": 1.4, "Hồ": 1.3, "Ngô": 1.3, "Dương": 1.0, "Lý": 0.5,
 }
-SURNAMES = _nfc(list(_SURNAME_SHARES))
-SURNAME_CUM: F64 = cumulative(list(_SURNAME_SHARES.values()))
+"""Per cent of Vietnamese bearing each surname: the table "Distribution of Vietnamese family names" of English
+Wikipedia's "Vietnamese name" article (quoted unchanged since at least 2009). A secondary source: no census tabulates
+surnames, and the table does not say which sample it counts. It pools Huỳnh/Hoàng (5.1 %) and Võ/Vũ (3.9 %), one name
+in two spellings; they are split here as the real list of southern students splits them (Huỳnh 68 % of the pair, Võ
+72 %). Three real samples find fewer Nguyễn than 38.4 %: 31.7 % in UIT-ViNames, 31.4 % in the 8,757 UIT forum names of
+duyet/vietnamese-namedb, 29.6 % in 207,000 names of Đắk Lắk (hoten.org, sample DKL01)."""
+
+
+def _surname_shares() -> dict[str, float]:
+    """The published shares, then the rest (10.9 %) over the list's other surnames, in the list's proportions."""
+    tail = {r.middle: r.n for r in name_counts() if r.part == "surname" and r.middle not in
+            PUBLISHED_SURNAME_SHARES}
+    rest = 100.0 - sum(PUBLISHED_SURNAME_SHARES.values())
+    total = sum(tail.values())
+    return {**PUBLISHED_SURNAME_SHARES, **{name: rest * n / total for name, n in tail.items()}}
+
+
+SURNAME_SHARES = _surname_shares()
+SURNAMES = _nfc(list(SURNAME_SHARES))
+SURNAME_CUM: F64 = cumulative(list(SURNAME_SHARES.values()))
 
 TRADITIONAL_MIDDLE = _nfc(["Văn", "Thị"])
-"""Văn for men, Thị for women: common before 1990, rarer since."""
-MIDDLE = (
-    _nfc(["Hữu", "Đức", "Minh", "Quốc", "Thanh", "Công", "Hoàng", "Gia", "Ngọc", "Tuấn", "Anh", "Trọng"]),
-    _nfc(["Ngọc", "Thanh", "Thu", "Minh", "Kim", "Mỹ", "Bảo", "Phương", "Hồng", "Khánh", "Hoài", "Diệu"]),
-)
-GIVEN = (
-    _nfc([
-        "An", "Anh", "Bảo", "Bình", "Cường", "Dũng", "Duy", "Đạt", "Đức", "Hải", "Hiếu", "Hòa", "Hoàng", "Hùng",
-        "Huy", "Hưng", "Khang", "Khánh", "Khoa", "Kiên", "Lâm", "Lộc", "Long", "Luân", "Minh", "Nam", "Nghĩa",
-        "Nhân", "Phát", "Phong", "Phúc", "Quang", "Quân", "Sơn", "Tài", "Tâm", "Thắng", "Thành", "Thiện", "Thịnh",
-        "Thụy", "Toàn", "Trí", "Trọng", "Trung", "Tuấn", "Tùng", "Việt", "Vinh", "Vũ",
-    ]),
-    _nfc([
-        "Anh", "Châu", "Chi", "Diễm", "Dung", "Duyên", "Giang", "Hà", "Hằng", "Hạnh", "Hiền", "Hòa", "Hoa",
-        "Hồng", "Huệ", "Hương", "Huyền", "Lan", "Liên", "Linh", "Loan", "Ly", "Mai", "My", "Nga", "Ngân", "Ngọc",
-        "Nhi", "Nhung", "Như", "Oanh", "Phương", "Quyên", "Quỳnh", "Tâm", "Thảo", "Thu", "Thùy", "Thúy", "Thủy",
-        "Trang", "Trâm", "Trinh", "Tuyết", "Uyên", "Vân", "Vy", "Xuân", "Yến",
-    ]),
-)
-"""Given names by sex (0 = M, 1 = F)."""
+"""Văn for men, Thị for women: most names before 1980, rarer since (`kho.simulator.names` has the shares by year)."""
+
+
+def _pool(sex: str, parts: tuple[str, ...], field: str) -> tuple[str, ...]:
+    """The words of one kind for one sex, most frequent first (ties in code-point order)."""
+    totals: dict[str, int] = {}
+    for r in name_counts():
+        if r.sex == sex and r.part in parts:
+            word = getattr(r, field)
+            totals[word] = totals.get(word, 0) + r.n
+    return _nfc(sorted(totals, key=lambda w: (-totals[w], w)))
+
+
+GIVEN = (_pool("M", ("given",), "given"), _pool("F", ("given",), "given"))
+"""Given names by sex (0 = M, 1 = F), most frequent first: every given name the real list holds twice, or once if
+the word appears twice somewhere in the list (a real word, not a slip)."""
+MIDDLE = (_pool("M", ("pair", "first", "single_middle"), "middle"),
+          _pool("F", ("pair", "first", "single_middle"), "middle"))
+"""Middle names other than Văn/Thị by sex, most frequent first, kept as given names are."""
 
 STREETS = _nfc([
     "Đại lộ Bình Dương", "Cách Mạng Tháng Tám", "Yersin", "Phú Lợi", "Huỳnh Văn Lũy", "Lê Hồng Phong",
@@ -58,13 +102,42 @@ STREETS = _nfc([
 HAMLETS = _nfc(["Ấp 1", "Ấp 2", "Ấp 3", "Ấp Bình Phước", "Ấp Tân Lập", "Ấp Hòa Lợi", "Khu phố 1", "Khu phố 2",
                 "Khu phố 3", "Khu phố 4", "Khu phố Chánh Lộc", "Khu phố Bình Đức"])
 
-BRAND_WORDS = _nfc([
-    "An Phát", "Minh Long", "Thành Công", "Phú Thịnh", "Tân Hiệp", "Hòa Bình", "Đại Nam", "Việt Hưng",
-    "Sao Mai", "Kim Ngân", "Phước Lộc", "Hưng Thịnh", "Bình An", "Thuận Phát", "Đông Á", "Trường Sơn",
-    "Hoàng Gia", "Nam Việt", "Thiên Phúc", "Quốc Bảo", "Lộc Phát", "Vạn Xuân", "Tiến Đạt", "Mekong",
+BRAND_HEADS = _nfc([
+    "Anh", "Âu", "Ánh", "Bách", "Bảo", "Bắc", "Bằng", "Bích", "Ca", "Cát", "Châu", "Chánh", "Chí", "Chiến", "Chính",
+    "Công", "Danh", "Dân", "Diệp", "Du", "Dung", "Duyên", "Đại", "Đan", "Đăng", "Đạo", "Điệp", "Định", "Đoàn", "Đồng",
+    "Giao", "Hạ", "Hạnh", "Hảo", "Hiền", "Hiển", "Hiếu", "Hoa", "Hoài", "Học", "Hợp", "Huân", "Huệ", "Hùng", "Hương",
+    "Huyền", "Khả", "Khanh", "Khánh", "Khiêm", "Khương", "Kiên", "Kiến", "Kỳ", "Lạc", "Lai", "Lam", "Lan", "Lập",
+    "Liên", "Lương", "Mai", "Mẫn", "Miên", "Mộc", "Năng", "Nga", "Nghi", "Nghiệp", "Nhã", "Nhất", "Nhiên", "Như",
+    "Ninh", "Oanh", "Pháp", "Phi", "Phố", "Phổ", "Phụng", "Phước", "Quế", "Quốc", "Quyền", "Quyết", "Sa", "Sâm", "Sen",
+    "Sinh", "Song", "Sương", "Tạo", "Tấn", "Thạch", "Thanh", "Thạnh", "Thảo", "Thăng", "Thân", "Thế", "Thi", "Thiên",
+    "Thiết", "Thơ", "Thọ", "Thu", "Thục", "Thủy", "Thương", "Tiên", "Tiền", "Tịnh", "Tòng", "Trà", "Trân", "Trang",
+    "Triết", "Triều", "Trinh", "Trọng", "Trúc", "Tuệ", "Tùng", "Tuyết", "Ưng", "Uyên", "Vạn", "Văn", "Vi", "Viên",
+    "Viễn", "Vĩ", "Vĩnh", "Vọng", "Vững", "Xuân", "Yên", "Ý", "Cẩm", "Bạch", "Cúc", "Đài", "Hằng", "Hiên", "Hội",
+    "Kha", "Khai", "Khê", "Kính", "Liêm", "Lĩnh", "Loan", "Nguyệt", "Nhạn", "Nhơn", "Nhung", "Quảng", "Sáng", "Sao",
 ])
+"""Syllables that open an enterprise's proper name (tên riêng): two distinct ones, then one of `BRAND_TAILS`."""
+BRAND_TAILS = _nfc([
+    "Phát", "Lộc", "Thịnh", "Hưng", "Long", "Thành", "Tiến", "Đạt", "Khang", "Phú", "Quý", "Vinh", "Tín", "Hòa", "Lợi",
+    "Vượng", "Thuận", "Gia", "Việt", "Nam", "Á", "Sơn", "Hải", "Hà", "Minh", "Quang", "Trí", "Tâm", "Nguyên", "Phong",
+    "Cường", "Dũng", "Huy", "Khôi", "Kiệt", "Luân", "Nghĩa", "Nhân", "Phúc", "Sang", "Tài", "Thắng", "Toàn", "Trung",
+    "Tú", "Uy", "Vũ", "Xương", "Hậu", "Hiệp", "Khải", "Lâm", "Mỹ", "Ngân", "Ngọc", "Hoàn", "Hào", "Hân", "Khoa", "Kim",
+    "Linh", "Mạnh", "Nhật", "Phương", "Quân", "Thái", "Thiện", "Thông", "Trường", "Tuấn", "Tường", "Vân", "Yến", "Đức",
+    "Điền", "Đông", "Dương", "Duy", "Giang", "Hoàng", "Hồng", "Lực", "Bình", "An", "Hữu", "Chân", "Cơ", "Độ", "Lễ",
+    "Ngôn", "Nhi", "Thiều", "Đỉnh", "Hưởng", "Lũy", "Mậu", "Tỷ", "Thuần", "Khiết", "Toản",
+])
+"""Syllables that close an enterprise's proper name (An Phát, Minh Long, ... Thịnh)."""
 LEGAL_FORMS = ("tnhh_1tv", "tnhh_2tv", "co_phan", "tu_nhan", "hop_danh")
-LEGAL_FORM_CUM: F64 = cumulative([45, 15, 25, 13, 2])
+LEGAL_FORM_CUM: F64 = cumulative([62.60, 14.46, 20.04, 2.65, 0.25])
+"""Legal forms of the enterprises registered on day 0: the structure of enterprises in operation on 31/12/2022 in
+Hưng Yên (Niên giám thống kê tỉnh Hưng Yên 2022, table 90: private 2.65 %, partnerships 0.25 %, limited companies
+71.73 %, joint-stock 20.04 %, state-owned 0.15 %, foreign-invested 5.18 %), an industrial province with many foreign
+firms like Bình Dương, whose own table was not found. State-owned and foreign-invested firms are counted as limited
+companies (most are), and limited companies are split one-member : several members as new registrations split them
+(69.7 : 16.1, below)."""
+LEGAL_FORM_NEW_CUM: F64 = cumulative([69.7, 16.1, 13.2, 1.0, 0.03])
+"""Legal forms of enterprises registered in a day: the national business registration portal's count for week 26
+of 2024 (dangkykinhdoanh.gov.vn: 2,441 one-member limited, 563 limited with several members, 462 joint-stock, 35
+private of 3,502 new enterprises; partnerships are too few to show, 0.03 % here)."""
 LEGAL_FORM_NAMES = _nfc(["Công ty TNHH", "Công ty TNHH", "Công ty Cổ phần", "Doanh nghiệp tư nhân",
                          "Công ty Hợp danh"])
 
@@ -79,8 +152,12 @@ INDUSTRIES: tuple[tuple[str, str], ...] = tuple((code, unicodedata.normalize("NF
 INDUSTRY_CUM: F64 = cumulative([12, 5, 6, 5, 6, 8, 6, 4, 14, 4, 5, 4, 4, 3, 3, 2, 2, 3, 3, 1])
 
 _TONES = "\u0300\u0301\u0303\u0309\u0323"
-_TRADITIONAL = re.compile(f"([oOuU])([{_TONES}])([aAeEyY])(?=$|[\\s,])")
-_MODERN = re.compile(f"([oOuU])([aAeEyY])([{_TONES}])(?=$|[\\s,])")
+_END = r"(?=$|[\s,])"
+# The o of oa/oe and the u of uy carry the tone traditionally (Hòa, Thủy) and pass it on in the modern way (Hoà,
+# Thuỷ), at the end of a syllable only. Not the u of ua (của, lụa: the u is the vowel) nor of qu- (Quý: the u is
+# part of the consonant), whose tone has one place.
+_TRADITIONAL = re.compile(f"(?<![qQ])([oO](?=[{_TONES}][aAeE])|[uU](?=[{_TONES}][yY]))([{_TONES}])([aAeEyY]){_END}")
+_MODERN = re.compile(f"(?<![qQ])([oO](?=[aAeE][{_TONES}])|[uU](?=[yY][{_TONES}]))([aAeEyY])([{_TONES}]){_END}")
 
 
 def move_tone(name: str) -> str | None:
