@@ -18,15 +18,14 @@ arXiv:2010.10852; 26,850 full names with sex, collected at universities, release
 `Dataset Analysis/name_full.csv` in github.com/namhainguyen2803/The-Mr.-or-Ms.-Dilemma-Can-You-Guess-Them-All).
 Its bias: university students born about 1995-2002, 58 % men, mostly southern (Huỳnh and Võ outnumber Hoàng and
 Vũ; Nguyễn is 31.7 %, not 38 %).
-`name_counts.csv` holds only counts derived from it, never a full name: words normalised to NFC, capitalised, tones
-of oa/oe/uy on the first vowel (Hòa), Qúy written Quý; words that are not one Vietnamese syllable dropped; Thị/Văn
-decide the sex where the annotation disagrees; a given or middle name kept when the list has it there twice, or the
-word twice anywhere;
-(middle, given) pairs with their counts when seen twice or more, the rest as the words' counts among pairs seen once
-(with how many pairs were seen once, twice, ...). Pairs are discounted by Good-Turing (`_good_turing`): a pair seen
-once in 26,850 is, on average, rarer than 1 in 26,850, and the mass freed goes to new pairs of words from pairs seen
-once. Without it the list's pairs repeat too often: drawing whole names from the list itself (a bootstrap) gives
-37 % at N = 20,000 instead of the 31.8 % below.
+`name_counts.csv` holds only counts derived from it by `derive_name_counts.py`, never a full name: words in NFC,
+capitalised, tones of oa/oe/uy on the first vowel (Hòa), Qúy written Quý; words that are not one Vietnamese syllable
+dropped; Thị/Văn decide the sex where the annotation disagrees; a given or middle name kept when the list has it
+there twice, or the word twice anywhere; (middle, given) pairs with their counts when seen twice or more, the rest
+as the words' counts among pairs seen once (with how many pairs were seen once, twice, ...). Pairs are discounted by
+Good-Turing (`_good_turing`): a pair seen once in 26,850 is, on average, rarer than 1 in 26,850, and the mass freed
+goes to new pairs of words from pairs seen once. Without it the list's pairs repeat too often: drawing whole names
+from the list itself (a bootstrap) gives 37 % at N = 20,000 instead of the 31.8 % below.
 
 Measured (share of people whose exact full name another person of the same set also has; `collision_share`; the
 real list's rows are means of 6 random subsets, this module's of 4 seeds):
