@@ -42,6 +42,7 @@ META_TYPES: dict[str, str] = {"_extra": "jsonb", "_row_hash": "bigint", "_batch_
                               "_first_batch_id": "bigint", "_loaded_at": "timestamptz"}
 SEEDS: dict[str, str] = {
     "communes.csv": "ref_communes.csv",
+    "communes_2025.csv": "ref_communes_2025.csv",
     "commune_mapping_2025.csv": "ref_commune_mapping_2025.csv",
     "provinces.csv": "ref_provinces.csv",
     "provinces_2025.csv": "ref_provinces_2025.csv",
@@ -51,9 +52,9 @@ SEEDS: dict[str, str] = {
 SET_SEEDS: dict[str, tuple[str, str]] = {
     "province_codes": ("province_code", "GSO 2-digit province codes the loader accepts: the 63 provincial units "
                                         "before 2025-07-01, whose codes include the 34 after it."),
-    "commune_codes": ("commune_code", "GSO 5-digit commune codes the loader accepts: the communes kho knows before "
-                                      "2025-07-01 (ref_communes) and the 2025 communes they became "
-                                      "(ref_commune_mapping_2025), either of which a registry may send."),
+    "commune_codes": ("commune_code", "GSO 5-digit commune codes the loader accepts: the communes before "
+                                      "2025-07-01 (ref_communes) and from it (ref_communes_2025), either of which a "
+                                      "registry may send."),
     "ethnicities": ("ethnicity", "Names of the 54 recognised ethnic groups, as registries send them."),
 }
 """Each reference set a contract field may name (`kho.sources.reference.REFERENCE_SETS`) → the column of its seed
