@@ -18,7 +18,7 @@ import pytest
 from kho.simulator import calendar as cal
 from kho.simulator.defects import ANOMALY_KINDS
 from kho.simulator.export import GROUND_TRUTH_NAME, MANIFEST_NAME, Manifest, export
-from kho.simulator.generate import Engine, WorldSpec, stream_ground_truth
+from kho.simulator.generate import Engine, WorldSpec, stream_ground_truth, write_manifest
 from kho.sources import get_entity
 
 Line = dict[str, Any]
@@ -167,12 +167,22 @@ def test_a_version_the_last_day_withheld_is_pending_and_arrives_in_the_next_days
 def test_the_served_ground_truth_leaves_the_pending_out(withholding: tuple[Exported, Exported]) -> None:
     """What a client of days 0..D can find: the precision/recall tests' truth does not count a pending defect."""
     to_d, _ = withholding
-    spec = WorldSpec(**{k: v for k, v in to_d.manifest.spec.items() if k in ("seed", "citizens", "days")},
-                     defect_rate=0.5, defect_kinds=LATE_KINDS)
+    spec = WorldSpec(to_d.manifest.spec["seed"], to_d.manifest.spec["citizens"], LAST_DAY, 0.5, LATE_KINDS)
     served = [(d.qualified_entity, list(d.key), d.kind, d.day) for d in stream_ground_truth(spec)]
     assert served == [(qualified(line), line["key"], line["kind"], line["day"]) for line in to_d.truth
                       if not line["pending"]]
     assert all(d.day <= spec.days for d in stream_ground_truth(spec))
+
+
+def test_write_manifest_adds_the_pending_when_asked(withholding: tuple[Exported, Exported], tmp_path: Path) -> None:
+    to_d, _ = withholding
+    spec = WorldSpec(to_d.manifest.spec["seed"], to_d.manifest.spec["citizens"], LAST_DAY, 0.5, LATE_KINDS)
+    served, full = tmp_path / "served.jsonl", tmp_path / "full.jsonl"
+    assert write_manifest(spec, served) == sum(not line["pending"] for line in to_d.truth)
+    assert write_manifest(spec, full, pending=True) == len(to_d.truth)
+    lines = [json.loads(line) for line in full.read_text(encoding="utf-8").splitlines()]
+    assert lines == [{k: line[k] for k in ("registry", "entity", "key", "kind", "day", "expected")}
+                     for line in to_d.truth]
 
 
 def test_an_export_of_some_entities_lists_the_truth_of_those_entities(mixed: Exported, tmp_path: Path) -> None:
