@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from kho.simulator import calendar as cal
-from kho.simulator.rng import B1, I64, unit_np
+from kho.simulator.rng import B1, F64, I64, unit_np
 
 AnomalyKind = Literal[
     "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
@@ -54,11 +54,10 @@ def unregistered_twins(key: int, ids: I64, rate: float) -> B1:
     return (ids % 2 == 1) & (unit_np(key, ids, _TWIN) < rate)
 
 
-def twin_names(key: int, ids: I64, sex: I64, given_counts: tuple[int, int]) -> tuple[I64, I64]:
-    """(sex, given-name index) of twins: either sex, a given name of their own."""
+def twins(key: int, ids: I64, sex: I64) -> tuple[I64, F64, F64, F64]:
+    """(sex, and three uniform draws for the given and middle names) of twins: either sex, names of their own."""
     twin_sex = np.where(unit_np(key, ids, _TWIN + 1) < 0.5, sex, 1 - sex)
-    count = np.where(twin_sex == 0, given_counts[0], given_counts[1])
-    return twin_sex, np.floor(unit_np(key, ids, _TWIN + 2) * count).astype(np.int64)
+    return twin_sex, unit_np(key, ids, _TWIN + 2), unit_np(key, ids, _TWIN + 3), unit_np(key, ids, _TWIN + 4)
 
 
 def marriage_dates(key: int, households: I64, husband_dob: I64, wife_dob: I64, married_on: I64,

@@ -1,8 +1,10 @@
 """The simulated electronic civil status database: births, marriages and deaths, and the life events of each day.
 
 Day 0: a birth registration for every citizen born since 2008 (when registrations went electronic) whose mother
-lives with them (row 2i), and for `birth_without_citizen` a twin the population registry never recorded (row
-2i+1); a marriage registration for every couple heading a household; a death registration for every dead citizen.
+lives with them (row 2i), registered where the birth happened (a migrant family's child born before the move, in
+its origin commune), and for `birth_without_citizen` a twin the population registry never recorded (row 2i+1); a
+marriage registration for every couple heading a household, where they lived then; a death registration for every
+dead citizen.
 
 Daily (per citizen; 20-50 times real rates, as every event's):
 
@@ -26,18 +28,15 @@ from datetime import date
 
 import numpy as np
 
-from kho.simulator import anomalies, insurance, population
+from kho.simulator import anomalies, insurance, names, population
 from kho.simulator import calendar as cal
 from kho.simulator.base import Base, stamp_after, take
 from kho.simulator.people import (
     COUPLE,
     FABRICATED_BASE_RANKS,
     FEMALE,
-    GIVEN,
     MALE,
-    MIDDLE,
     Citizens,
-    full_name,
     prefix_ids,
 )
 from kho.simulator.rng import B1, I64, hash_py, stream_key, unit_np
@@ -93,8 +92,12 @@ def registered_children(base: Base, ids: I64, p: Citizens) -> tuple[Citizens, li
     cccds = base.cccd(p)
     if not twin.any():
         return p, cccds
-    sex, given = anomalies.twin_names(base.key("anomaly"), ids, p.sex, (len(GIVEN[MALE]), len(GIVEN[FEMALE])))
-    child = replace(p, sex=np.where(twin, sex, p.sex), given=np.where(twin, given, p.given))
+    sex, u_given, u_middle, u_middle2 = anomalies.twins(base.key("anomaly"), ids, p.sex)
+    year = cal.years_np(p.dob)
+    given = names.given(u_given, sex, year)
+    middle, middle2 = names.middle(u_middle, u_middle2, sex, year, given)
+    child = replace(p, sex=np.where(twin, sex, p.sex), given=np.where(twin, given, p.given),
+                    middle=np.where(twin, middle, p.middle), middle2=np.where(twin, middle2, p.middle2))
     lo, hi = FABRICATED_BASE_RANKS
     prefixes = prefix_ids(child.birth_province[twin], child.dob[twin], child.sex[twin])
     numbers = base.index.numbers(prefixes, lo + (ids[twin] // 2) % (hi - lo))
@@ -117,7 +120,7 @@ def births(base: Base, ids: I64) -> Columns:
         "child_full_name": child.names(),
         "child_sex": ["M" if s == MALE else "F" for s in child.sex.tolist()],
         "date_of_birth": cal.iso_dates(dob),
-        "place_commune_code": base.commune_codes(p.commune),
+        "place_commune_code": base.commune_codes(p.birth_commune),
         "father_cccd": base.cccd_of(p.father_index),
         "mother_cccd": base.cccd_of(p.mother_index),
         "registered_on": cal.iso_dates(registered),
@@ -164,7 +167,7 @@ def marriages(base: Base, ids: I64) -> Columns:
         "husband_date_of_birth": cal.iso_dates(husband_dob),
         "wife_date_of_birth": cal.iso_dates(wife_dob),
         "registered_on": cal.iso_dates(registered),
-        "place_commune_code": base.commune_codes(p.commune),
+        "place_commune_code": base.commune_codes(p.married_commune),
         "updated_at": cal.timestamps(updated),
     }
 
@@ -207,8 +210,10 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     sex = MALE if rng.random() < 0.51 else FEMALE
     parent = father or mother
     surname = parent.surname
-    middle = -1 if rng.random() < 0.25 else rng.randrange(len(MIDDLE[sex]))
-    name = full_name(surname, middle, -1, rng.randrange(len(GIVEN[sex])), sex)
+    year = date.fromordinal(dob).year
+    given = names.given_py(rng.random(), sex, year)
+    middle, middle2 = names.middle_py(rng.random(), rng.random(), sex, year, given)
+    name = names.full_name(surname, middle, middle2, given, sex)
     province = t.province_code(house.commune)  # from 2025-07-01 a birth in former Bình Dương is numbered 079
     prefix = int(prefix_ids(np.array([province]), np.array([dob]), np.array([sex]))[0])
     stamp = cal.timestamp(at)

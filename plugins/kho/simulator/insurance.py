@@ -121,7 +121,9 @@ def coverage_facts(base: Base, ids: I64, p: Citizens) -> tuple[B1, I64, I64, lis
                        end_ord)
     lapsed_from = between(key, ids, 3, lapsed_lo, lapsed_hi)
     valid_from = np.select([kind == 0, kind == 3], [current_from, lapsed_from], job_from)
-    valid_from = np.minimum(valid_from, end_ord)
+    valid_from = np.minimum(valid_from, np.maximum(end_ord, p.dob))  # a child born this month: cover from birth
+    # The dead had no lapsed year ending after their death (their last cover, cut at the death, would overlap it).
+    exists &= (kind != 3) | ~p.deceased | (p.dod > lapsed_from + 364)
     kept = still_active(base, ids, p)
     ended = p.deceased & ~kept
     planned = np.where(child & (kind == 0), card_end(p.dob), 0)

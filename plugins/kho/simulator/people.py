@@ -24,6 +24,7 @@ import numpy as np
 
 from kho.errors import ConfigError
 from kho.simulator import calendar as cal
+from kho.simulator import demography, names
 from kho.simulator.rng import (
     B1,
     F64,
@@ -34,7 +35,6 @@ from kho.simulator.rng import (
     stream_key,
     unit_np,
 )
-from kho.simulator.text import GIVEN, MIDDLE, SURNAME_CUM, SURNAMES, TRADITIONAL_MIDDLE
 from kho.sources.reference import commune_codes, communes, ethnicities, province_codes
 
 BLOCK = 16
@@ -53,20 +53,53 @@ HEAD, SPOUSE, CHILD, PARENT = 0, 1, 2, 3
 RELATION_NAMES = ("head", "spouse", "child", "parent", "grandchild", "sibling", "other")
 SINGLE, COUPLE, SINGLE_PARENT = 0, 1, 2
 
-_SIZE_CUM = cumulative([14, 22, 24, 22, 11, 5, 2])
+_SIZE_DRAW = (14.04, 21.57, 22.30, 22.20, 10.78, 5.08, 4.02)
+"""Calibrated draw weights of household sizes 1-7: a block's last household is cut short at the block's end, so the
+draws lean large for the households made to meet demography.HOUSEHOLD_SIZE_SHARES."""
+_SIZE_CUM = cumulative(list(_SIZE_DRAW))
 _YEAR = 365.2425
-_HEAD_AGE_EDGES = np.array([18, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 86], dtype=np.float64)
-_HEAD_AGE_CUM = cumulative([8, 12, 14, 14, 12, 10, 9, 7, 6, 4, 2.5, 1.5, 0.8])
 _OLDEST_ORD = cal.add_years(cal.DAY0_ORD, -95) + 1
 """Nobody is older than 95: every birth year is then 1930 or later, far from the 1900s/2000s prefix clash."""
-
-# Mekong Delta and north-central provinces send most migrants to Bình Dương (weights illustrative).
-_MIGRANT_SOURCES = {
-    "34", "36", "38", "40", "42", "51", "52", "70", "72", "79", "80", "82", "83", "84", "86", "87", "89", "91",
-    "94", "95", "96",
+_HEAD_AGE_EDGES = np.array([18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 95], dtype=np.float64)
+_HEAD_AGE_WEIGHTS = {
+    # Calibrated (the fit is described in docs/simulator.md) so that the whole population's pyramid meets
+    # demography.PYRAMID_*: young migrant workers live alone or as couples, families are headed by people of 25-50.
+    "single": (2.33, 36.41, 25.11, 11.63, 6.34, 4.4, 3.69, 3.14, 2.37, 1.96, 1.58, 0.44, 0.04, 0.01, 0.56),
+    "couple": (0.0, 3.83, 13.07, 18.84, 18.33, 13.26, 11.71, 8.18, 5.49, 3.96, 2.28, 0.51, 0.04, 0.01, 0.48),
+    "single_parent": (0.0, 2.17, 6.54, 12.13, 16.53, 16.08, 16.79, 12.28, 7.74, 5.1, 3.09, 0.75, 0.05, 0.01, 0.73),
 }
-_ETHNIC_SHARES = {"Kinh": 88.0, "Khmer": 3.0, "Hoa": 3.0, "Tày": 1.2, "Nùng": 1.0, "Mường": 0.8, "Thái": 0.6,
-                  "Xtiêng": 0.5, "Chơ Ro": 0.4, "Chăm": 0.4, "Dao": 0.3, "H'Mông": 0.3, "Sán Dìu": 0.2}
+_HEAD_AGE_CUM = {kind: cumulative(list(w)) for kind, w in _HEAD_AGE_WEIGHTS.items()}
+_COUPLE_SHARE = np.array([0.0, 0.0, 0.62, 0.85, 0.88, 0.88, 0.88, 0.88], dtype=np.float64)
+"""Share of households of each size (index) headed by a couple; the rest by one adult."""
+_WITH_PARENTS = np.array([0.0, 0.0, 0.11, 0.165, 0.344, 0.481, 0.55, 0.619], dtype=np.float64)
+"""Calibrated share of households of each size living with the head's parent(s): three generations when children
+live there too (meeting demography.THREE_GENERATION_SHARE), two when an adult lives with an old parent."""
+_BOY = demography.SEX_RATIO_AT_BIRTH / (1 + demography.SEX_RATIO_AT_BIRTH)
+_INTERVAL_BANDS = np.array(list(demography.BIRTH_INTERVAL_SHARES), dtype=np.float64)
+_INTERVAL_CUM = cumulative(list(demography.BIRTH_INTERVAL_SHARES.values()))
+_MOTHER_AGE_CUM = cumulative(list(demography.mother_age_shares()))
+_MOTHER_AGE_LO = np.array([lo for lo, _ in demography.ASFR_GROUPS], dtype=np.float64)
+_FIRST_BIRTH_MIN = 18.0
+"""Mothers in the world were at least 18 at their first birth (adolescent births exist but are rare in Bình Dương)."""
+_LAST_BIRTH_MAX = 49.9
+"""The fertility schedule ends at 49 (demography.ASFR_GROUPS)."""
+_LAST_BIRTH_SKEW = 2.2
+"""Calibrated: a mother's last birth is drawn earlier in her cut schedule than a uniform draw would place it (most
+women had their last child years before day 0: Bình Dương's fertility is 1.4 children), so that the children's
+ages meet the pyramid's 0-4, 5-9 and 10-14 groups."""
+_ASFR_AGES = np.array([lo for lo, _ in demography.ASFR_GROUPS] + [demography.ASFR_GROUPS[-1][1] + 1],
+                      dtype=np.float64)
+_ASFR_CUM = np.r_[0.0, cumulative(list(demography.mother_age_shares()))]
+_MORTALITY = (np.array(demography.MORTALITY_MALE), np.array(demography.MORTALITY_FEMALE))
+_DEATH_YEARS = 5
+"""Day-0 deaths happened in the five years before day 0 (the dead stay in the registries, deceased)."""
+_DEATH_SCALE = 1.08
+"""Only the head's parents die at day 0 (no household loses its head or its second member, whom the
+`household_without_one_head` anomaly names, before the registries' events begin): their life-table rates are scaled
+so that deaths per resident come near demography.CRUDE_DEATH_RATE (calibrated)."""
+_MIGRANT_HOUSEHOLDS = 0.55
+"""Share of households that moved here from another province; their children born since were born here, so the
+share of residents born elsewhere (demography.MIGRANT_SHARE) is lower."""
 
 
 @dataclass(frozen=True)
@@ -85,28 +118,41 @@ class Geography:
     communes_by_province: dict[int, I64]
     ethnicities: tuple[str, ...]
     ethnicity_cum: F64
+    """Per province (rows, as `provinces`), cumulative shares over `ethnicities` of the people born there."""
 
 
 def _geography() -> Geography:
     provinces = tuple(sorted(province_codes()))
-    weights = [0.0 if int(p) == HOME_PROVINCE else 4.0 if p in _MIGRANT_SOURCES else 1.0 for p in provinces]
     rows = communes()
     codes = tuple(sorted(commune_codes()))
     province_of = np.array([int(rows[c]["province_code"]) for c in codes], dtype=np.int64)
     by_province = {int(p): np.flatnonzero(province_of == int(p)) for p in set(province_of.tolist())}
     if HOME_PROVINCE not in by_province:
         raise ConfigError("communes.csv has no commune of Bình Dương (74): the simulator needs somewhere to live")
-    names = ethnicities()
-    known = set(names.values())
-    shares = {name: share for name, share in _ETHNIC_SHARES.items() if name in known}
+    named = dict(demography.MIGRANT_ORIGINS)
+    rest = [p for p in provinces if p not in named and int(p) != HOME_PROVINCE]
+    weights = [0.0 if int(p) == HOME_PROVINCE else named.get(p, demography.MIGRANT_ORIGIN_OTHER / max(len(rest), 1))
+               for p in provinces]
+    weights = [w if int(p) in by_province else 0.0 for w, p in zip(weights, provinces, strict=True)]
+    known = set(ethnicities().values())
+    names = sorted({name for p in provinces for name in demography.ethnicity_shares(p)}, key=lambda n: (n != "Kinh", n))
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"demography names ethnic groups ethnicities.csv lacks: {', '.join(unknown)}")
+    table = np.array([[demography.ethnicity_shares(p).get(name, 0.0) for name in names] for p in provinces])
+    cum = np.cumsum(table, axis=1)
+    cum /= cum[:, -1:]
+    cum[:, -1] = 1.0
     return Geography(
         provinces=provinces, origin_cum=cumulative(weights), communes=codes, commune_province=province_of,
         home_communes=by_province[HOME_PROVINCE], communes_by_province=by_province,
-        ethnicities=tuple(shares), ethnicity_cum=cumulative(list(shares.values())),
+        ethnicities=tuple(names), ethnicity_cum=cum,
     )
 
 
 GEOGRAPHY = _geography()
+_PROVINCE_CODES = np.array([int(p) for p in GEOGRAPHY.provinces], dtype=np.int64)
+_PROVINCE_ROW = {code: row for row, code in enumerate(_PROVINCE_CODES.tolist())}
 
 
 @dataclass
@@ -128,6 +174,12 @@ class Citizens:
     commune: I64
     temporary: I64
     """Index into GEOGRAPHY.communes of the temporary residence, -1 when none."""
+    origin_commune: I64
+    """The household's commune in its province of origin (migrants; a Bình Dương commune for natives)."""
+    birth_commune: I64
+    """The commune where the person's birth was registered (its province is `birth_province`)."""
+    married_commune: I64
+    """Where a couple's marriage was registered: the origin commune when they married before moving here."""
     deceased: B1
     dod: I64
     """Date of death, 0 while alive."""
@@ -156,23 +208,11 @@ class Citizens:
 
     def names(self) -> list[str]:
         """Full names: surname, one or two middle names, given name (all NFC)."""
-        return [full_name(*parts) for parts in zip(self.surname.tolist(), self.middle.tolist(),
-                                                    self.middle2.tolist(), self.given.tolist(), self.sex.tolist(),
-                                                    strict=True)]
+        return names.full_names(self.surname, self.middle, self.middle2, self.given, self.sex)
 
 
-def full_name(surname: int, middle: int, middle2: int, given: int, sex: int) -> str:
-    """Surname, middle name(s), given name from pool indices; a given name equal to the middle one is skipped."""
-    last_middle = TRADITIONAL_MIDDLE[sex] if middle < 0 else MIDDLE[sex][middle]
-    middle_text = last_middle
-    if middle2 >= 0:
-        last_middle = MIDDLE[sex][middle2]
-        middle_text = f"{middle_text} {last_middle}"
-    pool = GIVEN[sex]
-    given_text = pool[given]
-    if given_text == last_middle:  # "Nguyễn Đức Đức" exists, but rarely enough to avoid
-        given_text = pool[(given + 1) % len(pool)]
-    return f"{SURNAMES[surname]} {middle_text} {given_text}"
+full_name = names.full_name
+"""Surname, middle name(s), given name from pool indices (`names.full_name`)."""
 
 
 class Model:
@@ -225,119 +265,177 @@ class Model:
         def pu(s: int) -> F64:
             return unit_np(kp, index, s)
 
-        # Household kind and roles.
-        kind = np.where(size == 1, SINGLE, np.where(hu(0) < 0.78, COUPLE, SINGLE_PARENT))
-        with_parent = (size >= 3) & (hu(1) < 0.3)
+        # Who lives here: a head, a spouse in couples, the head's parent(s) in the last slots, children between.
+        clipped = np.minimum(size, len(_COUPLE_SHARE) - 1)
+        kind = np.where(size == 1, SINGLE, np.where(hu(0) < _COUPLE_SHARE[clipped], COUPLE, SINGLE_PARENT))
+        couple = kind == COUPLE
+        room = size - 1 - couple  # slots left after head and spouse
+        wants_parents = hu(1) < _WITH_PARENTS[clipped]
+        parents = np.where(wants_parents, np.where(hu(2) < 0.35, 2, 1), 0)
+        parents = np.where(room >= 3, parents, np.where(room >= 2, np.minimum(parents, 1),
+                                                        np.where((room == 1) & ~couple, parents.clip(0, 1), 0)))
+        children = room - parents
         role = np.full(n, CHILD)
         role[slot == 0] = HEAD
-        role[(slot == 1) & (kind == COUPLE)] = SPOUSE
-        role[with_parent & (slot == size - 1)] = PARENT
-        head_male_p = np.where(kind == COUPLE, 0.8, np.where(kind == SINGLE_PARENT, 0.25, 0.5))
-        head_sex = np.where(hu(2) < head_male_p, MALE, FEMALE)
+        role[(slot == 1) & couple] = SPOUSE
+        role[slot >= size - parents] = PARENT
+        child_rank = slot - 1 - couple  # 0 = the eldest child
+        head_male_p = np.where(couple, 0.8, np.where(kind == SINGLE_PARENT, 0.25, 0.45))
+        head_sex = np.where(hu(3) < head_male_p, MALE, FEMALE)
 
-        # Ages, in days before day 0.
-        group = choose_np(_HEAD_AGE_CUM, hu(3))
+        # The head's age, by kind of household; a spouse a few years apart (the husband usually older).
+        group = np.select([kind == SINGLE, couple], [choose_np(_HEAD_AGE_CUM["single"], hu(4)),
+                                                      choose_np(_HEAD_AGE_CUM["couple"], hu(4))],
+                          choose_np(_HEAD_AGE_CUM["single_parent"], hu(4)))
         lo, hi = _HEAD_AGE_EDGES[group], _HEAD_AGE_EDGES[group + 1]
-        head_years = lo + (hi - lo) * hu(4)
-        head_years = np.where(kind == SINGLE, head_years, np.clip(head_years, 22, 80))
-        head_age = head_years * _YEAR
-        partner_gap = (3 + 6 * (hu(5) - 0.5)) * _YEAR
-        partner_age = np.clip(np.where(head_sex == MALE, head_age - partner_gap, head_age + partner_gap),
-                              20 * _YEAR, 90 * _YEAR)
-        mother_age = np.where(kind == COUPLE, np.where(head_sex == FEMALE, head_age, partner_age), head_age)
-        # A child is born when the (single) parent was 18-45; a parent of the head is 20-35 years older.
-        lo_child = np.maximum(0.0, mother_age - 45 * _YEAR)
-        hi_child = mother_age - 18 * _YEAR
-        child_age = lo_child + (hi_child - lo_child) * pu(0)
-        parent_age = np.minimum(head_age + (20 + 15 * hu(6)) * _YEAR, 94.5 * _YEAR)
-        age = np.select([role == HEAD, role == SPOUSE, role == PARENT], [head_age, partner_age, parent_age],
-                        child_age)
-        dob = np.clip(cal.DAY0_ORD - np.floor(age).astype(np.int64), _OLDEST_ORD, cal.DAY0_ORD - 1)
-        sex = np.select([role == HEAD, role == SPOUSE, role == PARENT],
-                        [head_sex, 1 - head_sex, np.where(hu(7) < 0.65, FEMALE, MALE)],
-                        np.where(pu(1) < 0.51, MALE, FEMALE))
+        head_years = lo + (hi - lo) * hu(5)
+        gap = np.clip(3.0 + 3.0 * _normal(hu(6), hu(7)), -4.0, 14.0)  # husband's years more than the wife's
+        partner_years = np.where(head_sex == MALE, head_years - gap, head_years + gap)
+        husband_years = np.where(head_sex == MALE, head_years, partner_years)
+        wife_years = np.where(head_sex == MALE, partner_years, head_years)
+        # A couple is of marriageable age (men 20, women 18) with a year to spare.
+        lift = np.maximum(0.0, np.maximum(21.0 - husband_years, 19.0 - wife_years))
+        lift = np.where(couple, lift, 0.0)
+        head_years, partner_years = head_years + lift, partner_years + lift
+
+        # Children, eldest first, at least nine months apart (demography.BIRTH_INTERVAL_SHARES; twins rarely,
+        # TWIN_SHARE): the mother's age at her last birth follows the fertility schedule (demography.ASFR on the
+        # pyramid), cut to what her age and her children's spacing allow, so young mothers have young children.
+        mother_years = np.where(couple, np.where(head_sex == FEMALE, head_years, partner_years),
+                                np.where(head_sex == FEMALE, head_years, head_years - gap))
+        steps = np.zeros((n, 6))
+        for j in range(1, 6):
+            band = _INTERVAL_BANDS[choose_np(_INTERVAL_CUM, hu(10 + j))]
+            months = band[:, 0] + (band[:, 1] + 1 - band[:, 0]) * hu(20 + j)
+            twin = hu(30 + j) < demography.TWIN_SHARE
+            steps[:, j] = np.where(twin, 0.0, np.maximum(months / 12, demography.MIN_BIRTH_INTERVAL_DAYS / _YEAR))
+        last = np.clip(children - 1, 0, 5)[:, None]
+        drawn = np.take_along_axis(np.cumsum(steps, axis=1), last, axis=1)[:, 0]
+        # A family fits in one woman's fertile years (18 to 49): long intervals shrink, never below nine months.
+        fit = np.minimum(1.0, (_LAST_BIRTH_MAX - _FIRST_BIRTH_MIN) / np.maximum(drawn, 1e-9))
+        steps = np.where(steps > 0, np.maximum(steps * fit[:, None], demography.MIN_BIRTH_INTERVAL_DAYS / _YEAR), 0.0)
+        cumulative_steps = np.cumsum(steps, axis=1)
+        span = np.where(children > 0, np.take_along_axis(cumulative_steps, last, axis=1)[:, 0], 0.0)
+        # A mother too young for her children's spacing is older than drawn (her household, too).
+        older = np.where(children > 0, np.maximum(0.0, _FIRST_BIRTH_MIN + span + 10.0 * hu(9) - mother_years), 0.0)
+        head_years = head_years + older
+        partner_years = partner_years + older
+        mother_years = mother_years + older
+        last_age = _mother_age_between(_FIRST_BIRTH_MIN + span, np.minimum(mother_years - 0.05, _LAST_BIRTH_MAX),
+                                      hu(8) ** _LAST_BIRTH_SKEW)
+        first_age = last_age - span
+        rank = np.clip(child_rank, 0, 5)
+        before = np.take_along_axis(cumulative_steps, rank[:, None], axis=1)[:, 0]
+        child_years = mother_years - first_age - before
+        # The head's parents: born when their child (the head) was born to them at 18-40; the second one a spouse.
+        first_parent = (role == PARENT) & (slot == size - parents)
+        parent_sex = np.where(hu(39) < 0.65, FEMALE, MALE)  # a widowed mother most often; two: a couple
+        sex = np.select([role == HEAD, role == SPOUSE, first_parent, role == PARENT],
+                        [head_sex, 1 - head_sex, parent_sex, 1 - parent_sex],
+                        np.where(pu(1) < _BOY, MALE, FEMALE))
+        parent_gap = _MOTHER_AGE_LO[choose_np(_MOTHER_AGE_CUM, hu(37))] + 5 * hu(38)
+        husband_extra = np.where((parents == 2) & (sex == MALE), np.abs(gap), 0.0)
+        parent_years = np.minimum(head_years + parent_gap + husband_extra, 94.5)
+        years = np.select([role == HEAD, role == SPOUSE, role == PARENT], [head_years, partner_years, parent_years],
+                          child_years)
+        dob = np.clip(cal.DAY0_ORD - np.floor(years * _YEAR).astype(np.int64), _OLDEST_ORD, cal.DAY0_ORD - 1)
 
         # Where the household comes from and where it lives.
         geo = GEOGRAPHY
-        home_idx = geo.provinces.index(f"{HOME_PROVINCE:02d}")
-        migrant = hu(8) >= 0.55
-        origin = np.where(migrant, choose_np(geo.origin_cum, hu(9)), home_idx)
-        head_dob = cal.DAY0_ORD - np.floor(head_age).astype(np.int64)
-        years_here = np.minimum(1 + 24 * hu(10), head_years - 16) * _YEAR
-        migrated_on = np.where(migrant, cal.DAY0_ORD - np.floor(years_here).astype(np.int64), 0)
-        spouse_from_elsewhere = hu(11) < np.where(migrant, 0.2, 0.15)
-        other_province = choose_np(geo.origin_cum, hu(12))
-        born_here = (role == CHILD) & (cal.DAY0_ORD - dob < np.where(migrant, years_here, 1e9))
-        birth_idx = np.where(born_here, home_idx,
-                             np.where((role == SPOUSE) & spouse_from_elsewhere, other_province, origin))
-        birth_province = np.array([int(p) for p in geo.provinces], dtype=np.int64)[birth_idx]
+        home_row = _PROVINCE_ROW[HOME_PROVINCE]
+        migrant = hu(40) < _MIGRANT_HOUSEHOLDS
+        origin = np.where(migrant, choose_np(geo.origin_cum, hu(41)), home_row)
+        head_dob = cal.DAY0_ORD - np.floor(head_years * _YEAR).astype(np.int64)
+        years_here = np.minimum(1 + 24 * hu(42), np.maximum(head_years - 17, 0.5))
+        migrated_on = np.where(migrant, cal.DAY0_ORD - np.floor(years_here * _YEAR).astype(np.int64), 0)
+        spouse_from_elsewhere = hu(43) < np.where(migrant, 0.2, 0.15)
+        other_province = choose_np(geo.origin_cum, hu(44))
+        born_here = (role == CHILD) & np.where(migrant, dob >= migrated_on, True)
+        spouse_row = np.where(spouse_from_elsewhere, other_province, origin)
+        birth_row = np.where(born_here, home_row, np.where(role == SPOUSE, spouse_row, origin))
+        birth_province = _PROVINCE_CODES[birth_row]
         n_prov = len(geo.provinces)
-        head_hometown = np.where(hu(13) < 0.15, np.floor(hu(14) * n_prov), origin).astype(np.int64)
-        spouse_birth = np.where(spouse_from_elsewhere, other_province, origin)
-        spouse_hometown = np.where(hu(24) < 0.15, np.floor(hu(25) * n_prov), spouse_birth).astype(np.int64)
+        head_hometown = np.where(hu(45) < 0.15, np.floor(hu(46) * n_prov), origin).astype(np.int64)
+        spouse_hometown = np.where(hu(47) < 0.15, np.floor(hu(48) * n_prov), spouse_row).astype(np.int64)
         # Children take their father's hometown (quê quán), or their mother's when no father lives with them.
-        child_hometown = np.where((kind == COUPLE) & (head_sex == FEMALE), spouse_hometown, head_hometown)
-        hometown_idx = np.select([role == HEAD, role == SPOUSE, role == PARENT],
+        child_hometown = np.where(couple & (head_sex == FEMALE), spouse_hometown, head_hometown)
+        hometown_row = np.select([role == HEAD, role == SPOUSE, role == PARENT],
                                  [head_hometown, spouse_hometown, origin], child_hometown)
-        hometown = np.array([int(p) for p in geo.provinces], dtype=np.int64)[hometown_idx]
+        hometown = _PROVINCE_CODES[hometown_row]
 
         home = geo.home_communes
-        home_commune = home[np.floor(hu(15) * len(home)).astype(np.int64)]
-        registered_here = ~migrant | (hu(16) < 0.75)
-        commune = home_commune.copy()
-        origin_code = np.array([int(p) for p in geo.provinces], dtype=np.int64)[origin]
-        for prov, members in geo.communes_by_province.items():
-            if prov == HOME_PROVINCE:
-                continue
-            here = ~registered_here & (origin_code == prov)
-            commune[here] = members[np.floor(hu(17)[here] * len(members)).astype(np.int64)]
-        registered_here = registered_here | (geo.commune_province[commune] == HOME_PROVINCE)
-        stay_commune = home[np.floor(hu(18) * len(home)).astype(np.int64)]
+        home_commune = home[np.floor(hu(49) * len(home)).astype(np.int64)]
+        origin_commune = _commune_in(_PROVINCE_CODES[origin], hu(50))
+        registered_here = ~migrant | (hu(51) < 0.75)
+        commune = np.where(registered_here, home_commune, origin_commune)
+        stay_commune = home[np.floor(hu(52) * len(home)).astype(np.int64)]
         temporary = np.where(registered_here, -1, stay_commune)
         adult = (cal.DAY0_ORD - dob) >= 18 * _YEAR
         own_temp = registered_here & adult & (pu(4) < 0.04)
         other = home[np.floor(pu(5) * len(home)).astype(np.int64)]
         temporary = np.where(own_temp & (other != commune), other, temporary)
+        lives_in = np.where(registered_here, home_commune, stay_commune)
+        # Where each birth was registered: in Bình Dương where the household lived (a migrant household's child born
+        # since the move), in the origin commune for those born before it, in their own province for a spouse.
+        spouse_commune = _commune_in(_PROVINCE_CODES[spouse_row], hu(53))
+        birth_commune = np.select([born_here, role == SPOUSE], [lives_in, spouse_commune], origin_commune)
+        birth_commune = np.where((role != CHILD) & (birth_province == HOME_PROVINCE), home_commune, birth_commune)
 
-        ethnic = choose_np(geo.ethnicity_cum, hu(19))
-        ethnicity = np.where((role == SPOUSE) & (pu(6) < 0.08), choose_np(geo.ethnicity_cum, pu(7)), ethnic)
+        # Ethnicity follows the birth province of the household's line; a spouse from elsewhere, theirs.
+        line_ethnicity = _choose_rows(geo.ethnicity_cum[origin], hu(54))
+        spouse_ethnicity = np.where(spouse_from_elsewhere, _choose_rows(geo.ethnicity_cum[spouse_row], hu(55)),
+                                    line_ethnicity)
+        father_is_spouse = couple & (head_sex == FEMALE)
+        ethnicity = np.where((role == SPOUSE) | ((role == CHILD) & father_is_spouse), spouse_ethnicity,
+                             line_ethnicity)
 
-        # Dates: household established, marriage, joining, death.
-        earliest = np.maximum(cal.add_years_np(head_dob, 18), cal.HISTORY_FROM_ORD - 25 * 365)
-        established = np.where(
-            migrant & registered_here, migrated_on,
-            earliest + np.floor((cal.DAY0_ORD - 30 - earliest) * hu(20)).astype(np.int64))
-        established = np.clip(established, earliest, cal.DAY0_ORD - 30)
-        partner_dob = cal.DAY0_ORD - np.floor(partner_age).astype(np.int64)
+        # Dates: marriage (before the first child, at a published age when childless), household, joining, death.
+        partner_dob = cal.DAY0_ORD - np.floor(partner_years * _YEAR).astype(np.int64)
         husband_dob = np.where(head_sex == MALE, head_dob, partner_dob)
         wife_dob = np.where(head_sex == MALE, partner_dob, head_dob)
         legal = np.maximum(cal.add_years_np(husband_dob, 20), cal.add_years_np(wife_dob, 18))
-        married_on = np.minimum(legal + np.floor(hu(21) * 8 * 365).astype(np.int64), cal.DAY0_ORD - 1)
-        couple_member = (kind == COUPLE) & ((role == HEAD) | (role == SPOUSE))
-        married_on = np.where(couple_member, married_on, 0)
+        mother_dob = np.where(head_sex == FEMALE, head_dob, partner_dob)
+        first_child = mother_dob + np.floor(first_age * _YEAR).astype(np.int64)
+        courted = np.floor((0.3 + 2.2 * hu(56)) * _YEAR).astype(np.int64)
+        wed_age = demography.MEAN_AGE_FIRST_MARRIAGE_FEMALE + 3.0 * _normal(hu(57), hu(58))
+        childless_wedding = wife_dob + np.floor(np.maximum(wed_age, 18.0) * _YEAR).astype(np.int64)
+        married_on = np.where(children > 0, first_child - courted, childless_wedding)
+        latest = cal.DAY0_ORD - 1
+        married_on = np.where(married_on > latest, legal + np.floor((latest - legal) * hu(59)).astype(np.int64),
+                              married_on)
+        married_on = np.clip(married_on, legal, latest)
+        married_on = np.where(couple & ((role == HEAD) | (role == SPOUSE)), married_on, 0)
+        married_here = ~migrant | (married_on >= migrated_on)
+        married_commune = np.where(married_here, commune, origin_commune)
+        earliest = np.maximum(cal.add_years_np(head_dob, 18), cal.HISTORY_FROM_ORD - 25 * 365)
+        established = np.where(
+            migrant & registered_here, migrated_on,
+            earliest + np.floor((cal.DAY0_ORD - 30 - earliest) * hu(60)).astype(np.int64))
+        established = np.clip(established, earliest, cal.DAY0_ORD - 30)
         joined_on = np.select([role == HEAD, role == SPOUSE, role == CHILD],
                               [established, np.maximum(established, married_on), np.maximum(established, dob)],
                               established)
         joined_on = np.minimum(joined_on, cal.DAY0_ORD - 1)
-        death_from = np.maximum(joined_on, cal.HISTORY_FROM_ORD - 5 * 365) + 1
-        deceased = (role == PARENT) & (pu(8) < 0.15) & (death_from < cal.DAY0_ORD)
+        # Deaths of the last five years, at the life table's rates (demography.MORTALITY_*), among the head's
+        # parents: the registries keep the dead, deceased.
+        age_group = np.clip(np.floor(years / 5).astype(np.int64), 0, len(_MORTALITY[0]) - 1)
+        q = np.where(sex == MALE, _MORTALITY[0][age_group], _MORTALITY[1][age_group])
+        mortal = (role == PARENT) & (slot >= 2)  # the first two members live: `anomalies.odd_heads` relies on it
+        death_from = np.maximum(joined_on, cal.DAY0_ORD - _DEATH_YEARS * 365) + 1
+        deceased = mortal & (pu(8) < _DEATH_SCALE * _DEATH_YEARS * q) & (death_from < cal.DAY0_ORD)
         dod = np.where(deceased, death_from + np.floor((cal.DAY0_ORD - death_from) * pu(9)).astype(np.int64), 0)
 
         # Names: children carry their father's surname (or their mother's when no father lives with them).
-        head_surname = choose_np(SURNAME_CUM, hu(22))
-        partner_surname = choose_np(SURNAME_CUM, hu(23))
+        head_surname = names.surname(hu(70))
+        partner_surname = names.surname(hu(71))
         father_surname = np.where((kind == COUPLE) & (head_sex == FEMALE), partner_surname, head_surname)
-        own_surname = choose_np(SURNAME_CUM, pu(10))
+        own_surname = names.surname(pu(10))
         surname = np.select(
             [role == HEAD, role == SPOUSE, role == CHILD, sex == MALE],
             [head_surname, partner_surname, father_surname, head_surname], own_surname)
         birth_year = cal.years_np(dob)
-        traditional = pu(11) < np.where(birth_year < 1990, 0.6, 0.25)
-        middle_pick = np.floor(pu(12) * 12).astype(np.int64)
-        middle = np.where(traditional, -1, middle_pick)
-        middle2 = np.where(traditional & (sex == FEMALE) & (pu(13) < 0.15), middle_pick, -1)
-        given_count = np.where(sex == MALE, len(GIVEN[0]), len(GIVEN[1]))
-        given = np.floor(pu(14) * given_count).astype(np.int64)
+        given = names.given(pu(14), sex, birth_year)
+        middle, middle2 = names.middle(pu(11), pu(12), sex, birth_year, given)
 
         # Who is who in the household.
         head_index = first
@@ -351,16 +449,46 @@ class Model:
 
         last_change = np.maximum.reduce([dob + 1, joined_on + 1, dod + 1,
                                          np.full(n, cal.HISTORY_FROM_ORD)])
-        span = (cal.DAY0_ORD + 1 - last_change) * cal.SECONDS_PER_DAY
-        updated_at = cal.ords_to_seconds(last_change) + np.floor(span * pu(15)).astype(np.int64)
+        window = (cal.DAY0_ORD + 1 - last_change) * cal.SECONDS_PER_DAY
+        updated_at = cal.ords_to_seconds(last_change) + np.floor(window * pu(15)).astype(np.int64)
         return Citizens(
             index=index, household=household, slot=slot, size=size, kind=kind, role=role, sex=sex, dob=dob,
             birth_province=birth_province, hometown=hometown, ethnicity=ethnicity, commune=commune,
-            temporary=temporary, deceased=deceased, dod=dod, joined_on=joined_on, married_on=married_on,
+            temporary=temporary, origin_commune=origin_commune, birth_commune=birth_commune,
+            married_commune=married_commune, deceased=deceased, dod=dod, joined_on=joined_on, married_on=married_on,
             surname=surname, middle=middle, middle2=middle2, given=given, migrated_on=migrated_on,
             registered_here=registered_here, head_index=head_index, spouse_index=spouse_index,
             mother_index=mother_index, father_index=father_index, updated_at=updated_at,
         )
+
+
+def _normal(u1: F64, u2: F64) -> F64:
+    """Standard normal draws from two uniform ones (Box-Muller), for counter-based streams."""
+    return np.sqrt(-2.0 * np.log(np.maximum(u1, 1e-300))) * np.cos(2.0 * np.pi * u2)
+
+
+def _mother_age_between(lo: F64, hi: F64, u: F64) -> F64:
+    """A mother's age at a birth, distributed as the fertility schedule (piecewise uniform per ASFR group) cut to
+    [lo, hi] (hi below lo gives lo)."""
+    a, b = np.interp(lo, _ASFR_AGES, _ASFR_CUM), np.interp(np.maximum(hi, lo), _ASFR_AGES, _ASFR_CUM)
+    return np.clip(np.interp(a + (b - a) * u, _ASFR_CUM, _ASFR_AGES), lo, np.maximum(hi, lo))
+
+
+def _choose_rows(cum: F64, u: F64) -> I64:
+    """`choose_np` with one row of cumulative shares per draw."""
+    return np.minimum(np.sum(cum <= u[:, None], axis=1), cum.shape[1] - 1).astype(np.int64)
+
+
+def _commune_in(provinces: I64, u: F64) -> I64:
+    """A commune of each province (2-digit code), uniform among those the reference lists, by draw `u`."""
+    out = np.full(len(provinces), -1, dtype=np.int64)
+    for code in np.unique(provinces).tolist():
+        members = GEOGRAPHY.communes_by_province.get(int(code))
+        if members is None:
+            raise ConfigError(f"communes.csv has no commune of province {code:02d}, which the people model uses")
+        here = provinces == code
+        out[here] = members[np.floor(u[here] * len(members)).astype(np.int64)]
+    return out
 
 
 def prefix_ids(birth_province: I64, dob: I64, sex: I64) -> I64:

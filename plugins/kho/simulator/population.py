@@ -139,12 +139,7 @@ def residence_changes(base: Base, ids: I64) -> Columns:
     exists = moved_in | temporary
     ids, p, kind = ids[exists], take(p, exists), kind[exists]
     key = base.key("residence")
-    origin_province = p.birth_province
-    origin_commune = np.full(len(ids), -1)
-    for prov, members in GEOGRAPHY.communes_by_province.items():
-        if prov != HOME_PROVINCE:
-            here = origin_province == prov
-            origin_commune[here] = members[np.floor(unit_np(key, ids[here], 0) * len(members)).astype(np.int64)]
+    origin_commune = p.origin_commune
     adult = cal.add_years_np(p.dob, 15)
     temp_from = between(key, ids, 1, np.maximum(adult, cal.HISTORY_FROM_ORD - 3 * 365),
                         np.full(len(ids), cal.DAY0_ORD - 2))
