@@ -92,12 +92,12 @@ def test_pre_2025_code_dated_after_the_reform_is_read_as_pre_2025() -> None:
 
 
 def test_2025_code_dated_before_the_reform_is_read_as_2025_with_its_only_predecessor() -> None:
-    units = mo.commune_units("17212", date(2024, 1, 1))
+    # Since the full reference, the only 2025-only codes are the special zones made of districts without communes
+    units = mo.commune_units("26732", date(2024, 1, 1))
     assert units["commune_era"] == "2025"
     assert (units["commune_code_2025"], units["commune_name_2025"], units["province_code_2025"]) == (
-        "17212", "Xã Quỳnh Phú", "40")
-    assert (units["commune_code_pre_2025"], units["province_code_pre_2025"]) == ("17209", "40")
-    assert units["commune_name_pre_2025"] is not None and units["district_name_pre_2025"] is not None
+        "26732", "Đặc khu Côn Đảo", "79")
+    assert (units["commune_code_pre_2025"], units["province_code_pre_2025"]) == (None, None), "huyện Côn Đảo"
 
 
 def test_split_commune_has_no_2025_commune_but_always_a_2025_province() -> None:
@@ -436,9 +436,9 @@ def test_a_commune_code_reused_by_the_reform_lies_in_one_2025_province_in_both_e
 
 def test_citizens_per_commune_gives_the_2025_province_beside_the_old_one() -> None:
     records = {"population.citizens": [citizen("074090000001", commune="25744"),
-                                       citizen("074090000002", commune="17212", updated="2025-07-02T00:00:00Z"),
+                                       citizen("074090000002", commune="26732", updated="2025-07-02T00:00:00Z"),
                                        citizen("074090000003", commune="99999")]}
     rows = {r["permanent_commune_code"]: r for r in mo.citizens_per_commune(records, AS_OF)}
     assert (rows["25744"]["province_code"], rows["25744"]["province_code_2025"]) == ("74", "79")
-    assert (rows["17212"]["province_code"], rows["17212"]["province_code_2025"]) == (None, "40")
+    assert (rows["26732"]["province_code"], rows["26732"]["province_code_2025"]) == (None, "79")
     assert (rows["99999"]["province_code"], rows["99999"]["province_code_2025"]) == (None, None)
