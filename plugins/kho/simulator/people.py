@@ -1,14 +1,21 @@
 """The people of a world as of day 0: households of related citizens, computed for any set of indices at once.
 
 Citizen indices 0..N-1 are cut into blocks of `BLOCK` consecutive indices, and each block into households (sizes
-1-7, mean about 3.1, the last one cut short at the block's end). A household's draws (kind, head's age and sex,
-origin province, ethnicity, commune) depend only on (seed, household id), a member's only on (seed, index), so
-any citizen can be rebuilt alone, and a chunk of a million is rebuilt with numpy in one pass.
+1-7, the last one cut short at the block's end). A household's draws (kind, head's age and sex, origin province,
+ethnicity, commune) depend only on (seed, household id), a member's only on (seed, index), so any citizen can be
+rebuilt alone, and a chunk of a million is rebuilt with numpy in one pass.
 
-Who lives together is plausible rather than measured: a head (18-85), in couples a spouse a few years apart,
-children born when their mother was 18-45, in three of ten larger households a parent of the head; 45 % of
-households migrated from another province (most from the Mekong Delta and the north-central coast) and their
-children born since the move were born in Bình Dương; a quarter of migrant households keep their permanent
+Who lives together follows the published figures of `demography` (sources there): household sizes; a head, in
+couples a spouse (the husband usually about three years older), children, and in some households the head's
+parent(s) — three generations when children live there too. The head's age by kind of household, the size draws and
+the share living with parents are calibrated (constants below) so that the whole population meets the Bình Dương
+pyramid by five-year group and sex. Children are spaced by the published birth intervals, never less than nine
+months apart except twins (rare); the mother's age at her last birth follows the fertility schedule cut to her age,
+so young mothers have young children. Children's sex follows the sex ratio at birth (1.11). The head's parents who
+died in the five years before day 0 did so at the life table's rates. Migrant households come from the provinces
+that send them (`demography.MIGRANT_ORIGINS`), with the ethnic mix of their birth province; their children born
+before the move were born and registered in the household's origin commune, those born since in Bình Dương; a
+couple who married before the move married there too. A quarter of migrant households keep their permanent
 residence at home and are registered here temporarily.
 
 CCCD digits 7-12 are unique per prefix (province, century/sex, year), not per world: `CccdIndex` counts, per
