@@ -297,7 +297,7 @@ def open_enterprise(t: Timeline, rng: random.Random, at: int) -> None:
         "enterprise_code": code,
         "name": enterprise_name(form, industry, enterprise_brand(t.base.key("enterprise.name"), number)),
         "legal_form": LEGAL_FORMS[form], "industry_code": INDUSTRIES[industry][0],
-        "commune_code": GEOGRAPHY.communes[int(home[rng.randrange(len(home))])],
+        "commune_code": t.commune_code(int(home[rng.randrange(len(home))]), number),  # new codes from 2025-07-01
         "registered_capital": str(rng.randrange(50, 5000) * 10_000_000), "legal_rep_cccd": rep_cccd,
         "status": "active", "established_on": cal.iso_date(today), "updated_at": stamp,
     })

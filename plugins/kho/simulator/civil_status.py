@@ -13,7 +13,11 @@ Daily (per citizen; 20-50 times real rates, as every event's):
 - deaths 0.05 % (weighted to the old): a death registration; the citizen becomes deceased, leaves the household on
   the date of death, never before joining it (whose head passes to the spouse or the eldest member), and every
   active coverage period ends on the death date;
-- marriages 0.05 %: an unmarried man of 20-45 and woman of 18-40 marry; she joins his household.
+- marriages 0.05 %: an unmarried man of 20-45 and woman of 18-40 marry (the divorced and widowed too: remarriages);
+  she joins his household;
+- divorces, in the published proportion to marriages (`DIVORCE_RATE`): a couple married a year or more divorces,
+  the divorce is noted on their marriage registration (`divorced_on`) and the partner who does not head the
+  household moves to relatives'.
 
 Anomalies these events may inject: a birth without a citizen, or with another date of birth on its registration;
 a marriage of an under-age party; a death that leaves coverage active, the membership open, or the household
@@ -28,7 +32,7 @@ from datetime import date
 
 import numpy as np
 
-from kho.simulator import anomalies, insurance, names, population
+from kho.simulator import anomalies, demography, insurance, names, population
 from kho.simulator import calendar as cal
 from kho.simulator.base import Base, stamp_after, take
 from kho.simulator.people import (
@@ -57,11 +61,32 @@ from kho.sources.civil_status import BIRTHS, DEATHS, MARRIAGES, MIN_MARRIAGE_AGE
 from kho.sources.insurance import COVERAGE_PERIODS, PARTICIPANTS
 from kho.sources.population import CITIZENS, HOUSEHOLD_MEMBERS, HOUSEHOLDS, RESIDENCE_CHANGES
 
+_BOY = demography.SEX_RATIO_AT_BIRTH / (1 + demography.SEX_RATIO_AT_BIRTH)
+_UNMARRIED_FERTILITY = 0.05
+"""Births to unmarried women, relative to married ones of the same age: few in Viet Nam (ESTIMATE)."""
+_ASFR_PEAK = max(demography.ASFR)
+
+
+def _fertility(age: float) -> float:
+    """A woman's chance, relative to the peak age group, of the birth a sampled event gives (demography.ASFR)."""
+    for (lo, hi), rate in zip(demography.ASFR_GROUPS, demography.ASFR, strict=True):
+        if lo <= age < hi + 1:
+            return rate / _ASFR_PEAK
+    return 0.0
+
+
 DIGITISED_BIRTHS_FROM = date(2008, 1, 1).toordinal()
 """Birth registrations before this date are not in the electronic civil status database we simulate."""
 BIRTH_RATE = 0.0005
 DEATH_RATE = 0.0005
 MARRIAGE_RATE = 0.0005
+_COUPLES_PER_RESIDENT = 0.25
+"""About a quarter of residents' worth of couples: demography.MARITAL_STATUS's 62 % married among the 15+, who are
+about four in five residents, two to a couple."""
+DIVORCE_RATE = MARRIAGE_RATE * (demography.DIVORCES_PER_1000_COUPLES * _COUPLES_PER_RESIDENT
+                                / demography.CRUDE_MARRIAGE_RATE)
+"""Divorces per citizen per day, in the published proportion to marriages (demography: divorces per 1,000 couples
+against marriages per 1,000 residents), sped up as every event's rate."""
 
 
 # --- day-0 records -----------------------------------------------------------------------------------------------
@@ -168,6 +193,7 @@ def marriages(base: Base, ids: I64) -> Columns:
         "wife_date_of_birth": cal.iso_dates(wife_dob),
         "registered_on": cal.iso_dates(registered),
         "place_commune_code": base.commune_codes(p.married_commune),
+        "divorced_on": [None] * len(households),
         "updated_at": cal.timestamps(updated),
     }
 
@@ -198,16 +224,26 @@ def deaths(base: Base, ids: I64) -> Columns:
 # --- births ------------------------------------------------------------------------------------------------------
 
 def birth(t: Timeline, rng: random.Random, at: int) -> None:
-    """A mother of 18-45 has a child: its registration, citizen, membership, participation and health coverage."""
-    mother = next((p for p in t.sample(rng) if p.alive and p.sex == FEMALE and 18 <= t.age(p) <= 45
-                   and p.household >= 0), None)
+    """A woman has a child, as likely as the fertility schedule says for her age (demography.ASFR) and far more
+    often when married: its registration, citizen, membership, participation and health coverage. No child of
+    her household was born in the nine months before (siblings are at least that far apart)."""
+    def may_give_birth(p: Person) -> bool:
+        if not (p.alive and p.sex == FEMALE and p.household >= 0 and 18 <= t.age(p) < 50):
+            return False
+        chance = _fertility(t.age(p)) * (1.0 if p.married else _UNMARRIED_FERTILITY)
+        return rng.random() < chance
+
+    mother = next((p for p in t.sample(rng, 48) if may_give_birth(p)), None)
     if mother is None:
         return
     house = t.household(mother.household)
-    father = _spouse_of(t, mother, house)
     today = t.today()
     dob = max(today - rng.randrange(31), mother.dob + 18 * 365)
-    sex = MALE if rng.random() < 0.51 else FEMALE
+    if dob - mother.last_birth < demography.MIN_BIRTH_INTERVAL_DAYS or any(
+            p.dob > dob - demography.MIN_BIRTH_INTERVAL_DAYS for p in t.people(house.members)):
+        return
+    father = _spouse_of(t, mother, house)
+    sex = MALE if rng.random() < _BOY else FEMALE
     parent = father or mother
     surname = parent.surname
     year = date.fromordinal(dob).year
@@ -232,6 +268,7 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
         return
     if registered_dob != dob:
         t.report(BIRTHS, row, "cccd_contradicts_birth_record")
+    mother.last_birth = dob
     child = _newborn(t, parent, house, cccd=cccd, name=name, sex=sex, dob=dob, surname=surname)
     child.citizen_row = t.create(CITIZENS, {
         "cccd": cccd, "full_name": name, "date_of_birth": cal.iso_date(dob), "sex": "M" if sex == MALE else "F",
@@ -309,6 +346,7 @@ def death(t: Timeline, rng: random.Random, at: int) -> None:
     person = next((p for p in t.sample(rng, 40) if dies(p)), None)
     if person is None:
         return
+    _widow(t, person)
     today = t.today()
     # Nobody dies before the latest membership began (a bride's wedding day), which would leave it open after.
     dod = max(today - rng.randrange(8), person.dob, population.joined(t, person) if person.household >= 0 else 0)
@@ -334,6 +372,15 @@ def death(t: Timeline, rng: random.Random, at: int) -> None:
                 "valid_to": cal.iso_date(max(dod, insurance.coverage_start(t, coverage))), "status": "ended",
                 "updated_at": stamp})
     person.coverages = []
+
+
+def _widow(t: Timeline, person: Person) -> None:
+    """A death ends the marriage: the widow(er) may marry again."""
+    if person.household >= 0:
+        widowed = _spouse_of(t, person, t.household(person.household))
+        if widowed is not None:
+            widowed.married, widowed.marriage = False, -1
+    person.married, person.marriage = False, -1
 
 
 def _leave_by_death(t: Timeline, person: Person, dod: int, stamp: str) -> None:
@@ -422,32 +469,77 @@ def marriage(t: Timeline, rng: random.Random, at: int) -> None:
         "registration_id": t.serial_id("KH"), "husband_cccd": husband.cccd, "wife_cccd": wife.cccd,
         "husband_date_of_birth": cal.iso_date(stated["husband"]),
         "wife_date_of_birth": cal.iso_date(stated["wife"]),
-        "registered_on": today, "place_commune_code": t.commune_code(his.commune, his.number), "updated_at": stamp,
+        "registered_on": today, "place_commune_code": t.commune_code(his.commune, his.number), "divorced_on": None,
+        "updated_at": stamp,
     })
     if young is not None:
         t.report(MARRIAGES, row, "marriage_under_legal_age")
     husband.married = wife.married = True
-    t.write(HOUSEHOLD_MEMBERS, wife.member_row, {"left_on": today, "updated_at": stamp})
-    hers.members.remove(wife.index)
-    t.write(HOUSEHOLDS, hers.number, {"member_count": str(len(hers.members)), "updated_at": stamp})
-    wife.member_row = t.create(HOUSEHOLD_MEMBERS, {
-        "household_id": his.code, "cccd": wife.cccd, "relation_to_head": "spouse" if husband.head else "other",
+    husband.marriage = wife.marriage = row
+    _rehouse(t, wife, hers, his, "spouse" if husband.head else "other", stamp)
+
+
+def _rehouse(t: Timeline, person: Person, frm: Household, to: Household, relation: str, stamp: str) -> None:
+    """A living member moves from household `frm` to `to` today (a bride to her husband's, a divorced partner to
+    relatives'): memberships, counts, the citizen's household and commune, a residence change when it differs."""
+    today = cal.iso_date(t.today())
+    t.write(HOUSEHOLD_MEMBERS, person.member_row, {"left_on": today, "updated_at": stamp})
+    frm.members.remove(person.index)
+    t.write(HOUSEHOLDS, frm.number, {"member_count": str(len(frm.members)), "updated_at": stamp})
+    person.member_row = t.create(HOUSEHOLD_MEMBERS, {
+        "household_id": to.code, "cccd": person.cccd, "relation_to_head": relation,
         "joined_on": today, "left_on": None, "updated_at": stamp,
     })
-    his.members.append(wife.index)
-    wife.household = his.number
-    t.write(HOUSEHOLDS, his.number, {"member_count": str(len(his.members)), "updated_at": stamp})
-    changes: Record = {"household_id": his.code, "updated_at": stamp}
-    before, after = t.commune_code(wife.commune, hers.number), t.commune_code(his.commune, his.number)
+    to.members.append(person.index)
+    person.household = to.number
+    person.head = False
+    t.write(HOUSEHOLDS, to.number, {"member_count": str(len(to.members)), "updated_at": stamp})
+    changes: Record = {"household_id": to.code, "updated_at": stamp}
+    before, after = t.commune_code(person.commune, frm.number), t.commune_code(to.commune, to.number)
     if before != after:
         t.create(RESIDENCE_CHANGES, {
-            "change_id": t.serial_id("RC"), "cccd": wife.cccd, "kind": "permanent",
+            "change_id": t.serial_id("RC"), "cccd": person.cccd, "kind": "permanent",
             "from_commune_code": before, "to_commune_code": after, "effective_on": today, "registered_at": stamp,
             "updated_at": stamp,
         })
-    wife.commune = his.commune
+    person.commune = to.commune
     changes["permanent_commune_code"] = after
-    t.write(CITIZENS, wife.citizen_row, changes)
+    t.write(CITIZENS, person.citizen_row, changes)
+
+
+# --- divorces ----------------------------------------------------------------------------------------------------
+
+def divorce(t: Timeline, rng: random.Random, at: int) -> None:
+    """A couple married for a year or more divorces: the court's decision is noted on their marriage registration,
+    and the partner who does not head the household moves to relatives' (another household, as `other`). Both may
+    marry again."""
+    def married_here(p: Person) -> bool:
+        return (p.alive and p.married and p.marriage >= 0 and p.household >= 0
+                and not t.headship_fixed(p.household))
+
+    person = next((p for p in t.sample(rng, 40) if married_here(p)), None)
+    if person is None:
+        return
+    house = t.household(person.household)
+    partner = _spouse_of(t, person, house)
+    if partner is None or partner.marriage != person.marriage:
+        return
+    record = t.current(MARRIAGES, person.marriage)
+    registered = date.fromisoformat(str(record["registered_on"])).toordinal()
+    if t.today() - registered < 365:
+        return
+    leaver = partner if person.head else person
+    destination = next((t.household(p.household) for p in t.sample(rng, 12)
+                        if p.alive and p.household >= 0 and p.household != house.number
+                        and not t.headship_fixed(p.household) and t.household(p.household).members), None)
+    if destination is None:
+        return
+    stamp = cal.timestamp(at)
+    t.write(MARRIAGES, person.marriage, {
+        "divorced_on": cal.iso_date(max(registered + 1, t.today() - rng.randrange(30))), "updated_at": stamp})
+    person.married = partner.married = False
+    person.marriage = partner.marriage = -1
+    _rehouse(t, leaver, house, destination, "other", stamp)
 
 
 SIMULATION = RegistrySimulation(
@@ -474,6 +566,7 @@ SIMULATION = RegistrySimulation(
     added_field="declarant_phone",
     events=(Event("birth", BIRTH_RATE, per_citizen, birth, order=0),
             Event("death", DEATH_RATE, per_citizen, death, order=1),
-            Event("marriage", MARRIAGE_RATE, per_citizen, marriage, order=4)),
+            Event("marriage", MARRIAGE_RATE, per_citizen, marriage, order=4),
+            Event("divorce", DIVORCE_RATE, per_citizen, divorce, order=9)),
     stream=LINKED_WORLD,
 )

@@ -56,7 +56,7 @@ HOME_PROVINCE = 74
 """Bình Dương."""
 
 MALE, FEMALE = 0, 1
-HEAD, SPOUSE, CHILD, PARENT = 0, 1, 2, 3
+HEAD, SPOUSE, CHILD, PARENT, SIBLING = 0, 1, 2, 3, 5
 RELATION_NAMES = ("head", "spouse", "child", "parent", "grandchild", "sibling", "other")
 SINGLE, COUPLE, SINGLE_PARENT = 0, 1, 2
 
@@ -71,26 +71,33 @@ _HEAD_AGE_EDGES = np.array([18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 
 _HEAD_AGE_WEIGHTS = {
     # Calibrated (the fit is described in docs/simulator.md) so that the whole population's pyramid meets
     # demography.PYRAMID_*: young migrant workers live alone or as couples, families are headed by people of 25-50.
-    "single": (2.33, 36.41, 25.11, 11.63, 6.34, 4.4, 3.69, 3.14, 2.37, 1.96, 1.58, 0.44, 0.04, 0.01, 0.56),
-    "couple": (0.0, 3.83, 13.07, 18.84, 18.33, 13.26, 11.71, 8.18, 5.49, 3.96, 2.28, 0.51, 0.04, 0.01, 0.48),
-    "single_parent": (0.0, 2.17, 6.54, 12.13, 16.53, 16.08, 16.79, 12.28, 7.74, 5.1, 3.09, 0.75, 0.05, 0.01, 0.73),
+    "single": (0.82, 57.98, 20.2, 6.75, 3.65, 2.88, 2.29, 2.07, 1.43, 1.06, 0.63, 0.02, 0.0, 0.0, 0.22),
+    "couple": (0.0, 0.0, 17.57, 18.26, 17.63, 14.51, 12.13, 8.98, 5.51, 3.58, 1.49, 0.03, 0.0, 0.0, 0.31),
+    "single_parent": (0.0, 0.0, 8.8, 11.78, 15.93, 17.62, 17.44, 13.5, 7.78, 4.59, 2.04, 0.05, 0.0, 0.0, 0.48),
 }
 _HEAD_AGE_CUM = {kind: cumulative(list(w)) for kind, w in _HEAD_AGE_WEIGHTS.items()}
 _COUPLE_SHARE = np.array([0.0, 0.0, 0.62, 0.85, 0.88, 0.88, 0.88, 0.88], dtype=np.float64)
 """Share of households of each size (index) headed by a couple; the rest by one adult."""
-_WITH_PARENTS = np.array([0.0, 0.0, 0.11, 0.165, 0.344, 0.481, 0.55, 0.619], dtype=np.float64)
+_WITH_PARENTS = np.array([0.0, 0.0, 0.137, 0.207, 0.432, 0.605, 0.691, 0.78], dtype=np.float64)
 """Calibrated share of households of each size living with the head's parent(s): three generations when children
 live there too (meeting demography.THREE_GENERATION_SHARE), two when an adult lives with an old parent."""
+_TWIN_PER_INTERVAL = 2.2 * demography.TWIN_SHARE
+"""A twin is drawn as a zero interval after an earlier child, so only second and later births can be one: the chance
+per interval is raised so that twins are about demography.TWIN_SHARE of all deliveries."""
+_WITH_SIBLING = 0.3
+"""Calibrated share of households of two children or more where the last is a sibling of the head instead."""
 _BOY = demography.SEX_RATIO_AT_BIRTH / (1 + demography.SEX_RATIO_AT_BIRTH)
-_INTERVAL_BANDS = np.array(list(demography.BIRTH_INTERVAL_SHARES), dtype=np.float64)
+_INTERVAL_BANDS = np.minimum(np.array(list(demography.BIRTH_INTERVAL_SHARES), dtype=np.float64), 119)
+"""Birth intervals in months; the published open band (five years or more) is closed at ten years, beyond which
+second births are rare, so that mothers of 40 and more have few of the recent births (demography.ASFR)."""
 _INTERVAL_CUM = cumulative(list(demography.BIRTH_INTERVAL_SHARES.values()))
 _MOTHER_AGE_CUM = cumulative(list(demography.mother_age_shares()))
 _MOTHER_AGE_LO = np.array([lo for lo, _ in demography.ASFR_GROUPS], dtype=np.float64)
-_FIRST_BIRTH_MIN = 18.0
+_FIRST_BIRTH_MIN = 19.0
 """Mothers in the world were at least 18 at their first birth (adolescent births exist but are rare in Bình Dương)."""
 _LAST_BIRTH_MAX = 49.9
 """The fertility schedule ends at 49 (demography.ASFR_GROUPS)."""
-_LAST_BIRTH_SKEW = 2.2
+_LAST_BIRTH_SKEW = 1.45
 """Calibrated: a mother's last birth is drawn earlier in her cut schedule than a uniform draw would place it (most
 women had their last child years before day 0: Bình Dương's fertility is 1.4 children), so that the children's
 ages meet the pyramid's 0-4, 5-9 and 10-14 groups."""
@@ -100,7 +107,7 @@ _ASFR_CUM = np.r_[0.0, cumulative(list(demography.mother_age_shares()))]
 _MORTALITY = (np.array(demography.MORTALITY_MALE), np.array(demography.MORTALITY_FEMALE))
 _DEATH_YEARS = 5
 """Day-0 deaths happened in the five years before day 0 (the dead stay in the registries, deceased)."""
-_DEATH_SCALE = 1.08
+_DEATH_SCALE = 0.947
 """Only the head's parents die at day 0 (no household loses its head or its second member, whom the
 `household_without_one_head` anomaly names, before the registries' events begin): their life-table rates are scaled
 so that deaths per resident come near demography.CRUDE_DEATH_RATE (calibrated)."""
@@ -282,12 +289,17 @@ class Model:
         parents = np.where(room >= 3, parents, np.where(room >= 2, np.minimum(parents, 1),
                                                         np.where((room == 1) & ~couple, parents.clip(0, 1), 0)))
         children = room - parents
+        # In some households of two children or more the last of them is a brother or sister of the head instead
+        # (relatives who came to work here live with family): calibrated with the pyramid's children and adults.
+        sibling = (children >= 2) & (hu(61) < _WITH_SIBLING)
+        children = children - sibling
         role = np.full(n, CHILD)
         role[slot == 0] = HEAD
         role[(slot == 1) & couple] = SPOUSE
+        role[sibling & (slot == size - parents - 1)] = SIBLING
         role[slot >= size - parents] = PARENT
         child_rank = slot - 1 - couple  # 0 = the eldest child
-        head_male_p = np.where(couple, 0.8, np.where(kind == SINGLE_PARENT, 0.25, 0.45))
+        head_male_p = np.where(couple, 0.8, np.where(kind == SINGLE_PARENT, 0.25, 0.55))
         head_sex = np.where(hu(3) < head_male_p, MALE, FEMALE)
 
         # The head's age, by kind of household; a spouse a few years apart (the husband usually older).
@@ -314,7 +326,7 @@ class Model:
         for j in range(1, 6):
             band = _INTERVAL_BANDS[choose_np(_INTERVAL_CUM, hu(10 + j))]
             months = band[:, 0] + (band[:, 1] + 1 - band[:, 0]) * hu(20 + j)
-            twin = hu(30 + j) < demography.TWIN_SHARE
+            twin = hu(30 + j) < _TWIN_PER_INTERVAL
             steps[:, j] = np.where(twin, 0.0, np.maximum(months / 12, demography.MIN_BIRTH_INTERVAL_DAYS / _YEAR))
         last = np.clip(children - 1, 0, 5)[:, None]
         drawn = np.take_along_axis(np.cumsum(steps, axis=1), last, axis=1)[:, 0]
@@ -343,8 +355,9 @@ class Model:
         parent_gap = _MOTHER_AGE_LO[choose_np(_MOTHER_AGE_CUM, hu(37))] + 5 * hu(38)
         husband_extra = np.where((parents == 2) & (sex == MALE), np.abs(gap), 0.0)
         parent_years = np.minimum(head_years + parent_gap + husband_extra, 94.5)
-        years = np.select([role == HEAD, role == SPOUSE, role == PARENT], [head_years, partner_years, parent_years],
-                          child_years)
+        sibling_years = np.maximum(head_years + 16.0 * (hu(62) - 0.5), 16.0)
+        years = np.select([role == HEAD, role == SPOUSE, role == PARENT, role == SIBLING],
+                          [head_years, partner_years, parent_years, sibling_years], child_years)
         dob = np.clip(cal.DAY0_ORD - np.floor(years * _YEAR).astype(np.int64), _OLDEST_ORD, cal.DAY0_ORD - 1)
 
         # Where the household comes from and where it lives.
@@ -388,13 +401,12 @@ class Model:
         birth_commune = np.select([born_here, role == SPOUSE], [lives_in, spouse_commune], origin_commune)
         birth_commune = np.where((role != CHILD) & (birth_province == HOME_PROVINCE), home_commune, birth_commune)
 
-        # Ethnicity follows the birth province of the household's line; a spouse from elsewhere, theirs.
+        # Ethnicity follows the birth province of the household's line, for its children too; a spouse from
+        # elsewhere has theirs.
         line_ethnicity = _choose_rows(geo.ethnicity_cum[origin], hu(54))
         spouse_ethnicity = np.where(spouse_from_elsewhere, _choose_rows(geo.ethnicity_cum[spouse_row], hu(55)),
                                     line_ethnicity)
-        father_is_spouse = couple & (head_sex == FEMALE)
-        ethnicity = np.where((role == SPOUSE) | ((role == CHILD) & father_is_spouse), spouse_ethnicity,
-                             line_ethnicity)
+        ethnicity = np.where(role == SPOUSE, spouse_ethnicity, line_ethnicity)  # children: the household's line
 
         # Dates: marriage (before the first child, at a published age when childless), household, joining, death.
         partner_dob = cal.DAY0_ORD - np.floor(partner_years * _YEAR).astype(np.int64)
@@ -438,8 +450,8 @@ class Model:
         father_surname = np.where((kind == COUPLE) & (head_sex == FEMALE), partner_surname, head_surname)
         own_surname = names.surname(pu(10))
         surname = np.select(
-            [role == HEAD, role == SPOUSE, role == CHILD, sex == MALE],
-            [head_surname, partner_surname, father_surname, head_surname], own_surname)
+            [role == HEAD, role == SPOUSE, role == CHILD, role == SIBLING, sex == MALE],
+            [head_surname, partner_surname, father_surname, head_surname, head_surname], own_surname)
         birth_year = cal.years_np(dob)
         given = names.given(pu(14), sex, birth_year)
         middle, middle2 = names.middle(pu(11), pu(12), sex, birth_year, given)

@@ -3,7 +3,9 @@ moves and temporary registrations of each day.
 
 Day 0 is the people model (`people.py`): every citizen, their household (the head's commune and an address), each
 membership (the dead leave on their day of death, except where `member_after_death` keeps them longer), a residence
-change for each household that migrated here (row 2i) and each temporary registration (row 2i+1). The
+change for each member of a household that migrated here, or spouse from another province who married into one
+that always lived here (row 2i), and each temporary registration (row 2i+1; a migrant household registered here
+only temporarily since it arrived). The
 `household_without_one_head` anomaly records a second member as a second head, or the head as `other`.
 
 Daily (per citizen; 20-50 times real rates, as every event's): household moves 0.1 % of citizens (a whole
@@ -23,7 +25,7 @@ import numpy as np
 from kho.simulator import anomalies
 from kho.simulator import calendar as cal
 from kho.simulator.base import DAY0_END, Base, between, stamp_after, take
-from kho.simulator.people import GEOGRAPHY, HEAD, HOME_PROVINCE, MALE, RELATION_NAMES, Citizens
+from kho.simulator.people import GEOGRAPHY, HEAD, HOME_PROVINCE, MALE, RELATION_NAMES, SPOUSE, Citizens
 from kho.simulator.rng import B1, I64, unit_np
 from kho.simulator.spec import (
     LINKED_WORLD,
@@ -134,7 +136,10 @@ def residence_changes(base: Base, ids: I64) -> Columns:
     """Row 2i: citizen i's household moved here from another province; row 2i+1: its temporary registration."""
     citizen, kind = ids // 2, ids % 2
     p = base.people(citizen)
-    moved_in = (kind == 0) & (p.migrated_on > 0) & p.registered_here & (p.dob < p.migrated_on)
+    household_moved = (p.migrated_on > 0) & p.registered_here & (p.dob < p.migrated_on)
+    # A spouse from another province married into a household that always lived here moved in at the wedding.
+    married_in = (p.role == SPOUSE) & (p.migrated_on == 0) & (p.birth_province != HOME_PROVINCE) & (p.married_on > 0)
+    moved_in = (kind == 0) & (household_moved | married_in)
     temporary = (kind == 1) & (p.temporary >= 0)
     exists = moved_in | temporary
     ids, p, kind = ids[exists], take(p, exists), kind[exists]
@@ -143,8 +148,10 @@ def residence_changes(base: Base, ids: I64) -> Columns:
     adult = cal.add_years_np(p.dob, 15)
     temp_from = between(key, ids, 1, np.maximum(adult, cal.HISTORY_FROM_ORD - 3 * 365),
                         np.full(len(ids), cal.DAY0_ORD - 2))
+    # A migrant household registered here only temporarily has been since it arrived (its children since birth).
+    temp_from = np.where(p.registered_here, temp_from, np.maximum(p.migrated_on, cal.HISTORY_FROM_ORD - 25 * 365))
     temp_from = np.maximum(temp_from, p.dob + 1)
-    effective = np.where(kind == 0, p.migrated_on, temp_from)
+    effective = np.where(kind == 0, np.where(p.migrated_on > 0, p.migrated_on, p.married_on), temp_from)
     effective = np.minimum(effective, cal.DAY0_ORD - 1)
     registered = cal.ords_to_seconds(effective) + np.floor(
         np.minimum(30 * cal.SECONDS_PER_DAY, DAY0_END - cal.ords_to_seconds(effective))
@@ -155,7 +162,8 @@ def residence_changes(base: Base, ids: I64) -> Columns:
         "change_id": [f"RC{i:012d}" for i in ids.tolist()],
         "cccd": base.cccd(p),
         "kind": ["permanent" if k == 0 else "temporary" for k in kind.tolist()],
-        "from_commune_code": base.commune_codes(np.where(kind == 0, origin_commune, p.commune)),
+        "from_commune_code": base.commune_codes(np.where(kind == 0, np.where(p.migrated_on > 0, origin_commune,
+                                                                            p.birth_commune), p.commune)),
         "to_commune_code": base.commune_codes(np.where(kind == 0, p.commune, p.temporary)),
         "effective_on": cal.iso_dates(effective),
         "registered_at": cal.timestamps(registered),

@@ -213,12 +213,16 @@ class Exports:
 
     @cached_property
     def arrivals(self) -> dict[str, date]:
-        """Migrants' first move into a Bình Dương commune (effective_on), from residence_changes, by CCCD."""
+        """Migrants' arrival in Bình Dương (effective_on), from residence_changes, by CCCD: their first permanent
+        move from another province, or their first temporary registration there (a migrant who keeps a permanent
+        residence at home lives here from then); a move between Bình Dương's communes is no arrival."""
         first: dict[str, date] = {}
         for r in self.latest("residence_changes").values():
             when = _day(r.get("effective_on"))
             cccd = str(r.get("cccd"))
-            if when and in_home(r.get("to_commune_code")) and (cccd not in first or when < first[cccd]):
+            source = r.get("from_commune_code")
+            arrival = r.get("kind") == "temporary" or (source is not None and not in_home(source))
+            if when and arrival and in_home(r.get("to_commune_code")) and (cccd not in first or when < first[cccd]):
                 first[cccd] = when
         return first
 
@@ -632,7 +636,8 @@ def enterprises(ex: Exports) -> list[Measure]:
     for form, share in demo.LEGAL_FORM_SHARES.items():
         margin = 0.5 if share < 0.01 else 3.0
         out.append(judge(f"legal form {form}", 100 * share, _share_tolerance(margin, 100 * share, len(rows)),
-                         "GSO yearbook 2022; ESTIMATE", _pct(forms[form], len(rows)), unit="%"))
+                         "Hưng Yên statistical yearbook 2022, table 90", _pct(forms[form], len(rows)),
+                         unit="%"))
     return out
 
 

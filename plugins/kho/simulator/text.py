@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
+from kho.simulator import demography
 from kho.simulator.rng import F64, cumulative
 
 
@@ -127,13 +128,8 @@ BRAND_TAILS = _nfc([
 ])
 """Syllables that close an enterprise's proper name (An Phát, Minh Long, ... Thịnh)."""
 LEGAL_FORMS = ("tnhh_1tv", "tnhh_2tv", "co_phan", "tu_nhan", "hop_danh")
-LEGAL_FORM_CUM: F64 = cumulative([62.60, 14.46, 20.04, 2.65, 0.25])
-"""Legal forms of the enterprises registered on day 0: the structure of enterprises in operation on 31/12/2022 in
-Hưng Yên (Niên giám thống kê tỉnh Hưng Yên 2022, table 90: private 2.65 %, partnerships 0.25 %, limited companies
-71.73 %, joint-stock 20.04 %, state-owned 0.15 %, foreign-invested 5.18 %), an industrial province with many foreign
-firms like Bình Dương, whose own table was not found. State-owned and foreign-invested firms are counted as limited
-companies (most are), and limited companies are split one-member : several members as new registrations split them
-(69.7 : 16.1, below)."""
+LEGAL_FORM_CUM: F64 = cumulative([demography.LEGAL_FORM_SHARES[form] for form in LEGAL_FORMS])
+"""Legal forms of the enterprises registered on day 0: `demography.LEGAL_FORM_SHARES` (sources there)."""
 LEGAL_FORM_NEW_CUM: F64 = cumulative([69.7, 16.1, 13.2, 1.0, 0.03])
 """Legal forms of enterprises registered in a day: the national business registration portal's count for week 26
 of 2024 (dangkykinhdoanh.gov.vn: 2,441 one-member limited, 563 limited with several members, 462 joint-stock, 35

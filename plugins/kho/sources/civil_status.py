@@ -90,7 +90,8 @@ BIRTHS = Entity(
 MARRIAGES = Entity(
     registry=SLUG,
     name="marriages",
-    description="Marriage registrations (kết hôn): both parties, their dates of birth, date and place.",
+    description="Marriage registrations (kết hôn): both parties, their dates of birth, date and place, and the "
+                "divorce when one is noted.",
     key=("registration_id",),
     cursor="updated_at",
     fields=(
@@ -101,9 +102,13 @@ MARRIAGES = Entity(
         _past("wife_date_of_birth", "Wife's date of birth", pii="quasi"),
         _past("registered_on", "Date the marriage was registered"),
         _place(),
+        Field("divorced_on", "date", days_after_update=0,
+              description="Date the divorce took effect (the court's judgment or decision), noted on the registration "
+                          "(Law on Civil Status art. 3, Decree 123/2015/ND-CP); absent while the marriage lasts; not "
+                          "after updated_at"),
         UPDATED_AT,
     ),
-    checks=(_under_age("husband"), _under_age("wife")),
+    checks=(_under_age("husband"), _under_age("wife"), date_order_check("registered_on", "divorced_on")),
     references=reference_sets("commune_codes"),
 )
 

@@ -12,6 +12,7 @@ from kho.simulator.defects import ANOMALY_ENTITY, ANOMALY_KINDS, Defect
 from kho.simulator.generate import stream_changes, stream_snapshot
 from kho.sources import ENTITIES, check_table
 from tests.support.audit_oracle import KINDS, Finding, audit_findings
+from tests.unit.simulator.test_generate import death_after_joining
 
 SEEDS = (1, 4, 5)
 CITIZENS, DAYS, RATE = 3000, 5, 0.1
@@ -98,9 +99,9 @@ def test_a_clean_world_breaks_none_of_the_seven_rules(seed: int) -> None:
 
 
 def test_a_bride_who_dies_days_after_her_wedding_leaves_no_membership_open_after_death() -> None:
-    """Seed 123 (people who die within 30 days of joining a household): a death dated before the wedding used to
+    """A world where people die within 30 days of joining a household: a death dated before the wedding used to
     close both a bride's memberships after the death."""
-    spec = WorldSpec(123, 3000, 30)
+    spec = death_after_joining()[0]
     assert audit_findings({e.qualified_name: list(stream_snapshot(spec, e, 30)) for e in ENTITIES}) == set()
 
 

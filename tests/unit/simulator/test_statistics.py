@@ -197,8 +197,11 @@ def test_migration_reads_birth_province_and_ethnicity() -> None:
 def test_births_before_the_move_belong_to_the_origin() -> None:
     mother = cccd("094")
     people = [citizen(mother, "1995-01-01", province="94")]
-    moves = [{"change_id": "RC000000000001", "cccd": mother, "kind": "permanent", "from_commune_code": None,
-              "to_commune_code": OLD, "effective_on": "2020-01-01"}]
+    moves = [{"change_id": "RC000000000001", "cccd": mother, "kind": "permanent", "from_commune_code": ELSEWHERE,
+              "to_commune_code": OLD, "effective_on": "2020-01-01"},
+             # a later move between Bình Dương's communes is no arrival
+             {"change_id": "RC000000000002", "cccd": mother, "kind": "permanent", "from_commune_code": OLD,
+              "to_commune_code": OLD, "effective_on": "2019-03-01"}]
     births = [birth(cccd(), "2019-01-01", mother, OLD), birth(cccd("094"), "2019-06-01", mother, ELSEWHERE),
               birth(cccd(), "2021-01-01", mother, OLD)]
     found = places(Exports.from_records({"citizens": people, "residence_changes": moves, "births": births}))

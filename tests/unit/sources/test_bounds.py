@@ -235,10 +235,12 @@ FLOOR_CASES: list[tuple[str, str, Record]] = [
 
 
 def test_every_date_field_has_a_floor_case_or_a_reason_to_lack_one() -> None:
-    """Marriages' registered_on cannot be 1900-01-01 with parties of age born after the floor; updated_at on the
-    floor would make every event of the record later than it: both are covered by their outside cases."""
+    """Marriages' registered_on cannot be 1900-01-01 with parties of age born after the floor, nor their
+    divorced_on, which is not before it; updated_at on the floor would make every event of the record later than
+    it: all are covered by their outside cases."""
     dates = {(e.qualified_name, f.name) for e in ENTITIES for f in e.fields if f.type == "date"}
-    assert dates - {(q, n) for q, n, _ in FLOOR_CASES} == {("civil_status.marriages", "registered_on")}
+    assert dates - {(q, n) for q, n, _ in FLOOR_CASES} == {("civil_status.marriages", "registered_on"),
+                                                          ("civil_status.marriages", "divorced_on")}
 
 
 @pytest.mark.parametrize(("qualified", "name", "changes"), FLOOR_CASES, ids=lambda v: str(v))
@@ -282,6 +284,7 @@ AFTER_UPDATE_CASES: list[tuple[str, str, str, str, Record]] = [
     ("civil_status.births", "date_of_birth", "2025-07-02", "2025-07-03", {"registered_on": "2025-07-02"}),
     ("civil_status.births", "registered_on", "2025-07-02", "2025-07-03", {}),
     ("civil_status.marriages", "registered_on", "2025-07-02", "2025-07-03", {}),
+    ("civil_status.marriages", "divorced_on", "2025-07-02", "2025-07-03", {}),
     ("civil_status.deaths", "date_of_death", "2025-07-02", "2025-07-03", {"registered_on": "2025-07-02"}),
     ("civil_status.deaths", "registered_on", "2025-07-02", "2025-07-03", {}),
     ("business.enterprises", "established_on", "2025-07-02", "2025-07-03", {}),

@@ -57,7 +57,7 @@ VALID: dict[str, Record] = {
     "civil_status.marriages": {
         "registration_id": "KH000000000001", "husband_cccd": HUSBAND, "wife_cccd": WIFE,
         "husband_date_of_birth": "2000-01-15", "wife_date_of_birth": "2002-03-10", "registered_on": "2024-06-01",
-        "place_commune_code": "25966", "updated_at": UPDATED,
+        "place_commune_code": "25966", "divorced_on": None, "updated_at": UPDATED,
     },
     "civil_status.deaths": {
         "registration_id": "KT000000000001", "cccd": CITIZEN, "date_of_death": "2025-06-10",
@@ -135,6 +135,7 @@ BROKEN: list[tuple[str, Record, str]] = [
     ("civil_status.marriages", {"husband_date_of_birth": "2004-02-29", "registered_on": "2024-02-28"}, "inconsistent"),
     ("civil_status.marriages", {"registration_id": "KS000000000001"}, "malformed"),
     ("civil_status.marriages", {"wife_cccd": None}, "missing_required"),
+    ("civil_status.marriages", {"divorced_on": "2024-05-31"}, "inconsistent"),  # before registered_on
     # civil_status.deaths
     ("civil_status.deaths", {"registered_on": "2025-06-09"}, "inconsistent"),
     ("civil_status.deaths", {"cccd": "07419012345"}, "malformed"),
@@ -178,6 +179,7 @@ VALID_VARIANTS: list[tuple[str, Record]] = [
     ("civil_status.births", {"father_cccd": None}),
     ("civil_status.births", {"registered_on": "2025-06-01"}),
     ("civil_status.marriages", {"husband_date_of_birth": "2004-06-01", "wife_date_of_birth": "2006-06-01"}),
+    ("civil_status.marriages", {"divorced_on": "2024-06-01"}),  # a divorce noted, the day of the wedding at earliest
     ("civil_status.marriages", {"husband_date_of_birth": "2004-02-29", "registered_on": "2024-03-01"}),
     ("civil_status.deaths", {"registered_on": "2025-06-10"}),
     ("business.enterprises", {"registered_capital": "0.5"}),

@@ -17,6 +17,7 @@ renamed as (
         wife_date_of_birth::date as wife_date_of_birth,
         registered_on::date as registered_on,
         place_commune_code::text as place_commune_code,
+        divorced_on::date as divorced_on,
         updated_at::timestamptz as updated_at,
         _extra::jsonb as extra_fields,
         _row_hash::bigint as row_hash,
