@@ -3,8 +3,9 @@
 Day 0: a birth registration for every citizen born since 2008 (when registrations went electronic) whose mother
 lives with them (row 2i), registered where the birth happened (a migrant family's child born before the move, in
 its origin commune), and for `birth_without_citizen` a twin the population registry never recorded (row 2i+1); a
-marriage registration for every couple heading a household, where they lived then; a death registration for every
-dead citizen.
+marriage registration, where the couple lived then, numbered by one partner (row i): every couple heading a
+household, a widowed single parent's marriage to the late spouse, a remarried head's first marriage (ended by the
+first spouse's death), the marriage of the head's two parents; a death registration for every dead citizen.
 
 Daily (per citizen; 20-50 times real rates, as every event's):
 
@@ -36,10 +37,14 @@ from kho.simulator import anomalies, demography, insurance, names, population
 from kho.simulator import calendar as cal
 from kho.simulator.base import Base, stamp_after, take
 from kho.simulator.people import (
+    CHILD,
     COUPLE,
     FABRICATED_BASE_RANKS,
     FEMALE,
+    HEAD,
+    LATE,
     MALE,
+    PARENT,
     Citizens,
     prefix_ids,
 )
@@ -158,42 +163,54 @@ def _contradicted_births(base: Base, ids: I64) -> B1:
     return birth_exists(base, ids, p) & (birth_dates(base, ids, p)[2] | (ids % 2 == 1))
 
 
-def couples(base: Base, households: I64) -> tuple[B1, Citizens, Citizens]:
-    """(holds a married couple, head, partner) of candidate household numbers: the marriage rows that exist."""
-    first, size = base.household_slots(households)
-    exists = size > 0
-    heads = base.people(first[exists])
-    couple = np.zeros(len(households), dtype=bool)
-    couple[exists] = heads.kind == COUPLE
-    p = take(heads, heads.kind == COUPLE)
-    return couple, p, base.people(p.index + 1)
+def couples(base: Base, ids: I64) -> tuple[B1, Citizens, Citizens]:
+    """(anchors a marriage, anchor, partner) of candidate citizen indices: the marriage rows that exist.
+
+    A marriage is numbered by one of its partners (its anchor): the head of a couple (married to the spouse), a
+    widowed single parent (to the late spouse), a remarried head's late first spouse (to the head), the first of
+    the head's two parents (to the other), a married eldest child (to the spouse living with them)."""
+    p = base.people(ids)
+    couple_head = (p.role == HEAD) & (p.kind == COUPLE)
+    widowed_head = (p.role == HEAD) & (p.kind != COUPLE) & (p.late_slot >= 0)
+    first_late = (p.role == LATE) & (p.kind == COUPLE)
+    elders = (p.role == PARENT) & (p.parents == 2) & (p.slot == p.size - 2)
+    young = (p.role == CHILD) & p.married_now  # a married eldest child, whose spouse is the next member
+    exists = couple_head | widowed_head | first_late | elders | young
+    partner = np.select([couple_head, widowed_head, first_late], [p.index + 1, p.index + p.late_slot, p.head_index],
+                        p.index + 1)
+    anchors = take(p, exists)
+    return exists, anchors, base.people(partner[exists])
 
 
-def marriage_dates(base: Base, households: I64, p: Citizens, partner: Citizens) -> tuple[B1, I64, I64, I64]:
-    """(under age, registered_on, husband's and wife's date of birth as registered) of couples' marriages."""
-    head_male = p.sex == MALE
-    husband_dob = np.where(head_male, p.dob, partner.dob)
-    wife_dob = np.where(head_male, partner.dob, p.dob)
-    return anomalies.marriage_dates(base.key("anomaly"), households, husband_dob, wife_dob, p.married_on,
-                                    base.rate("marriage_under_legal_age"))
+def marriage_dates(base: Base, ids: I64, p: Citizens, partner: Citizens) -> tuple[B1, I64, I64, I64]:
+    """(under age, registered_on, husband's and wife's date of birth as registered) of marriages by anchor; only a
+    couple heading its household may carry `marriage_under_legal_age`."""
+    male = p.sex == MALE
+    husband_dob = np.where(male, p.dob, partner.dob)
+    wife_dob = np.where(male, partner.dob, p.dob)
+    hit, registered, husband, wife = anomalies.marriage_dates(
+        base.key("anomaly"), p.household, husband_dob, wife_dob, p.married_on, base.rate("marriage_under_legal_age"))
+    hit &= (p.role == HEAD) & (p.kind == COUPLE)
+    return (hit, np.where(hit, registered, p.married_on), np.where(hit, husband, husband_dob),
+            np.where(hit, wife, wife_dob))
 
 
 def marriages(base: Base, ids: I64) -> Columns:
-    couple, p, partner = couples(base, ids)
-    households = ids[couple]
-    head_cccd, partner_cccd = base.cccd(p), base.cccd(partner)
-    _, registered, husband_dob, wife_dob = marriage_dates(base, households, p, partner)
-    updated = stamp_after(base.key("marriages"), households, 0, np.maximum(p.married_on, registered) + 1)
+    exists, p, partner = couples(base, ids)
+    ids = ids[exists]
+    anchor_cccd, partner_cccd = base.cccd(p), base.cccd(partner)
+    _, registered, husband_dob, wife_dob = marriage_dates(base, ids, p, partner)
+    updated = stamp_after(base.key("marriages"), ids, 0, np.maximum(p.married_on, registered) + 1)
     males = (p.sex == MALE).tolist()
-    return households, {
-        "registration_id": [f"KH{h:012d}" for h in households.tolist()],
-        "husband_cccd": [a if m else b for a, b, m in zip(head_cccd, partner_cccd, males, strict=True)],
-        "wife_cccd": [b if m else a for a, b, m in zip(head_cccd, partner_cccd, males, strict=True)],
+    return ids, {
+        "registration_id": [f"KH{i:012d}" for i in ids.tolist()],
+        "husband_cccd": [a if m else b for a, b, m in zip(anchor_cccd, partner_cccd, males, strict=True)],
+        "wife_cccd": [b if m else a for a, b, m in zip(anchor_cccd, partner_cccd, males, strict=True)],
         "husband_date_of_birth": cal.iso_dates(husband_dob),
         "wife_date_of_birth": cal.iso_dates(wife_dob),
         "registered_on": cal.iso_dates(registered),
         "place_commune_code": base.commune_codes(p.married_commune),
-        "divorced_on": [None] * len(households),
+        "divorced_on": [None] * len(ids),
         "updated_at": cal.timestamps(updated),
     }
 
@@ -238,7 +255,8 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
         return
     house = t.household(mother.household)
     today = t.today()
-    dob = max(today - rng.randrange(31), mother.dob + 18 * 365)
+    # registered within 30 days of the birth, which happened where she lives now: not before she joined it
+    dob = max(today - rng.randrange(31), mother.dob + 18 * 365, population.joined(t, mother))
     if dob - mother.last_birth < demography.MIN_BIRTH_INTERVAL_DAYS or any(
             p.dob > dob - demography.MIN_BIRTH_INTERVAL_DAYS for p in t.people(house.members)):
         return
@@ -553,7 +571,7 @@ SIMULATION = RegistrySimulation(
             anomalies=("cccd_contradicts_birth_record", "birth_without_citizen"), anomalous=_contradicted_births,
         ),
         EntitySimulation(
-            MARRIAGES, Rows("household"), marriages,
+            MARRIAGES, Rows("citizen"), marriages,
             Defects(id_field="husband_cccd", conflict_field="place_commune_code",
                     commune_field="place_commune_code", under_age_wife="wife_of_marriageable_age"),
             anomalies=("marriage_under_legal_age",), anomalous=_under_age_marriages,

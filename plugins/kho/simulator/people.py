@@ -7,16 +7,19 @@ rebuilt alone, and a chunk of a million is rebuilt with numpy in one pass.
 
 Who lives together follows the published figures of `demography` (sources there): household sizes; a head, in
 couples a spouse (the husband usually about three years older), children, and in some households the head's
-parent(s) — three generations when children live there too. The head's age by kind of household, the size draws and
-the share living with parents are calibrated (constants below) so that the whole population meets the Bình Dương
-pyramid by five-year group and sex. Children are spaced by the published birth intervals, never less than nine
-months apart except twins (rare); the mother's age at her last birth follows the fertility schedule cut to her age,
-so young mothers have young children. Children's sex follows the sex ratio at birth (1.11). The head's parents who
-died in the five years before day 0 did so at the life table's rates. Migrant households come from the provinces
-that send them (`demography.MIGRANT_ORIGINS`), with the ethnic mix of their birth province; their children born
-before the move were born and registered in the household's origin commune, those born since in Bình Dương; a
-couple who married before the move married there too. A quarter of migrant households keep their permanent
-residence at home and are registered here temporarily.
+parent(s) — three generations when children live there too — a sibling of the head, or a married eldest child with
+the spouse (newlyweds living with the husband's parents). The dead stay listed: a widowed single parent's late
+spouse, a remarried head's late first spouse, the head's father who died years ago; each marriage is on record
+(civil_status), so widowhood and remarriage show as the registries would show them. The head's age by kind of
+household, the size draws and the share living with parents are calibrated (constants below) so that the whole
+population meets the Bình Dương pyramid by five-year group and sex. Children are spaced by the published birth
+intervals, never less than nine months apart except twins (rare); the mother's age at her last birth follows the
+fertility schedule cut to her age, so young mothers have young children. Children's sex follows the sex ratio at
+birth (1.11). The head's parents who died in the five years before day 0 did so at the life table's rates, scaled.
+Migrant households come from the provinces that send them (`demography.MIGRANT_ORIGINS`), with the ethnic mix of
+their birth province; their children born before the move were born and registered in the household's origin
+commune, those born since in Bình Dương; a couple who married before the move married there too. A quarter of
+migrant households keep their permanent residence at home and are registered here temporarily.
 
 CCCD digits 7-12 are unique per prefix (province, century/sex, year), not per world: `CccdIndex` counts, per
 prefix, how many earlier citizens share it, and a keyed Feistel permutation of [0, 10**6) scatters that rank.
@@ -56,11 +59,13 @@ HOME_PROVINCE = 74
 """Bình Dương."""
 
 MALE, FEMALE = 0, 1
-HEAD, SPOUSE, CHILD, PARENT, SIBLING = 0, 1, 2, 3, 5
+HEAD, SPOUSE, CHILD, PARENT, SIBLING, LATE, IN_LAW = 0, 1, 2, 3, 5, 7, 8
+"""Roles in a household; LATE, a late spouse among the dead, is recorded as `spouse`; IN_LAW, a married child's
+spouse, as `other`."""
 RELATION_NAMES = ("head", "spouse", "child", "parent", "grandchild", "sibling", "other")
 SINGLE, COUPLE, SINGLE_PARENT = 0, 1, 2
 
-_SIZE_DRAW = (14.04, 21.57, 22.30, 22.20, 10.78, 5.08, 4.02)
+_SIZE_DRAW = (14.07, 12.45, 18.69, 22.21, 21.14, 0.80, 10.64)
 """Calibrated draw weights of household sizes 1-7: a block's last household is cut short at the block's end, so the
 draws lean large for the households made to meet demography.HOUSEHOLD_SIZE_SHARES."""
 _SIZE_CUM = cumulative(list(_SIZE_DRAW))
@@ -71,20 +76,32 @@ _HEAD_AGE_EDGES = np.array([18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 
 _HEAD_AGE_WEIGHTS = {
     # Calibrated (the fit is described in docs/simulator.md) so that the whole population's pyramid meets
     # demography.PYRAMID_*: young migrant workers live alone or as couples, families are headed by people of 25-50.
-    "single": (0.82, 57.98, 20.2, 6.75, 3.65, 2.88, 2.29, 2.07, 1.43, 1.06, 0.63, 0.02, 0.0, 0.0, 0.22),
-    "couple": (0.0, 0.0, 17.57, 18.26, 17.63, 14.51, 12.13, 8.98, 5.51, 3.58, 1.49, 0.03, 0.0, 0.0, 0.31),
-    "single_parent": (0.0, 0.0, 8.8, 11.78, 15.93, 17.62, 17.44, 13.5, 7.78, 4.59, 2.04, 0.05, 0.0, 0.0, 0.48),
+    "single": (12.85, 61.94, 13.3, 3.97, 2.09, 1.73, 1.37, 1.17, 0.82, 0.5, 0.27, 0.0, 0.0, 0.0, 0.0),
+    "couple": (0.0, 0.0, 19.64, 18.21, 17.01, 14.78, 12.3, 8.61, 5.4, 2.92, 1.12, 0.01, 0.0, 0.0, 0.0),
+    "single_parent": (0.0, 0.0, 10.0, 11.93, 15.63, 18.23, 17.94, 13.14, 7.77, 3.79, 1.55, 0.01, 0.0, 0.0, 0.0),
 }
 _HEAD_AGE_CUM = {kind: cumulative(list(w)) for kind, w in _HEAD_AGE_WEIGHTS.items()}
 _COUPLE_SHARE = np.array([0.0, 0.0, 0.62, 0.85, 0.88, 0.88, 0.88, 0.88], dtype=np.float64)
 """Share of households of each size (index) headed by a couple; the rest by one adult."""
-_WITH_PARENTS = np.array([0.0, 0.0, 0.137, 0.207, 0.432, 0.605, 0.691, 0.78], dtype=np.float64)
+_WITH_PARENTS = np.array([0.0, 0.0, 0.118, 0.178, 0.374, 0.523, 0.599, 0.673], dtype=np.float64)
 """Calibrated share of households of each size living with the head's parent(s): three generations when children
 live there too (meeting demography.THREE_GENERATION_SHARE), two when an adult lives with an old parent."""
 _TWIN_PER_INTERVAL = 2.2 * demography.TWIN_SHARE
 """A twin is drawn as a zero interval after an earlier child, so only second and later births can be one: the chance
 per interval is raised so that twins are about demography.TWIN_SHARE of all deliveries."""
-_WITH_SIBLING = 0.3
+_WITH_SIBLING = 0.5
+_STEM = 0.85
+"""Calibrated share of couples' households with two children or more whose eldest (25 or older) is married and
+lives there with the spouse (demography.MARITAL_STATUS: never married among the 15+)."""
+_TWO_PARENTS = 0.85
+"""Share of households with the head's parents that list both: a couple, or a widow(er) and the late spouse."""
+_ELDER_WIDOWED = 0.6
+"""Share of those whose father died years before day 0 (the mother widowed): calibrated with the widowed share of
+demography.MARITAL_STATUS."""
+_LATE_SINGLE_PARENT = 0.85
+"""Calibrated share of single parents who are widowed (their late spouse among the household's dead)."""
+_LATE_COUPLE = 0.3
+"""Calibrated share of couples whose head was widowed and married again (demography.REMARRIAGE_SHARE)."""
 """Calibrated share of households of two children or more where the last is a sibling of the head instead."""
 _BOY = demography.SEX_RATIO_AT_BIRTH / (1 + demography.SEX_RATIO_AT_BIRTH)
 _INTERVAL_BANDS = np.minimum(np.array(list(demography.BIRTH_INTERVAL_SHARES), dtype=np.float64), 119)
@@ -107,11 +124,12 @@ _ASFR_CUM = np.r_[0.0, cumulative(list(demography.mother_age_shares()))]
 _MORTALITY = (np.array(demography.MORTALITY_MALE), np.array(demography.MORTALITY_FEMALE))
 _DEATH_YEARS = 5
 """Day-0 deaths happened in the five years before day 0 (the dead stay in the registries, deceased)."""
-_DEATH_SCALE = 0.947
-"""Only the head's parents die at day 0 (no household loses its head or its second member, whom the
-`household_without_one_head` anomaly names, before the registries' events begin): their life-table rates are scaled
-so that deaths per resident come near demography.CRUDE_DEATH_RATE (calibrated)."""
-_MIGRANT_HOUSEHOLDS = 0.55
+_DEATH_SCALE = 0.788
+"""Besides the late spouses and parents who died years ago, the head's parents died in the five years to day 0 at
+their life-table rates scaled (calibrated) so that the deaths of the last year come near
+demography.CRUDE_DEATH_RATE; no household loses its head or its second member, whom the
+`household_without_one_head` anomaly names, before the registries' events begin."""
+_MIGRANT_HOUSEHOLDS = 0.51
 """Share of households that moved here from another province; their children born since were born here, so the
 share of residents born elsewhere (demography.MIGRANT_SHARE) is lower."""
 
@@ -194,6 +212,19 @@ class Citizens:
     """The commune where the person's birth was registered (its province is `birth_province`)."""
     married_commune: I64
     """Where a couple's marriage was registered: the origin commune when they married before moving here."""
+    late_slot: I64
+    """The household's slot of a late spouse (dead: a widowed single parent's, a remarried head's first), -1 when
+    none; the same for every member."""
+    parents: I64
+    """How many of the head's parents the household lists (the same for every member)."""
+    married_now: B1
+    """Whether the person is married at day 0 to a living spouse of the household: the couple heading it, or a
+    married eldest child and spouse."""
+    marriage_row: I64
+    """Row id of that marriage's registration (its anchor: the head, or the married eldest child); -1 if none."""
+    spouse_arrived: I64
+    """When a spouse came to live with a household that did not move here (the wedding, or the first child's birth
+    if earlier), or a married child's spouse with theirs (the wedding, or the move); 0 for everyone else."""
     deceased: B1
     dod: I64
     """Date of death, 0 while alive."""
@@ -285,18 +316,24 @@ class Model:
         couple = kind == COUPLE
         room = size - 1 - couple  # slots left after head and spouse
         wants_parents = hu(1) < _WITH_PARENTS[clipped]
-        parents = np.where(wants_parents, np.where(hu(2) < 0.35, 2, 1), 0)
+        parents = np.where(wants_parents, np.where(hu(2) < _TWO_PARENTS, 2, 1), 0)
         parents = np.where(room >= 3, parents, np.where(room >= 2, np.minimum(parents, 1),
                                                         np.where((room == 1) & ~couple, parents.clip(0, 1), 0)))
-        children = room - parents
+        # A late spouse, among the household's dead in the slot before the head's parents: a widowed single
+        # parent's (the children's other parent), or the first spouse of a head who was widowed and married again.
+        late = (parents < 2) & (room - parents >= 1) & (size - parents - 1 >= 2) & np.where(
+            kind == SINGLE_PARENT, hu(63) < _LATE_SINGLE_PARENT, couple & (hu(63) < _LATE_COUPLE))
+        children = room - parents - late
         # In some households of two children or more the last of them is a brother or sister of the head instead
         # (relatives who came to work here live with family): calibrated with the pyramid's children and adults.
         sibling = (children >= 2) & (hu(61) < _WITH_SIBLING)
         children = children - sibling
+        late_slot = np.where(late, size - parents - 1, -1)
         role = np.full(n, CHILD)
         role[slot == 0] = HEAD
         role[(slot == 1) & couple] = SPOUSE
-        role[sibling & (slot == size - parents - 1)] = SIBLING
+        role[sibling & (slot == size - parents - late - 1)] = SIBLING
+        role[slot == late_slot] = LATE
         role[slot >= size - parents] = PARENT
         child_rank = slot - 1 - couple  # 0 = the eldest child
         head_male_p = np.where(couple, 0.8, np.where(kind == SINGLE_PARENT, 0.25, 0.55))
@@ -346,18 +383,37 @@ class Model:
         rank = np.clip(child_rank, 0, 5)
         before = np.take_along_axis(cumulative_steps, rank[:, None], axis=1)[:, 0]
         child_years = mother_years - first_age - before
+        # In some couples' households the eldest child, 25 or older, is married and the spouse (a son's wife most
+        # often) lives with them, in the next child's slot: newlyweds live with the husband's parents.
+        eldest_years = mother_years - first_age
+        stem = couple & (children >= 2) & (eldest_years >= 25.0) & (hu(72) < _STEM)
+        role[stem & (slot == 3)] = IN_LAW
+        eldest = stem & (slot == 2)
+        eldest_sex = np.where(unit_np(kp, first + 2, 1) < _BOY, MALE, FEMALE)
+        in_law_gap = np.clip(3.0 + 3.0 * _normal(hu(73), hu(74)), -4.0, 10.0)
+        in_law_years = np.maximum(np.where(eldest_sex == MALE, eldest_years - in_law_gap,
+                                           eldest_years + in_law_gap), 19.0 + 2.0 * hu(75))
         # The head's parents: born when their child (the head) was born to them at 18-40; the second one a spouse.
         first_parent = (role == PARENT) & (slot == size - parents)
         parent_sex = np.where(hu(39) < 0.65, FEMALE, MALE)  # a widowed mother most often; two: a couple
-        sex = np.select([role == HEAD, role == SPOUSE, first_parent, role == PARENT],
-                        [head_sex, 1 - head_sex, parent_sex, 1 - parent_sex],
+        sex = np.select([role == HEAD, (role == SPOUSE) | (role == LATE), first_parent, role == PARENT,
+                         role == IN_LAW],
+                        [head_sex, 1 - head_sex, parent_sex, 1 - parent_sex, 1 - eldest_sex],
                         np.where(pu(1) < _BOY, MALE, FEMALE))
         parent_gap = _MOTHER_AGE_LO[choose_np(_MOTHER_AGE_CUM, hu(37))] + 5 * hu(38)
         husband_extra = np.where((parents == 2) & (sex == MALE), np.abs(gap), 0.0)
         parent_years = np.minimum(head_years + parent_gap + husband_extra, 94.5)
         sibling_years = np.maximum(head_years + 16.0 * (hu(62) - 0.5), 16.0)
-        years = np.select([role == HEAD, role == SPOUSE, role == PARENT, role == SIBLING],
-                          [head_years, partner_years, parent_years, sibling_years], child_years)
+        # A single parent's late spouse is the children's other parent (the partner's age); a remarried head's
+        # first spouse was a few years apart too.
+        first_gap = np.clip(3.0 + 3.0 * _normal(hu(64), hu(65)), -4.0, 14.0)
+        late_years = np.where(couple, np.maximum(np.where(head_sex == MALE, head_years - first_gap,
+                                                          head_years + first_gap), 21.0 + 6.0 * hu(66)),
+                              partner_years)  # of age at the first wedding: never piled on one birthday
+        years = np.select([role == HEAD, role == SPOUSE, role == PARENT, role == SIBLING, role == LATE,
+                           role == IN_LAW],
+                          [head_years, partner_years, parent_years, sibling_years, late_years, in_law_years],
+                          child_years)
         dob = np.clip(cal.DAY0_ORD - np.floor(years * _YEAR).astype(np.int64), _OLDEST_ORD, cal.DAY0_ORD - 1)
 
         # Where the household comes from and where it lives.
@@ -372,15 +428,18 @@ class Model:
         other_province = choose_np(geo.origin_cum, hu(44))
         born_here = (role == CHILD) & np.where(migrant, dob >= migrated_on, True)
         spouse_row = np.where(spouse_from_elsewhere, other_province, origin)
-        birth_row = np.where(born_here, home_row, np.where(role == SPOUSE, spouse_row, origin))
+        partner_role = (role == SPOUSE) | (role == LATE)
+        # A child's spouse living with them comes from another province three times in ten.
+        in_law_row = np.where(pu(17) < 0.3, choose_np(geo.origin_cum, pu(18)), origin)
+        birth_row = np.select([born_here, partner_role, role == IN_LAW], [home_row, spouse_row, in_law_row], origin)
         birth_province = _PROVINCE_CODES[birth_row]
         n_prov = len(geo.provinces)
         head_hometown = np.where(hu(45) < 0.15, np.floor(hu(46) * n_prov), origin).astype(np.int64)
         spouse_hometown = np.where(hu(47) < 0.15, np.floor(hu(48) * n_prov), spouse_row).astype(np.int64)
         # Children take their father's hometown (quê quán), or their mother's when no father lives with them.
         child_hometown = np.where(couple & (head_sex == FEMALE), spouse_hometown, head_hometown)
-        hometown_row = np.select([role == HEAD, role == SPOUSE, role == PARENT],
-                                 [head_hometown, spouse_hometown, origin], child_hometown)
+        hometown_row = np.select([role == HEAD, partner_role, role == PARENT, role == IN_LAW],
+                                 [head_hometown, spouse_hometown, origin, in_law_row], child_hometown)
         hometown = _PROVINCE_CODES[hometown_row]
 
         home = geo.home_communes
@@ -398,7 +457,9 @@ class Model:
         # Where each birth was registered: in Bình Dương where the household lived (a migrant household's child born
         # since the move), in the origin commune for those born before it, in their own province for a spouse.
         spouse_commune = _commune_in(_PROVINCE_CODES[spouse_row], hu(53))
-        birth_commune = np.select([born_here, role == SPOUSE], [lives_in, spouse_commune], origin_commune)
+        in_law_commune = _commune_in(_PROVINCE_CODES[in_law_row], pu(19))
+        birth_commune = np.select([born_here, partner_role, role == IN_LAW], [lives_in, spouse_commune, in_law_commune],
+                                  origin_commune)
         birth_commune = np.where((role != CHILD) & (birth_province == HOME_PROVINCE), home_commune, birth_commune)
 
         # Ethnicity follows the birth province of the household's line, for its children too; a spouse from
@@ -406,7 +467,9 @@ class Model:
         line_ethnicity = _choose_rows(geo.ethnicity_cum[origin], hu(54))
         spouse_ethnicity = np.where(spouse_from_elsewhere, _choose_rows(geo.ethnicity_cum[spouse_row], hu(55)),
                                     line_ethnicity)
-        ethnicity = np.where(role == SPOUSE, spouse_ethnicity, line_ethnicity)  # children: the household's line
+        ethnicity = np.select([partner_role, role == IN_LAW],
+                              [spouse_ethnicity, _choose_rows(geo.ethnicity_cum[in_law_row], pu(20))],
+                              line_ethnicity)  # children: the household's line
 
         # Dates: marriage (before the first child, at a published age when childless), household, joining, death.
         partner_dob = cal.DAY0_ORD - np.floor(partner_years * _YEAR).astype(np.int64)
@@ -423,17 +486,58 @@ class Model:
         married_on = np.where(married_on > latest, legal + np.floor((latest - legal) * hu(59)).astype(np.int64),
                               married_on)
         married_on = np.clip(married_on, legal, latest)
-        married_on = np.where(couple & ((role == HEAD) | (role == SPOUSE)), married_on, 0)
+        # A remarried head's first marriage: at marriageable age, two to ten years before the current one (which
+        # follows the first spouse's death); the head's parents married before the head was born.
+        late_dob = cal.DAY0_ORD - np.floor(late_years * _YEAR).astype(np.int64)
+        first_legal = np.maximum(cal.add_years_np(np.where(head_sex == MALE, head_dob, late_dob), 20),
+                                 cal.add_years_np(np.where(head_sex == MALE, late_dob, head_dob), 18))
+        first_wedding = np.maximum(first_legal, married_on - np.floor((2 + 8 * hu(66)) * _YEAR).astype(np.int64))
+        apart = np.floor((1 + hu(69)) * _YEAR).astype(np.int64)  # one to two years between the weddings
+        wedding = np.where(couple & late, np.maximum(married_on, first_wedding + apart), married_on)
+        # A second wedding that would fall after day 0 was earlier, the first too (never clamped onto one date).
+        recent = np.maximum(latest - np.floor(300 * hu(69)).astype(np.int64), legal)
+        first_wedding = np.where(wedding > latest, np.maximum(first_legal, np.minimum(first_wedding, recent - apart)),
+                                 first_wedding)
+        wedding = np.where(wedding > latest, recent, wedding)  # the household's current (or, widowed, last) wedding
+        first_wedding = np.minimum(first_wedding, latest - 1)
+        # The head's parents (a couple: the father older by the spouses' gap) married before the head was born, both
+        # of age (men 20, women 18).
+        mother_of_head = cal.DAY0_ORD - np.floor(np.minimum(head_years + parent_gap, 94.5) * _YEAR).astype(np.int64)
+        father_of_head = cal.DAY0_ORD - np.floor(np.minimum(head_years + parent_gap + np.abs(gap), 94.5)
+                                                 * _YEAR).astype(np.int64)
+        elders_legal = np.maximum(cal.add_years_np(father_of_head, 20), cal.add_years_np(mother_of_head, 18))
+        elders_wedding = np.maximum(head_dob - np.floor((0.8 + 3 * hu(67)) * _YEAR).astype(np.int64), elders_legal)
+        spouses = (couple & ((role == HEAD) | (role == SPOUSE))) | (~couple & late & ((role == HEAD) | (role == LATE)))
+        # The married eldest child and spouse wed at marriageable age, within six years and before day 0.
+        eldest_dob = cal.DAY0_ORD - np.floor(eldest_years * _YEAR).astype(np.int64)
+        in_law_dob = cal.DAY0_ORD - np.floor(in_law_years * _YEAR).astype(np.int64)
+        young_legal = np.maximum(cal.add_years_np(np.where(eldest_sex == MALE, eldest_dob, in_law_dob), 20),
+                                 cal.add_years_np(np.where(eldest_sex == MALE, in_law_dob, eldest_dob), 18))
+        young_legal = np.minimum(young_legal, latest)
+        # the husband at about the published mean age at first marriage (demography), else some time before day 0
+        husband_of = np.where(eldest_sex == MALE, eldest_dob, in_law_dob)
+        at_mean = husband_of + np.floor((demography.MEAN_AGE_FIRST_MARRIAGE_MALE - 2.5 + 5.0 * hu(76))
+                                        * _YEAR).astype(np.int64)
+        young_wedding = np.where(at_mean <= latest, np.maximum(at_mean, young_legal),
+                                 young_legal + np.floor((latest - young_legal) * hu(77)).astype(np.int64))
+        young = eldest | (role == IN_LAW)
+        married_on = np.select([spouses, (role == LATE) & couple, (role == PARENT) & (parents == 2), young],
+                               [wedding, first_wedding, elders_wedding, young_wedding], 0)
+        # A spouse from elsewhere who married into a household lives here from the wedding, or from the first
+        # child's birth here when the couple registered the marriage only later.
+        first_born = np.minimum(first_child, cal.DAY0_ORD - 1)
+        joined_spouse = np.where(children > 0, np.minimum(married_on, first_born), married_on)
         married_here = ~migrant | (married_on >= migrated_on)
+        married_here &= role != PARENT  # the head's parents married in their province
         married_commune = np.where(married_here, commune, origin_commune)
         earliest = np.maximum(cal.add_years_np(head_dob, 18), cal.HISTORY_FROM_ORD - 25 * 365)
         established = np.where(
             migrant & registered_here, migrated_on,
             earliest + np.floor((cal.DAY0_ORD - 30 - earliest) * hu(60)).astype(np.int64))
         established = np.clip(established, earliest, cal.DAY0_ORD - 30)
-        joined_on = np.select([role == HEAD, role == SPOUSE, role == CHILD],
-                              [established, np.maximum(established, married_on), np.maximum(established, dob)],
-                              established)
+        joined_on = np.select([role == HEAD, (role == SPOUSE) | (role == IN_LAW), role == CHILD, role == LATE],
+                              [established, np.maximum(established, married_on), np.maximum(established, dob),
+                               married_on], established)
         joined_on = np.minimum(joined_on, cal.DAY0_ORD - 1)
         # Deaths of the last five years, at the life table's rates (demography.MORTALITY_*), among the head's
         # parents: the registries keep the dead, deceased.
@@ -443,6 +547,27 @@ class Model:
         death_from = np.maximum(joined_on, cal.DAY0_ORD - _DEATH_YEARS * 365) + 1
         deceased = mortal & (pu(8) < _DEATH_SCALE * _DEATH_YEARS * q) & (death_from < cal.DAY0_ORD)
         dod = np.where(deceased, death_from + np.floor((cal.DAY0_ORD - death_from) * pu(9)).astype(np.int64), 0)
+        # A late spouse died after the wedding: a single parent's after the youngest child's birth (before day 0),
+        # a remarried head's first before the second wedding.
+        youngest = cal.DAY0_ORD - np.floor(np.maximum(mother_years - last_age, 0.0) * _YEAR).astype(np.int64)
+        late_from = np.where(couple, married_on, np.maximum(married_on, np.where(children > 0, youngest, 0))) + 1
+        late_to = np.where(couple, wedding - 1, np.maximum(late_from, cal.DAY0_ORD - 366))  # years ago, mostly
+        late_to = np.maximum(late_to, late_from)
+        late_dod = late_from + np.floor((late_to - late_from + 1) * pu(9) ** 2).astype(np.int64)  # mostly long ago
+        deceased = deceased | (role == LATE)
+        dod = np.where(role == LATE, np.minimum(late_dod, cal.DAY0_ORD - 1), dod)
+        # Of the head's two parents, the father died years ago in some households: the mother is widowed (women
+        # outlive their husbands: widows far outnumber widowers).
+        long_widowed = (role == PARENT) & (parents == 2) & (sex == MALE) & (hu(68) < _ELDER_WIDOWED)
+        # (more than a year before day 0 when they could: their deaths are not this year's, which the life table
+        # gives on its own)
+        long_ago = np.maximum(joined_on + 1, cal.DAY0_ORD - 366)
+        elder_dod = joined_on + 1 + np.floor((long_ago - joined_on - 1) * pu(9) ** 2).astype(np.int64)
+        # Few live long past 70: a parent listed at that age has often died years ago (the life table's old ages).
+        gone = (role == PARENT) & (slot >= 2) & (pu(16) < np.clip((years - 70.0) / 20.0, 0.0, 0.9))
+        long_widowed |= gone
+        dod = np.where(long_widowed, np.where(deceased, np.minimum(dod, elder_dod), elder_dod), dod)
+        deceased = deceased | long_widowed
 
         # Names: children carry their father's surname (or their mother's when no father lives with them).
         head_surname = names.surname(hu(70))
@@ -450,8 +575,8 @@ class Model:
         father_surname = np.where((kind == COUPLE) & (head_sex == FEMALE), partner_surname, head_surname)
         own_surname = names.surname(pu(10))
         surname = np.select(
-            [role == HEAD, role == SPOUSE, role == CHILD, role == SIBLING, sex == MALE],
-            [head_surname, partner_surname, father_surname, head_surname, head_surname], own_surname)
+            [role == HEAD, role == SPOUSE, role == CHILD, role == SIBLING, role == IN_LAW, sex == MALE],
+            [head_surname, partner_surname, father_surname, head_surname, own_surname, head_surname], own_surname)
         birth_year = cal.years_np(dob)
         given = names.given(pu(14), sex, birth_year)
         middle, middle2 = names.middle(pu(11), pu(12), sex, birth_year, given)
@@ -459,12 +584,10 @@ class Model:
         # Who is who in the household.
         head_index = first
         spouse_index = np.where(kind == COUPLE, first + 1, -1)
-        mother_index = np.where(
-            (role == CHILD) & ((kind == COUPLE) | (head_sex == FEMALE)),
-            np.where((kind == COUPLE) & (head_sex == MALE), first + 1, first), -1)
-        father_index = np.where(
-            (role == CHILD) & ((kind == COUPLE) | (head_sex == MALE)),
-            np.where((kind == COUPLE) & (head_sex == FEMALE), first + 1, first), -1)
+        # A widowed single parent's children had the late spouse as their other parent.
+        other_parent = np.where(couple, first + 1, np.where(late, first + late_slot, -1))
+        mother_index = np.where(role == CHILD, np.where(head_sex == FEMALE, first, other_parent), -1)
+        father_index = np.where(role == CHILD, np.where(head_sex == MALE, first, other_parent), -1)
 
         last_change = np.maximum.reduce([dob + 1, joined_on + 1, dod + 1,
                                          np.full(n, cal.HISTORY_FROM_ORD)])
@@ -474,7 +597,12 @@ class Model:
             index=index, household=household, slot=slot, size=size, kind=kind, role=role, sex=sex, dob=dob,
             birth_province=birth_province, hometown=hometown, ethnicity=ethnicity, commune=commune,
             temporary=temporary, origin_commune=origin_commune, birth_commune=birth_commune,
-            married_commune=married_commune, deceased=deceased, dod=dod, joined_on=joined_on, married_on=married_on,
+            married_commune=married_commune, late_slot=late_slot, parents=parents,
+            married_now=(couple & ((role == HEAD) | (role == SPOUSE))) | young,
+            marriage_row=np.select([couple & ((role == HEAD) | (role == SPOUSE)), young], [first, first + 2], -1),
+            spouse_arrived=np.select([(role == SPOUSE) & ~migrant, role == IN_LAW],
+                                     [joined_spouse, np.maximum(married_on, migrated_on)], 0),
+            deceased=deceased, dod=dod, joined_on=joined_on, married_on=married_on,
             surname=surname, middle=middle, middle2=middle2, given=given, migrated_on=migrated_on,
             registered_here=registered_here, head_index=head_index, spouse_index=spouse_index,
             mother_index=mother_index, father_index=father_index, updated_at=updated_at,

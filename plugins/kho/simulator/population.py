@@ -25,7 +25,17 @@ import numpy as np
 from kho.simulator import anomalies
 from kho.simulator import calendar as cal
 from kho.simulator.base import DAY0_END, Base, between, stamp_after, take
-from kho.simulator.people import GEOGRAPHY, HEAD, HOME_PROVINCE, MALE, RELATION_NAMES, SPOUSE, Citizens
+from kho.simulator.people import (
+    GEOGRAPHY,
+    HEAD,
+    HOME_PROVINCE,
+    IN_LAW,
+    LATE,
+    MALE,
+    RELATION_NAMES,
+    SPOUSE,
+    Citizens,
+)
 from kho.simulator.rng import B1, I64, unit_np
 from kho.simulator.spec import (
     LINKED_WORLD,
@@ -109,7 +119,9 @@ def _addresses(key: int, households: I64, communes: I64) -> list[str | None]:
 def relations(base: Base, p: Citizens) -> I64:
     """Relation codes of citizens' day-0 memberships: their role, unless their household names no one head."""
     hit, two = base.odd_heads(p.household, p.size)
-    return anomalies.relations(p.role, p.slot, hit, two, HEAD, RELATION_NAMES.index("other"))
+    # a late spouse was the head's spouse; a married child's spouse is recorded as `other`
+    role = np.select([p.role == LATE, p.role == IN_LAW], [SPOUSE, RELATION_NAMES.index("other")], p.role)
+    return anomalies.relations(role, p.slot, hit, two, HEAD, RELATION_NAMES.index("other"))
 
 
 def membership_ends(base: Base, ids: I64, p: Citizens) -> tuple[B1, I64]:
@@ -138,7 +150,8 @@ def residence_changes(base: Base, ids: I64) -> Columns:
     p = base.people(citizen)
     household_moved = (p.migrated_on > 0) & p.registered_here & (p.dob < p.migrated_on)
     # A spouse from another province married into a household that always lived here moved in at the wedding.
-    married_in = (p.role == SPOUSE) & (p.migrated_on == 0) & (p.birth_province != HOME_PROVINCE) & (p.married_on > 0)
+    married_in = (((p.role == SPOUSE) & (p.migrated_on == 0)) | (p.role == IN_LAW)) & (
+        p.birth_province != HOME_PROVINCE) & (p.married_on > 0)
     moved_in = (kind == 0) & (household_moved | married_in)
     temporary = (kind == 1) & (p.temporary >= 0)
     exists = moved_in | temporary
@@ -151,7 +164,7 @@ def residence_changes(base: Base, ids: I64) -> Columns:
     # A migrant household registered here only temporarily has been since it arrived (its children since birth).
     temp_from = np.where(p.registered_here, temp_from, np.maximum(p.migrated_on, cal.HISTORY_FROM_ORD - 25 * 365))
     temp_from = np.maximum(temp_from, p.dob + 1)
-    effective = np.where(kind == 0, np.where(p.migrated_on > 0, p.migrated_on, p.married_on), temp_from)
+    effective = np.where(kind == 0, np.where(p.spouse_arrived > 0, p.spouse_arrived, p.migrated_on), temp_from)
     effective = np.minimum(effective, cal.DAY0_ORD - 1)
     registered = cal.ords_to_seconds(effective) + np.floor(
         np.minimum(30 * cal.SECONDS_PER_DAY, DAY0_END - cal.ords_to_seconds(effective))
@@ -162,8 +175,8 @@ def residence_changes(base: Base, ids: I64) -> Columns:
         "change_id": [f"RC{i:012d}" for i in ids.tolist()],
         "cccd": base.cccd(p),
         "kind": ["permanent" if k == 0 else "temporary" for k in kind.tolist()],
-        "from_commune_code": base.commune_codes(np.where(kind == 0, np.where(p.migrated_on > 0, origin_commune,
-                                                                            p.birth_commune), p.commune)),
+        "from_commune_code": base.commune_codes(np.where(kind == 0, np.where(p.spouse_arrived > 0, p.birth_commune,
+                                                                            origin_commune), p.commune)),
         "to_commune_code": base.commune_codes(np.where(kind == 0, p.commune, p.temporary)),
         "effective_on": cal.iso_dates(effective),
         "registered_at": cal.timestamps(registered),

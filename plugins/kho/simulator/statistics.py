@@ -479,13 +479,19 @@ def migration(ex: Exports) -> list[Measure]:
                          "demography.MIGRANT_ORIGINS (ESTIMATE)", _pct(sum(born[c] for c in codes), migrants),
                          unit="%"))
     groups: dict[str, Counter[str]] = defaultdict(Counter)
+    families: dict[str, Counter[str]] = defaultdict(Counter)
     for r in people:
         groups[str(r.get("birth_province_code"))][str(r.get("ethnicity"))] += 1
+        families[str(r.get("birth_province_code"))][str(r.get("household_id") or r.get("cccd"))] += 1
     for code, group in SIGNATURE_GROUPS.items():
         share = demo.ethnicity_shares(code).get(group, 0.0)
         count = sum(groups[code].values())
         value = _pct(groups[code][group], count) if count >= 50 else None
-        out.append(judge(f"{group} among those born in {code}", 100 * share, _share_tolerance(3.0, 100 * share, count),
+        # A family shares its ethnicity, so its members are one draw, not several: the standard error is that of
+        # count / design effect independent people (design effect = mean family size, weighted by people).
+        effect = sum(m * m for m in families[code].values()) / count if count else 1.0
+        tolerance = _share_tolerance(3.0, 100 * share, round(count / effect))
+        out.append(judge(f"{group} among those born in {code}", 100 * share, tolerance,
                          f"{_C2019} ethnic composition", value, unit="%", detail=f"{count} born there"))
     return out
 

@@ -77,7 +77,7 @@ class Person:
     coverages: list[int] = field(default_factory=list)
     """Row ids of active coverage periods."""
     marriage: int = -1
-    """Row id of the current marriage registration, -1 when not married (a day-0 couple's is its household)."""
+    """Row id of the current marriage registration, -1 when not married (a day-0 couple's is its head's index)."""
     last_birth: int = 0
     """Date (ordinal) of the last child she bore during the feeds, 0 when none: the next is nine months later."""
 
@@ -251,10 +251,10 @@ class Timeline:
                     index=i, cccd=cccds[j], name=names[j], sex=int(p.sex[j]), dob=int(p.dob[j]),
                     alive=not bool(p.deceased[j]), household=int(p.household[j]), member_row=i, citizen_row=i,
                     commune=int(p.commune[j]), temporary=int(p.temporary[j]),
-                    married=bool(p.married_on[j] > 0), head=int(p.role[j]) == 0, hometown=int(p.hometown[j]),
+                    married=bool(p.married_now[j]), head=int(p.role[j]) == 0, hometown=int(p.hometown[j]),
                     ethnicity=ethnic[int(p.ethnicity[j])], surname=int(p.surname[j]),
                     participant=i if insured[j] else -1, coverages=active[j] if insured[j] else [],
-                    marriage=int(p.household[j]) if p.married_on[j] > 0 else -1)
+                    marriage=int(p.marriage_row[j]))
         return [self._people[i] for i in indices]
 
     def add_newborn(self, child: Person) -> None:

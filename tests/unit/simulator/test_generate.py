@@ -357,7 +357,7 @@ def test_households_hold_plausible_families() -> None:
     mother, dob = people.mother_index[order], people.dob[order]
     same = (mother[1:] == mother[:-1]) & (mother[1:] >= 0)
     spacing = (dob[1:] - dob[:-1])[same]
-    assert len(spacing) > 2000 and ((spacing == 0) | (spacing >= 270)).all()
+    assert len(spacing) > 1000 and ((spacing == 0) | (spacing >= 270)).all()
     assert 0 < (spacing == 0).mean() < 0.03
 
 
