@@ -123,6 +123,10 @@ MARITAL_STATUS: dict[str, float] = {
 """Shares of residents aged 15+. [PCS2020], Southeast region: never married 30.5 %, divorced about 3 % (national:
 never married 23.1 %, married 67.7 %, divorced women 2.6 %, men 1.8 %, separated 0.3-0.4 %, widowed women 11 %,
 men 2 %). The Southeast's widowed share is an ESTIMATE (younger population than the nation's 6.5 %)."""
+DIVORCES_PER_YEAR = 60_000
+"""Divorces settled by Viet Nam's courts in a year (Supreme People's Court reports, as widely cited 2017-2022)."""
+MARRIAGES_PER_YEAR = 688_000
+"""Marriages registered in Viet Nam in 2023 (GSO; 83 % of them first marriages)."""
 DIVORCES_PER_1000_COUPLES = 3.0
 """Divorces per 1,000 married couples per year. ESTIMATE: about 60,000 divorces a year settled by the courts
 (Supreme People's Court reports, as widely cited 2017-2022) over about 22 million married couples ([C2019]) gives

@@ -571,12 +571,16 @@ def marriages(ex: Exports) -> list[Measure]:
     out.append(judge("marriages ended by divorce", 1, 0, "divorces exist (issue 14)",
                      None if divorces is None else len(divorces), rule="at_least", unit="divorces",
                      detail="no divorce field or entity" if divorces is None else ""))
-    couples = sum(1 for r in day0 if all(ex.citizens.get(str(r.get(k)), {}).get("status") == "alive"
-                                         for k in ("husband_cccd", "wife_cccd")))
-    in_year = None if divorces is None else sum(1 for d in divorces if YEAR_BEFORE <= d <= DAY0)
-    rate = 1000 * in_year / couples if in_year is not None and couples else None
-    out.append(judge("divorces per 1,000 couples (12 months to day 0)", demo.DIVORCES_PER_1000_COUPLES, 2.0,
-                     "courts ~60,000/yr over ~22M couples; ESTIMATE", rate, unit="‰", detail=f"{couples} couples"))
+    # The feeds run faster than life, so their divorces are compared with their marriages: the published ratio is
+    # about 60,000 divorces a year (courts) to 688,000 marriages (GSO 2023). The registries' day-0 state holds no
+    # divorce yet (a gap the day-0 model leaves: docs/registries.md).
+    feed_divorces = (len(divorces) if divorces is not None else 0) - sum(1 for r in day0 if r.get("divorced_on"))
+    feed_marriages = sum(1 for r in ex.marriages if (_day(r.get("registered_on")) or DAY0) > DAY0)
+    target = 100 * demo.DIVORCES_PER_YEAR / demo.MARRIAGES_PER_YEAR
+    out.append(judge("divorces per 100 marriages in the feeds", target,
+                     _share_tolerance(3.0, target, feed_marriages), "Supreme People's Court ~60,000/yr; GSO 2023 "
+                     "688,000 marriages", _pct(feed_divorces, feed_marriages), unit="%",
+                     detail=f"{feed_divorces} divorces, {feed_marriages} marriages"))
     out += _marital_status(ex, weddings)
     return out
 
