@@ -91,8 +91,8 @@ about four in five residents, two to a couple."""
 DIVORCE_RATE = MARRIAGE_RATE * (demography.DIVORCES_PER_1000_COUPLES * _COUPLES_PER_RESIDENT
                                 / demography.CRUDE_MARRIAGE_RATE)
 """Divorces per citizen per day, in the published proportion to marriages (demography: divorces per 1,000 couples
-against marriages per 1,000 residents; about one divorce to nine marriages, as the courts' ~60,000 a year to
-688,000 marriages), sped up as every event's rate."""
+against marriages per 1,000 residents: about one divorce to nine marriages; the courts' ~60,000 a year to 688,000
+marriages is one to eleven), sped up as every event's rate."""
 
 
 # --- day-0 records -----------------------------------------------------------------------------------------------
