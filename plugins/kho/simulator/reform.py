@@ -35,12 +35,6 @@ def _successors() -> Mapping[str, tuple[str, ...]]:
     return {old: tuple(part.new_commune_code for part in parts) for old, parts in commune_mapping_2025().items()}
 
 
-@cache
-def new_codes() -> frozenset[str]:
-    """Every commune code in force from 2025-07-01 (a new unit may keep a member's old code)."""
-    return frozenset(code for parts in _successors().values() for code in parts)
-
-
 def successor(old_code: str, salt: int) -> str:
     """The new commune an old one's household (or enterprise) `salt` belongs to from 2025-07-01; an old code the
     mapping lacks is a reference-data error, named in the KeyError."""
