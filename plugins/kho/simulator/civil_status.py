@@ -33,7 +33,7 @@ from datetime import date
 
 import numpy as np
 
-from kho.simulator import anomalies, demography, insurance, names, population
+from kho.simulator import anomalies, demography, insurance, names, population, reform
 from kho.simulator import calendar as cal
 from kho.simulator.base import Base, stamp_after, take
 from kho.simulator.people import (
@@ -292,7 +292,7 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     child.citizen_row = t.create(CITIZENS, {
         "cccd": cccd, "full_name": name, "date_of_birth": cal.iso_date(dob), "sex": "M" if sex == MALE else "F",
         "ethnicity": child.ethnicity, "birth_province_code": f"{province:02d}",
-        "hometown_province_code": f"{parent.hometown:02d}",
+        "hometown_province_code": f"{reform.province_on(parent.hometown, today):02d}",  # the units in force
         "permanent_commune_code": commune_code, "temporary_commune_code": None, "household_id": house.code,
         "status": "alive", "date_of_death": None, "updated_at": stamp,
     })
