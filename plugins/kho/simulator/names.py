@@ -324,7 +324,7 @@ def enterprise_brand(key: int, number: int) -> str:
     return _brand(feistel_py(key, number, BRAND_HALF))
 
 
-def FULL_NAME_COLLISION_TARGET(population: int) -> float:
+def full_name_collision_target(population: int) -> float:
     """Percent of `population` people whose exact full name another of them has, as the real list gives it with the
     published surname shares (the table above: 22.4 % at 8,757, 31.8 % at 20,000, 35.2 % at 26,451), extended by
     the same logarithmic growth (about 11.8 points per e-fold of the population): 42.6 % at 50,000."""

@@ -74,7 +74,7 @@ _OLDEST_ORD = cal.add_years(cal.DAY0_ORD, -95) + 1
 """Nobody is older than 95: every birth year is then 1930 or later, far from the 1900s/2000s prefix clash."""
 _HEAD_AGE_EDGES = np.array([18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 95], dtype=np.float64)
 _HEAD_AGE_WEIGHTS = {
-    # Calibrated (the fit is described in docs/simulator.md) so that the whole population's pyramid meets
+    # Calibrated (`python -m kho.simulator.calibrate`) so that the whole population's pyramid meets
     # demography.PYRAMID_*: young migrant workers live alone or as couples, families are headed by people of 25-50.
     "single": (12.85, 61.94, 13.3, 3.97, 2.09, 1.73, 1.37, 1.17, 0.82, 0.5, 0.27, 0.0, 0.0, 0.0, 0.0),
     "couple": (0.0, 0.0, 19.64, 18.21, 17.01, 14.78, 12.3, 8.61, 5.4, 2.92, 1.12, 0.01, 0.0, 0.0, 0.0),

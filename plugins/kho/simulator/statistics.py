@@ -12,7 +12,6 @@ happen have tolerance 0. A value that cannot be computed (no record carries it) 
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import statistics as stats
@@ -25,6 +24,7 @@ from functools import cache, cached_property
 from typing import Literal
 
 from kho.simulator import demography as demo
+from kho.simulator import names
 from kho.simulator.generate import WorldSpec, stream_changes, stream_snapshot
 from kho.simulator.spec import Record, simulated_entities
 from kho.sources.contract import Entity
@@ -396,20 +396,10 @@ def fertility(ex: Exports) -> list[Measure]:
 
 
 def _name_target(n: int) -> tuple[float, float, str]:
-    """(target %, tolerance, source) for exact full-name collisions: the names helper's figure when it publishes
-    one (a number, or a function of the population size), else a documented placeholder."""
-    try:
-        pools = importlib.import_module("kho.simulator.names")
-    except ImportError:
-        pools = None
-    target = getattr(pools, "FULL_NAME_COLLISION_TARGET", None)
-    if callable(target):
-        target = target(n)
-    if isinstance(target, int | float):
-        share = float(target) * (100 if target <= 1 else 1)
-        tolerance = float(getattr(pools, "FULL_NAME_COLLISION_TOLERANCE", 0.05)) * 100
-        return share, tolerance, "kho.simulator.names.FULL_NAME_COLLISION_TARGET"
-    return 30.0, 10.0, "PLACEHOLDER until names.FULL_NAME_COLLISION_TARGET exists"
+    """(target %, tolerance, source) for exact full-name collisions among n people: the real name list's
+    (`names.full_name_collision_target`)."""
+    return (names.full_name_collision_target(n), 100 * names.FULL_NAME_COLLISION_TOLERANCE,
+            "UIT-ViNames real list, extended to N (kho.simulator.names)")
 
 
 def naming(ex: Exports) -> list[Measure]:
@@ -533,19 +523,11 @@ def places(ex: Exports) -> list[Measure]:
     return out
 
 
-_DIVORCE_FIELDS = ("divorced_on", "dissolved_on", "divorce_date", "ended_on")
-
-
 def _divorce_dates(ex: Exports) -> list[date] | None:
-    """Dates of divorces as the records state them (a marriage's dissolution field, or a `divorces` entity); None
-    when no record can say."""
-    fields = [f.name for f in ex.entity("marriages").fields if f.name in _DIVORCE_FIELDS] if ex.has("marriages") else []
-    if fields:
-        return [d for r in ex.marriages if (d := _day(r.get(fields[0])))]
-    if ex.has("divorces"):
-        date_fields = [f.name for f in ex.entity("divorces").fields if f.type == "date"]
-        return [d for r in ex.latest("divorces").values() if date_fields and (d := _day(r.get(date_fields[0])))]
-    return None
+    """Dates of the divorces noted on marriage registrations (`divorced_on`); None without marriages."""
+    if not ex.has("marriages"):
+        return None
+    return [d for r in ex.marriages if (d := _day(r.get("divorced_on")))]
 
 
 def marriages(ex: Exports) -> list[Measure]:
