@@ -21,6 +21,11 @@ AnomalyKind = Literal[
 ]
 """The seven rules of `mart_audit.cross_registry_contradictions` (docs/datasets.md); each entity's simulation says
 which of them its records may carry (`EntitySimulation.anomalies`)."""
+FlaggedKind = Literal["legacy_social_insurance_code"]
+"""Defects an event injects into the world (not into one served version) for a raw-table rule to flag: a
+participant registered from 2025-07-01 given a 10-digit code, which its coverage periods then carry too."""
+ReportedKind = AnomalyKind | FlaggedKind
+"""What an event may report for the ground truth (`Timeline.report`)."""
 
 _BIRTH, _MARRIAGE, _HEADS, _MEMBER, _TWIN = 4, 6, 11, 13, 16
 """First draw slot of each kind in the anomaly stream (0-3 are the legal representative's and coverage's)."""

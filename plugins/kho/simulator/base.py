@@ -24,11 +24,12 @@ CHUNK = 4096
 """Citizens (or enterprises) rendered per step of a stream: large enough for numpy, small enough for memory."""
 CITIZENS_PER_ENTERPRISE = 40
 """Bình Dương has roughly one registered enterprise per 45 residents."""
-DAY0_END = cal.day_start(1) - 1
+DAY0_END = cal.DAY0_END
 
 
 def stamp_after(key: int, ids: I64, slot: int, after_ord: I64) -> I64:
-    """Seconds of a last change, uniform from the start of `after_ord` (at least 2020-01-01) to the end of day 0."""
+    """Seconds of a last change, uniform from the start of `after_ord` (at least 2020-01-01) to the end of day 0
+    (`DAY0_END`, in Vietnam)."""
     start = cal.ords_to_seconds(np.clip(after_ord, cal.HISTORY_FROM_ORD, cal.DAY0_ORD))
     return start + np.floor((DAY0_END + 1 - start) * unit_np(key, ids, slot)).astype(np.int64)
 
@@ -53,7 +54,8 @@ class Base:
         self.enterprises = citizens // CITIZENS_PER_ENTERPRISE
         self.model = Model(seed, citizens)
         self.anomaly_rates: dict[str, float] = dict(anomaly_rates or {})
-        """Per cross-registry anomaly kind, the share of eligible day-0 rows that carry it (`anomalies.py`)."""
+        """Per cross-registry anomaly kind (and flagged defect an event injects, `anomalies.FlaggedKind`), the share
+        of eligible rows that carry it (`anomalies.py`)."""
         self._index: CccdIndex | None = None
         self._keys: dict[str, int] = {}
 
@@ -65,7 +67,7 @@ class Base:
         return known
 
     def rate(self, kind: str) -> float:
-        """The share of eligible rows carrying cross-registry anomaly `kind` (0 when the world injects none)."""
+        """The share of eligible rows carrying anomaly (or flagged defect) `kind` (0 when the world injects none)."""
         return self.anomaly_rates.get(kind, 0.0)
 
     @property

@@ -35,6 +35,15 @@ def day_start(day: int) -> int:
     return (DAY0_ORD + day - _EPOCH_ORD) * SECONDS_PER_DAY
 
 
+VIETNAM_UTC_OFFSET = 7 * 3600
+"""Vietnam's time is UTC+7 all year (no daylight saving)."""
+DAY0_END = day_start(1) - VIETNAM_UTC_OFFSET - 1
+"""The last second of day 0 in Vietnam (2025-06-30 23:59:59 +07:00, 16:59:59Z): every day-0 record was last
+changed by then, so that its registry's day (in Vietnam, as the contract and the raw gate count it) is before the
+2025-07-01 reorganisation whose old commune codes it carries. Day d's events are stamped in UTC day d (from
+2025-07-01T00:00Z), all of them on or after 1 July in Vietnam too; the registries changed nothing overnight."""
+
+
 def ords_to_seconds(ordinals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Seconds since 1970 at the start of each date ordinal."""
     return (ordinals - _EPOCH_ORD) * SECONDS_PER_DAY

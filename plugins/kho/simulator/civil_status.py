@@ -303,12 +303,15 @@ def birth(t: Timeline, rng: random.Random, at: int) -> None:
     })
     house.members.append(child.index)
     t.write(HOUSEHOLDS, house.number, {"member_count": str(len(house.members)), "updated_at": stamp})
-    code = insurance.newborn_social_code(t, child.index, province, cccd)
+    legacy = t.chance("legacy_social_insurance_code", child.index)
+    code = insurance.newborn_social_code(t, child.index, province, cccd, legacy=legacy)
     child.participant = t.create(PARTICIPANTS, {
         "social_insurance_code": code, "cccd": cccd, "full_name": name, "participant_type": "child_under_6",
         "registered_hospital_code": f"{province:02d}{1 + rng.randrange(30):03d}", "contribution_status": "paid",
-        "updated_at": stamp,
+        "registered_on": cal.iso_date(today), "updated_at": stamp,
     })
+    if legacy:  # one code for the participant and its coverage: the defect is in the world, not in one version
+        t.report(PARTICIPANTS, child.participant, "legacy_social_insurance_code")
     child.coverages.append(t.create(COVERAGE_PERIODS, {
         "coverage_id": t.serial_id("CV"), "social_insurance_code": code, "coverage_type": "health",
         "valid_from": cal.iso_date(dob), "valid_to": cal.iso_date(cal.add_years(dob, 6) - 1), "status": "active",

@@ -11,6 +11,8 @@ on it without keeping a list. Expected outcomes use the shared vocabulary:
 - ``anomaly:<kind>``: accepted by the loader, for a downstream rule to flag: cross-registry anomalies, and near
   duplicates that stay different after normalisation (letter case, doubled inner spaces), late-arriving and
   conflicting updates;
+- ``flag:<rule>``: accepted by the loader, and listed in `kho.quality_flags` by the raw quality gate under that
+  rule (the expectation's `meta.rule`), keyed as the raw table stores the row (`FLAG_RULES`);
 - ``batch_rejected`` / ``drift_reported``: schema drift (a renamed field always rejects the batch; an added field
   rejects it under `SchemaDrift.FREEZE`, else is reported).
 
@@ -22,6 +24,22 @@ whose simulation declares a `renamed_field` (citizens and insurance participants
 field is its registry's (`RegistrySimulation.added_field`). A world may instead name the entities that get an
 added field (`WorldSpec.drift_entities`), so each drift policy can meet one. Where each row-level defect lands in
 an entity's records (its id, commune, name, conflicting field) is the entity's `spec.Defects`.
+
+Two defects pass the contract and break a domain rule of the raw gate (`FLAG_RULES`):
+
+- `stale_commune_code` (row level): a version written on a day from 2025-07-01 (day >= 1) carries, in the entity's
+  commune field (`spec.Defects.commune_field`), a pre-2025 code that is no post-2025 unit's code: one of the old
+  communes merged into the record's new unit where one is, else another abolished commune. The contract accepts
+  both eras' codes. The record's date is its `updated_at` in Vietnam: every day-0 record was last changed before
+  1 July there (`calendar.DAY0_END`), every record of day d >= 1 on or after it.
+- `legacy_social_insurance_code` (world level, like an anomaly): a participant registered from 2025-07-01 (a
+  newborn's, `civil_status.birth`) is issued a 10-digit code instead of its CCCD. The code is the participants'
+  key and the coverage periods refer to it, so it cannot be garbled in one served version: the birth decides it
+  (at the defect rate, a draw of (seed, kind, citizen, day)), and the participant and its coverage carry that one
+  code in every version. It is listed once, on the day the participant is first served. A record that carries it
+  takes no malformed id (the only row defect that would quarantine a participant), so kho loads and flags it.
+
+Conflicting updates of a commune field (day >= 1) choose among post-2025 codes, so they break no date rule.
 
 Cross-registry anomalies (`ANOMALY_KINDS`) are the seven rules of `mart_audit.cross_registry_contradictions`
 (docs/datasets.md), each listed once, on the day it is first served, under the record the rule reports
@@ -41,13 +59,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal, get_args
 
-from kho.simulator.anomalies import AnomalyKind
-from kho.simulator.people import GEOGRAPHY
+from kho.simulator.anomalies import AnomalyKind, FlaggedKind
 from kho.simulator.rng import hash_py, stream_key, unit_py
 from kho.simulator.spec import Defects, RegistrySimulation, anomaly_entities, simulated_entities, simulations
 from kho.simulator.text import differs_in_nfd, move_tone, nfd
 from kho.sources.contract import Entity, ReasonCode, SchemaDrift
-from kho.sources.reference import known_commune_codes
+from kho.sources.reference import (
+    REORGANISATION_DATE,
+    commune_codes,
+    commune_codes_2025,
+    commune_predecessors_2025,
+    known_commune_codes,
+)
 
 Record = dict[str, str | None]
 
@@ -56,7 +79,8 @@ DefectKind = Literal[
     "nfd_name", "old_tone_placement", "born_after_death", "married_under_age", "unknown_commune",
     "late_arriving_update", "conflicting_update", "schema_drift_added_field", "schema_drift_renamed_field",
     "deceased_with_active_coverage", "legal_rep_unknown", "birth_without_citizen", "cccd_contradicts_birth_record",
-    "marriage_under_legal_age", "household_without_one_head", "member_after_death",
+    "marriage_under_legal_age", "household_without_one_head", "member_after_death", "stale_commune_code",
+    "legacy_social_insurance_code",
 ]
 DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
 ALL_DEFECT_KINDS: frozenset[str] = frozenset(DEFECT_KINDS)
@@ -67,10 +91,20 @@ ANOMALY_ENTITY: dict[str, str] = anomaly_entities()
 """The record each anomaly is reported under in the ground truth ("one finding per" of the audit table), as the
 entities' simulations declare it."""
 DRIFT_KINDS: frozenset[str] = frozenset({"schema_drift_added_field", "schema_drift_renamed_field"})
+FLAGGED_KINDS: frozenset[str] = frozenset(get_args(FlaggedKind))
+"""Defects injected into the world by an event, like anomalies, but flagged by a raw-table rule."""
+FLAG_RULES: dict[str, str] = {
+    "stale_commune_code": "commune_code_valid_for_date",
+    "legacy_social_insurance_code": "social_insurance_code_is_cccd_for_new_participants",
+}
+"""Per defect kind that passes the contract and breaks a domain rule: the rule (`meta.rule` of the raw gate's
+expectation) that flags it."""
 
 NEAR_VARIANTS = ("nfd", "padded", "upper", "double_space")
 """How the second copy of a near duplicate differs: only the first two vanish under trim + NFC."""
 _SAME_AFTER_NORMALISATION = frozenset({"nfd", "padded"})
+
+_COMMUNES_IN_FORCE: tuple[str, ...] = tuple(sorted(commune_codes_2025()))
 
 DRIFT_ADDED_DAY = 1
 DRIFT_RENAMED_DAY = 2
@@ -114,8 +148,15 @@ def _reason(entity: Entity, check_name: str) -> ReasonCode:
     return next(c.code for c in entity.checks if c.name == check_name)
 
 
+def reported_outcome(kind: str) -> str:
+    """The outcome owed a defect an event reported (`Timeline.report`): a flag, or a cross-registry anomaly."""
+    return f"flag:{FLAG_RULES[kind]}" if kind in FLAG_RULES else f"anomaly:{kind}"
+
+
 def _expected(entity: Entity, targets: Defects, kind: str, variant: str = "") -> str:
     """The outcome the pipeline owes a defect of `kind` in `entity` (see the module docstring)."""
+    if kind in FLAG_RULES:
+        return reported_outcome(kind)
     fixed = {
         "malformed_id": "quarantine:malformed", "bad_tax_check_digit": "quarantine:malformed",
         "unknown_commune": "quarantine:unknown_reference", "exact_duplicate": "unchanged_duplicate",
@@ -162,6 +203,11 @@ class Injector:
         self._keys = {name: stream_key(seed, f"defect.{name}") for name in self._entities}
         self._kinds = {name: tuple(k for k in e.defects.kinds if k in kinds) for name, e in self._entities.items()}
         self._known = known_commune_codes()
+        in_force = commune_codes_2025()
+        self._abolished = tuple(sorted(commune_codes() - in_force))
+        abolished = frozenset(self._abolished)
+        self._stale = {new: tuple(sorted(p.old_commune_code for p in parts if p.old_commune_code in abolished))
+                       for new, parts in commune_predecessors_2025().items()}
         self.drifts: tuple[Drift, ...] = self._drifts(added_to) if rate > 0 else ()
 
     def _drifts(self, added_to: Collection[str] | None) -> tuple[Drift, ...]:
@@ -187,7 +233,8 @@ class Injector:
         return self._keys[entity]
 
     def anomaly_rates(self) -> dict[str, float]:
-        return {kind: self.rate for kind in ANOMALY_KINDS if kind in self.kinds}
+        """The rates of the defects the world's events inject (`Base.rate`): anomalies and flagged ones."""
+        return {kind: self.rate for kind in ANOMALY_KINDS | FLAGGED_KINDS if kind in self.kinds}
 
     def drift_on(self, entity: str, day: int) -> Drift | None:
         return next((d for d in self.drifts if d.entity == entity and d.day == day), None)
@@ -201,7 +248,7 @@ class Injector:
         if unit_py(key, row, 2 * version_day) >= self.rate:
             return None
         kind = kinds[int(unit_py(key, row, 2 * version_day + 1) * len(kinds))]
-        if version_day == 0 and kind in ("late_arriving_update", "conflicting_update"):
+        if version_day == 0 and kind in ("late_arriving_update", "conflicting_update", "stale_commune_code"):
             return None
         return kind
 
@@ -252,6 +299,8 @@ class Injector:
             other[field] = {"nfd": nfd(value), "padded": f" {value}  ", "upper": value.upper(),
                             "double_space": value.replace(" ", "  ", 1)}[variant]
             return [served, other], variant
+        if kind == "malformed_id" and _legacy_code(record):
+            return [record], None  # a flagged participant must load to be flagged
         changed = self._mutate(targets.fields(kind), served, kind, draw)
         return ([served], "") if changed else ([record], None)
 
@@ -276,6 +325,12 @@ class Injector:
             while code in self._known:
                 code = str(int(code) + 1)
             served[field] = code
+        elif kind == "stale_commune_code":
+            current = served.get(field)
+            if current is None:
+                return False
+            stale = self._stale.get(current) or self._abolished
+            served[field] = stale[(draw >> 8) % len(stale)]
         elif kind == "nfd_name":
             if not differs_in_nfd(str(served[field])):
                 return False
@@ -302,10 +357,19 @@ def _days_before(iso: str, days: int) -> str:
     return (date.fromisoformat(iso) - timedelta(days=days)).isoformat()
 
 
+def _legacy_code(record: Record) -> bool:
+    """Whether a participant record carries `legacy_social_insurance_code`: registered from 2025-07-01 under a
+    code that is not its CCCD."""
+    registered, code, cccd = (record.get(f) for f in ("registered_on", "social_insurance_code", "cccd"))
+    return (registered is not None and code is not None and cccd is not None
+            and registered >= REORGANISATION_DATE.isoformat() and code != cccd)
+
+
 def _conflicting_value(field: str, value: str | None, draw: int) -> str | None:
-    """A different value that is still valid for `field`, so that both versions pass the contract."""
+    """A different value that is still valid for `field`, so that both versions pass the contract (and, as every
+    conflicting update is of a day from 2025-07-01, a commune is one in force then)."""
     if field.endswith("commune_code"):
-        communes = GEOGRAPHY.communes
+        communes = _COMMUNES_IN_FORCE
         pick = communes[(draw >> 8) % len(communes)]
         return pick if pick != value else communes[((draw >> 8) + 1) % len(communes)]
     options = {

@@ -1,7 +1,8 @@
 """The simulated world behind the four registries: one seeded, linked, time-varying world, streamed in wire form.
 
 `WorldSpec(seed, citizens, days, defect_rate, defect_kinds)` names a world. Day 0 is the state as of the end of
-2025-06-30 (every `updated_at` before 2025-07-01); day d adds that day's changes, each stamped inside day d. The
+2025-06-30 in Vietnam (every `updated_at` before 2025-06-30T17:00:00Z); day d adds that day's changes, each stamped
+inside UTC day d. The
 same spec gives byte-identical records on every run and machine: every draw is a hash of (seed, entity, row, day),
 never `hash()` or a shared generator (see `rng.py`).
 
@@ -49,6 +50,7 @@ from kho.simulator.defects import (
     Defect,
     DefectKind,
     Injector,
+    reported_outcome,
 )
 from kho.simulator.rng import unit_np
 from kho.simulator.spec import EntitySimulation, Record, simulated_entities, simulations
@@ -259,7 +261,7 @@ class Engine:
     @staticmethod
     def _anomaly(entity: Entity, record: Record, kind: str, day: int) -> Defect:
         key = tuple(str(record.get(k)) for k in entity.key)
-        return Defect(entity.registry, entity.name, key, kind, day, f"anomaly:{kind}")  # type: ignore[arg-type]
+        return Defect(entity.registry, entity.name, key, kind, day, reported_outcome(kind))  # type: ignore[arg-type]
 
     # --- snapshots and feeds -------------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ current health coverage, employees a social and an unemployment period too, and 
 health period (row 4 * citizen + kind). A dead participant's periods end on the day of death, except where the
 `deceased_with_active_coverage` anomaly leaves the current one active. Daily: 0.05 % of citizens (20-50 times the
 real rate, as every event's) see an active coverage lapse, and then owe contributions. A newborn's participation
-and coverage are created by the birth (`civil_status.py`); a death ends the coverage.
+and coverage are created by the birth (`civil_status.py`), registered that day under the child's CCCD (from
+2025-07-01; at the defect rate a 10-digit code instead, `legacy_social_insurance_code`); a death ends the coverage.
+A day-0 participant was registered (`registered_on`) within the year before its first coverage period.
 """
 
 from __future__ import annotations
@@ -83,14 +85,29 @@ def social_codes(base: Base, p: Citizens) -> list[str]:
     return [f"{p:02d}{s:08d}" for p, s in zip(province.tolist(), serial.tolist(), strict=True)]
 
 
-def newborn_social_code(t: Timeline, index: int, province: int, cccd: str) -> str:
+def newborn_social_code(t: Timeline, index: int, province: int, cccd: str, *, legacy: bool = False) -> str:
     """The social insurance code of citizen `index`, registered in `province` today (a day after day 0).
 
     From 2025-07-01 the Law on Social Insurance 41/2024/QH15 makes a Vietnamese citizen's social insurance code
-    their personal identification number (the CCCD); before, a 10-digit code of the issuing province."""
-    if t.today() >= reform.REFORM_ORD:
+    their personal identification number (the CCCD); before, a 10-digit code of the issuing province. `legacy`:
+    the office issued the old kind of code anyway (the `legacy_social_insurance_code` defect); the serial is the
+    citizen's own, so it is unique among every participant's."""
+    if t.today() >= reform.REFORM_ORD and not legacy:
         return cccd
     return f"{province:02d}{feistel_py(t.base.key('social'), index, 10_000):08d}"
+
+
+def registration_dates(base: Base, ids: I64, p: Citizens, updated: I64) -> I64:
+    """The day each day-0 participant was registered (its code issued): within the year before its earliest
+    coverage period starts (a child's card: at birth), never before birth, nor after its record's last change
+    (`updated`, seconds), so that no period predates the code it is filed under."""
+    cover_ids = (ids[:, None] * PERIOD_KINDS + np.arange(PERIOD_KINDS)[None, :]).ravel()
+    exists, valid_from, _, _ = coverage_facts(base, cover_ids, base.people(cover_ids // PERIOD_KINDS))
+    first = np.where(exists, valid_from, np.iinfo(np.int64).max).reshape(-1, PERIOD_KINDS).min(axis=1)
+    updated_ord = cal.DAY0_ORD + (updated - cal.day_start(0)) // cal.SECONDS_PER_DAY  # its UTC date
+    hi = np.minimum(np.minimum(first, updated_ord), cal.DAY0_ORD)
+    lo = np.minimum(np.maximum(p.dob, first - 365), hi)
+    return between(base.key("participants"), ids, 7, lo, hi)
 
 
 def still_active(base: Base, ids: I64, p: Citizens) -> B1:
@@ -157,6 +174,7 @@ def participants(base: Base, ids: I64) -> Columns:
     province = GEOGRAPHY.commune_province[p.commune]
     facility = 1 + np.floor(_FACILITIES * unit_np(key, ids, 5)).astype(np.int64)
     updated = stamp_after(key, ids, 6, np.maximum(p.dob, p.dod) + 1)
+    registered = registration_dates(base, ids, p, updated)
     return ids, {
         "social_insurance_code": social_codes(base, p),
         "cccd": base.cccd(p),
@@ -165,6 +183,7 @@ def participants(base: Base, ids: I64) -> Columns:
         "registered_hospital_code": [f"{a:02d}{b:03d}" for a, b in zip(province.tolist(), facility.tolist(),
                                                                         strict=True)],
         "contribution_status": [_CONTRIBUTION[s] for s in status.tolist()],
+        "registered_on": cal.iso_dates(registered),
         "updated_at": cal.timestamps(updated),
     }
 

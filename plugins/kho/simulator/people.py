@@ -591,8 +591,10 @@ class Model:
 
         last_change = np.maximum.reduce([dob + 1, joined_on + 1, dod + 1,
                                          np.full(n, cal.HISTORY_FROM_ORD)])
-        window = (cal.DAY0_ORD + 1 - last_change) * cal.SECONDS_PER_DAY
-        updated_at = cal.ords_to_seconds(last_change) + np.floor(window * pu(15)).astype(np.int64)
+        changed = cal.ords_to_seconds(last_change)
+        window = np.maximum(cal.DAY0_END + 1 - changed, 0)
+        # an event of day 0 itself (last_change the day after) is recorded in its last second, not on 1 July
+        updated_at = np.minimum(changed + np.floor(window * pu(15)).astype(np.int64), cal.DAY0_END)
         return Citizens(
             index=index, household=household, slot=slot, size=size, kind=kind, role=role, sex=sex, dob=dob,
             birth_province=birth_province, hometown=hometown, ethnicity=ethnicity, commune=commune,

@@ -76,8 +76,9 @@ class Defects:
 
     Every entity may carry a malformed id, an exact duplicate, a late-arriving and a conflicting update; the
     optional fields add the kinds that need one: a CCCD contradicting the birth facts, a wrong tax-code check
-    digit, an unknown commune, NFD / old tone placement / near-duplicate names, a death before birth (a
-    citizen's `date_of_death`), a wife under marriageable age (a marriage's `wife_date_of_birth`).
+    digit, an unknown commune or a stale one (a pre-2025 code written from 2025-07-01), NFD / old tone placement /
+    near-duplicate names, a death before birth (a citizen's `date_of_death`), a wife under marriageable age (a
+    marriage's `wife_date_of_birth`).
     """
 
     id_field: str
@@ -103,7 +104,7 @@ class Defects:
         if self.check_digit_fields:
             kinds.append("bad_tax_check_digit")
         if self.commune_field is not None:
-            kinds.append("unknown_commune")
+            kinds += ["unknown_commune", "stale_commune_code"]
         if self.name_field is not None:
             kinds += ["nfd_name", "old_tone_placement", "near_duplicate"]
         if self.death_before_birth is not None:
@@ -116,7 +117,8 @@ class Defects:
         """The fields a defect of `kind` changes (none for a kind this entity does not carry)."""
         optional = {
             "cccd_contradicts_birth": self.contradicted_cccd.field if self.contradicted_cccd else None,
-            "unknown_commune": self.commune_field, "nfd_name": self.name_field,
+            "unknown_commune": self.commune_field, "stale_commune_code": self.commune_field,
+            "nfd_name": self.name_field,
             "old_tone_placement": self.name_field, "near_duplicate": self.name_field,
         }
         if kind in optional:

@@ -29,7 +29,7 @@ import numpy as np
 
 from kho.simulator import calendar as cal
 from kho.simulator import insurance, reform
-from kho.simulator.anomalies import AnomalyKind
+from kho.simulator.anomalies import ReportedKind
 from kho.simulator.base import Base
 from kho.simulator.people import FABRICATED_BASE_RANKS, GEOGRAPHY
 from kho.simulator.rng import stream_key, unit_py
@@ -93,11 +93,12 @@ class Household:
 
 @dataclass(frozen=True)
 class Anomaly:
-    """A cross-registry anomaly injected by an event, for the ground truth."""
+    """A cross-registry anomaly (or a flagged defect, `anomalies.FlaggedKind`) injected by an event, for the ground
+    truth."""
 
     entity: Entity
     row: int
-    kind: AnomalyKind
+    kind: ReportedKind
     day: int
 
 
@@ -207,8 +208,8 @@ class Timeline:
         """The row id the next `create` of `entity` will return."""
         return self._next_created[entity.qualified_name]
 
-    def report(self, entity: Entity, row: int, kind: AnomalyKind) -> None:
-        """Record that today's event left anomaly `kind` in a row, for the ground truth."""
+    def report(self, entity: Entity, row: int, kind: ReportedKind) -> None:
+        """Record that today's event left anomaly (or flagged defect) `kind` in a row, for the ground truth."""
         self.anomalies[self.day].append(Anomaly(entity, row, kind, self.day))
 
     def serial_id(self, prefix: str) -> str:
@@ -338,9 +339,10 @@ class Timeline:
     def age(self, person: Person) -> float:
         return (self.today() - person.dob) / 365.2425
 
-    def chance(self, kind: AnomalyKind, index: int) -> bool:
-        """Whether today's event on row (or citizen) `index` injects anomaly `kind`: a draw of (seed, kind, index,
-        day), apart from the day's event generator, so that a clean world's events do not depend on the rates."""
+    def chance(self, kind: ReportedKind, index: int) -> bool:
+        """Whether today's event on row (or citizen) `index` injects anomaly (or flagged defect) `kind`: a draw of
+        (seed, kind, index, day), apart from the day's event generator, so that a clean world's events do not depend
+        on the rates."""
         rate = self.base.rate(kind)
         return rate > 0 and unit_py(stream_key(self.anomaly_key, kind), index, self.day) < rate
 

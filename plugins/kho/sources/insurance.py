@@ -58,6 +58,9 @@ PARTICIPANTS = Entity(
               description="Registered primary-care facility: 2-digit province + 3-digit facility"),
         Field("contribution_status", "text", required=True, allowed=CONTRIBUTION_STATUS,
               description="paid, owing or suspended"),
+        Field("registered_on", "date", days_after_update=0,
+              description="Date the participant was first registered with social insurance (when the code was "
+                          "issued); older records may lack it"),
         UPDATED_AT,
     ),
     checks=(

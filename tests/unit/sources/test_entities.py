@@ -43,7 +43,7 @@ VALID: dict[str, Record] = {
     "insurance.participants": {
         "social_insurance_code": "7412345678", "cccd": CITIZEN, "full_name": "Nguyễn Thị Hương",
         "participant_type": "employee", "registered_hospital_code": "74001", "contribution_status": "paid",
-        "updated_at": UPDATED,
+        "registered_on": "2016-05-01", "updated_at": UPDATED,
     },
     "insurance.coverage_periods": {
         "coverage_id": "CV000000000001", "social_insurance_code": "7412345678", "coverage_type": "health",
@@ -114,6 +114,7 @@ BROKEN: list[tuple[str, Record, str]] = [
     ("insurance.participants", {"registered_hospital_code": "7400"}, "malformed"),
     ("insurance.participants", {"contribution_status": "unknown"}, "invalid_value"),
     ("insurance.participants", {"full_name": None}, "missing_required"),
+    ("insurance.participants", {"registered_on": "2016-02-30"}, "malformed"),
     # insurance.coverage_periods
     ("insurance.coverage_periods", {"valid_to": "2024-12-31"}, "inconsistent"),
     ("insurance.coverage_periods", {"coverage_type": "life"}, "invalid_value"),
@@ -166,6 +167,10 @@ BROKEN: list[tuple[str, Record, str]] = [
 
 VALID_VARIANTS: list[tuple[str, Record]] = [
     ("insurance.participants", {"social_insurance_code": CITIZEN}),  # from 2025-07-01 the code is the CCCD
+    ("insurance.participants", {"social_insurance_code": CITIZEN, "registered_on": "2025-07-02"}),
+    # a 10-digit code issued from 2025-07-01 passes the contract: the raw gate's domain rule flags it
+    ("insurance.participants", {"registered_on": "2025-07-02"}),
+    ("insurance.participants", {"registered_on": None}),  # older records may lack the date
     ("population.citizens", {"status": "deceased", "date_of_death": "2025-06-10"}),
     ("population.citizens", {"status": "deceased", "date_of_death": "1990-05-17"}),
     ("population.citizens", {"temporary_commune_code": None, "household_id": None}),

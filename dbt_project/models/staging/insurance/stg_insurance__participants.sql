@@ -16,6 +16,7 @@ renamed as (
         participant_type::text as participant_type,
         registered_hospital_code::text as registered_hospital_code,
         contribution_status::text as contribution_status,
+        registered_on::date as registered_on,
         updated_at::timestamptz as updated_at,
         _extra::jsonb as extra_fields,
         _row_hash::bigint as row_hash,
