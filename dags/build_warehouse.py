@@ -110,8 +110,8 @@ def build_warehouse() -> None:
     )
 
     @task
-    def audit_marts() -> list:
-        return pipelines.audit_marts()
+    def audit_marts(**context: object) -> list:
+        return pipelines.audit_marts(context)
 
     @task(outlets=[published_marts()])  # warehouse_backup waits for it
     def publish(summary: dict) -> dict:

@@ -11,11 +11,13 @@ since the previous one), owned as the `Registry` says, and holds, per entity of 
    row per committed batch (read = new + changed + unchanged + rejected), the watermark advancing with the data.
    It returns the batches it committed (at least one). A backfill run loads exactly its data interval; a manual
    run takes `full_refresh`, `since` and `pages_per_batch`.
-2. `validate_raw`, mapped over those batches (one task instance per batch, retried on its own), runs the entity's
-   GX suite (`expectations/raw.<registry>__<entity>.json`) on the batch's rows and records the result in
-   `kho.quality_results`; a blocking failure fails that batch's task.
-3. `raw_ready` runs once every batch passed and emits the raw table's Asset (`kho.assets.raw_asset`), its event
-   naming the batches.
+2. `validate_raw`, the raw gate, runs the entity's GX checkpoint (`expectations/checkpoints/raw.<registry>__<entity>`)
+   once over every batch the run committed (one validation over their range) and records each expectation's
+   outcome in `kho.quality_results` and every row failing a warning in `kho.quality_flags`; a blocking failure
+   fails the task with the failing expectations and counts in its message, a warning is reported (and sent to
+   the quality webhook, if one is set) and the run goes on.
+3. `raw_ready` runs once the gate passed and emits the raw table's Asset (`kho.assets.raw_asset`), its event
+   naming the batches and the validation.
 """
 
 from __future__ import annotations
@@ -47,15 +49,15 @@ def entity_group(entity: Entity) -> None:
         def extract_load(**context: object) -> list:
             return pipelines.sync_for_run(entity.registry, entity.name, context)
 
-        @task(map_index_template="batch {{ task.op_kwargs['batch']['batch_id'] }}")
-        def validate_raw(batch: dict) -> dict:
-            return pipelines.validate_raw_batch(entity.registry, entity.name, batch)
+        @task
+        def validate_raw(batches: list, **context: object) -> dict:
+            return pipelines.validate_raw_run(entity.registry, entity.name, batches, context)
 
         @task(outlets=[raw_asset(entity)])
-        def raw_ready(results: list, **context: object) -> dict:
-            return pipelines.raw_ready(entity.registry, entity.name, results, context["outlet_events"])
+        def raw_ready(gate: dict, **context: object) -> dict:
+            return pipelines.raw_ready(entity.registry, entity.name, gate, context["outlet_events"])
 
-        raw_ready(validate_raw.expand(batch=extract_load()))
+        raw_ready(validate_raw(extract_load()))
 
     load_and_validate()
 

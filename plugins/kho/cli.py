@@ -200,6 +200,43 @@ def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0
 
 
+def _quality(args: argparse.Namespace, config: KhoConfig) -> int:
+    """`kho quality validate`: a raw gate over batches chosen by hand (a re-check after a fix, or batches loaded
+    outside Airflow); `kho quality prune`: the retention rule now."""
+    from kho.warehouse.connection import connect
+
+    if args.quality_command == "prune":
+        from kho.quality.retention import prune
+
+        with connect(config.warehouse, autocommit=True) as conn:
+            pruned = prune(config, conn, days=args.days)
+        print(f"removed {pruned.results} GX result file(s) and page(s) and {pruned.flags} flagged row(s) from "
+              f"before {pruned.cutoff.isoformat(timespec='seconds')}")
+        return 0
+    from kho.quality import validate_raw
+    from kho.sources import get_entity
+
+    entity = get_entity(args.registry, args.entity)
+    first, last = args.batches
+    result = validate_raw(config, entity.raw_table, [first, last], run_id=args.run_id)
+    print(f"{result.table} ({result.batch_range}): {result.state}, {len(result.results)} expectations, "
+          f"{len(result.failures)} failed, {result.flagged} rows flagged (validation {result.validation_id})")
+    for r in result.failures:
+        print(f"  {r.severity:8s} {r.rule or r.type}({r.column or 'table'}): {r.unexpected_count} unexpected")
+    return 0
+
+
+def _batch_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("..")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch id or a range like 120..141") from None
+    if low > high or low < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the first batch id, then the last (both positive)")
+    return low, high
+
+
 def _load(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.load.pipeline import load_file
     from kho.sources import get_entity
@@ -466,6 +503,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from the file name")
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.set_defaults(handler=_load)
+
+    quality = sub.add_parser("quality", help="the quality gates outside Airflow: validate raw batches, prune results")
+    q_sub = quality.add_subparsers(dest="quality_command", required=True)
+    q_val = q_sub.add_parser("validate", help="run a raw table's gate over a batch range (kho.quality_results, "
+                                              "kho.quality_flags); exit 2 if a blocking expectation fails")
+    q_val.add_argument("registry")
+    q_val.add_argument("entity")
+    q_val.add_argument("batches", type=_batch_range, help="a batch id or a range, e.g. 120..141 (kho.load_ledger)")
+    q_val.add_argument("--run-id", default="manual", help="recorded as the validation's run (default manual)")
+    q_prune = q_sub.add_parser("prune", help="remove GX results, Data Docs pages and flagged rows past retention")
+    q_prune.add_argument("--days", type=int, default=None, help="keep this many days (default "
+                                                               "KHO_QUALITY_RETENTION_DAYS, 30)")
+    quality.set_defaults(handler=_quality)
 
     build = sub.add_parser("build", help="build, audit and publish the shared datasets (dbt, GX) outside Airflow")
     build.add_argument("--as-of", default=None, help="the date the marts describe, YYYY-MM-DD (default: today in "

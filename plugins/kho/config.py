@@ -449,6 +449,44 @@ def _reject_limits(env: dict[str, str]) -> dict[str, RejectLimit]:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """The quality gates' settings: how long GX's results live, and who is told when a gate fails."""
+
+    retention_days: int = 30
+    """KHO_QUALITY_RETENTION_DAYS: GX validation results, their Data Docs pages and kho.quality_flags rows older
+    than this are pruned (kho.quality_validations and kho.quality_results, small, are kept for trends)."""
+    webhook_url: str | None = field(default=None, repr=False)
+    """KHO_QUALITY_WEBHOOK_URL (or a file named by KHO_QUALITY_WEBHOOK_URL_FILE: such URLs often carry a token):
+    receives a JSON summary of every validation in which an expectation failed."""
+    webhook_timeout: float = 10.0
+    """KHO_QUALITY_WEBHOOK_TIMEOUT_S: seconds per attempt; a receiver that cannot be reached is logged, never fails
+    the gate."""
+
+
+def _quality_config(env: dict[str, str]) -> QualityConfig:
+    days = _whole(env, "KHO_QUALITY_RETENTION_DAYS", QualityConfig.retention_days)
+    if days < 1:
+        raise ConfigError(f"KHO_QUALITY_RETENTION_DAYS={days:g} must be at least 1 (days)")
+    url = env.get("KHO_QUALITY_WEBHOOK_URL") or None
+    url_file = env.get("KHO_QUALITY_WEBHOOK_URL_FILE")
+    if url is None and url_file:
+        try:
+            url = Path(url_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(f"KHO_QUALITY_WEBHOOK_URL_FILE={url_file}: {exc.strerror}") from None
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError("KHO_QUALITY_WEBHOOK_URL must be an http:// or https:// URL")
+    timeout = _whole(env, "KHO_QUALITY_WEBHOOK_TIMEOUT_S", QualityConfig.webhook_timeout)
+    if timeout <= 0:
+        raise ConfigError(f"KHO_QUALITY_WEBHOOK_TIMEOUT_S={timeout:g} must be positive (seconds)")
+    return QualityConfig(retention_days=int(days), webhook_url=url, webhook_timeout=float(timeout))
+
+
+QUALITY_SETTINGS = ("KHO_QUALITY_RETENTION_DAYS", "KHO_QUALITY_WEBHOOK_URL", "KHO_QUALITY_WEBHOOK_URL_FILE",
+                    "KHO_QUALITY_WEBHOOK_TIMEOUT_S", "KHO_EXPECTATIONS_DIR")
+
+
+@dataclass(frozen=True)
 class KhoConfig:
     """All of kho's settings. Build with `KhoConfig.from_env()` at the edge (CLI, DAG task) and pass it down."""
 
@@ -474,6 +512,12 @@ class KhoConfig:
     reject_limits: dict[str, RejectLimit] = field(default_factory=dict)
     """When a batch's rejects refuse it as a whole (`RejectLimit`): under "" for every registry, under a
     registry's name for that one."""
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    gx_project: Path | None = None
+    """KHO_EXPECTATIONS_DIR: the GX project to run (default the repository's `expectations/`); a deployment that
+    adds a registry runs the one `kho generate --out DIR` wrote, `DIR/expectations`."""
+    child_quality_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The quality settings as given in the environment, passed on to children unchanged."""
 
     def reject_limit(self, registry: str) -> RejectLimit:
         """The registry's own limit, else the default; a limit set for a registry kho does not know is an error."""
@@ -523,6 +567,9 @@ class KhoConfig:
             reject_limits=_reject_limits(env),
             ha=_ha_config(env, home, len(warehouse.ports)),
             child_ha_env={name: env[name] for name in HA_SETTINGS if env.get(name)},
+            quality=_quality_config(env),
+            gx_project=Path(env["KHO_EXPECTATIONS_DIR"]).resolve() if env.get("KHO_EXPECTATIONS_DIR") else None,
+            child_quality_env={name: env[name] for name in QUALITY_SETTINGS if env.get(name)},
         )
 
     @property
@@ -658,7 +705,7 @@ class KhoConfig:
 
     @property
     def expectations_dir(self) -> Path:
-        return self.project_root / "expectations"
+        return self.gx_project or self.project_root / "expectations"
 
     def child_env(self, *, secrets: bool = True) -> dict[str, str]:
         """Environment for subprocesses (dbt, airflow) that must reach the same warehouse, simulator and
@@ -685,6 +732,7 @@ class KhoConfig:
             "KHO_SIM_SEED": str(self.simulator_seed),
             "KHO_SIM_CITIZENS": str(self.simulator_citizens),
             **self.child_ha_env,
+            **{k: v for k, v in self.child_quality_env.items() if secrets or k != "KHO_QUALITY_WEBHOOK_URL"},
             **self._registry_env(secrets),
         }
 

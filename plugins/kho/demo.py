@@ -188,8 +188,9 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
             "SELECT kind, count(*) FROM mart_audit.cross_registry_contradictions GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall() if _count(conn, "mart_audit", "cross_registry_contradictions") is not None else []
         quality = conn.execute(
-            "SELECT count(DISTINCT suite_name), count(*) FILTER (WHERE blocking_failed > 0), "
-            "count(*) FILTER (WHERE failed > blocking_failed) FROM kho.quality_results").fetchone()
+            "SELECT count(DISTINCT suite_name), count(*) FILTER (WHERE state = 'failed'), "
+            "count(*) FILTER (WHERE state = 'warned'), (SELECT count(*) FROM kho.quality_flags) "
+            "FROM kho.quality_validations").fetchone()
     if publication:
         number, run_id, as_of, at = publication
         p(f"\nPublished datasets (publication #{number}, run {run_id}, as of {as_of}, "
@@ -209,12 +210,13 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     for kind, count in findings or [("(none)", 0)]:
         p(f"  {kind:<40} {count:>6}")
     if quality:
-        suites, blocking, warnings = quality
-        p(f"\nQuality: {suites} GX suites run; {blocking} runs failed a blocking expectation, {warnings} only warnings")
+        suites, blocking, warnings, flagged = quality
+        p(f"\nQuality: {suites} GX suites run; {blocking} validations failed a blocking expectation, {warnings} only "
+          f"warnings ({flagged} rows listed in kho.quality_flags)")
     _print_agencies(p, agencies or [])
     p("\nReplication")
     p(health.status(config).render())
-    gx_docs = config.gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    gx_docs = config.gx_home / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
     p(f"  Data Docs:   file://{gx_docs}")
     p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")

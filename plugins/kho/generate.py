@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 from kho.build import project
+from kho.build.publish import BUILD_PREFIX
 from kho.config import PROJECT_ROOT
 from kho.errors import ConfigError
+from kho.quality import project as gx_project
 from kho.quality import suites
 from kho.simulator import docs
 from kho.sources import REGISTRIES, Entity, Registry
@@ -36,7 +38,7 @@ STAGING = DBT_PROJECT / "models" / "staging"
 NFC_TABLE = Path("plugins", "kho", "sources", "_nfc_table.py")
 REGISTRIES_DOC = Path("docs", "registries.md")
 ORPHAN_PATTERNS: tuple[str, ...] = (
-    f"{EXPECTATIONS}/{suites.RAW_SCHEMA}.*.json",
+    f"{EXPECTATIONS}/{gx_project.SUITES}/{suites.RAW_SCHEMA}/*.json",
     f"{STAGING}/*/*.sql",
     f"{STAGING}/*/*.yml",
 )
@@ -44,6 +46,11 @@ ORPHAN_PATTERNS: tuple[str, ...] = (
 artifact produces is left from a removed entity or registry (an orphan)."""
 GENERATED_MARKERS: tuple[bytes, ...] = (project.GENERATED.encode(), suites.GENERATED_NOTE.encode())
 """What every generated file of those places says; a file without one is hand-written and never an orphan."""
+GENERATED_DIRS: tuple[str, ...] = (
+    f"{EXPECTATIONS}/{gx_project.VALIDATION_DEFINITIONS}/*.json",
+    f"{EXPECTATIONS}/{gx_project.CHECKPOINTS}/*.json",
+)
+"""Where every file is generated (GX's JSON has no room for a marker): any file no artifact produces is an orphan."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +113,43 @@ def artifacts(registries: Sequence[Registry] = REGISTRIES) -> tuple[Artifact, ..
                                   f"kho.sources {entity.qualified_name}"))
     for seed, content in project.seeds():
         found.append(Artifact(DBT_PROJECT / "seeds" / seed, _whole(partial(bytes, content)), "kho.sources.reference"))
-    for entity in (e for r in registries for e in r.entities):
+    entities = [e for r in registries for e in r.entities]
+    for entity in entities:
         name = suites.suite_name(suites.RAW_SCHEMA, entity.raw_table)
         found.append(Artifact(suites.suite_path(EXPECTATIONS, name),
                               _whole(partial(_raw_suite, entity)),
                               f"kho.sources {entity.qualified_name}"))
+    found += _gx_project(entities)
     found.append(Artifact(REGISTRIES_DOC, _registries_doc(registries), "kho.sources (entity reference)"))
     found.append(Artifact(compose.TEMPLATE, _whole(compose.render), "kho.warehouse.patroni (compose template)"))
     return tuple(found)
+
+
+def _gx_project(entities: Sequence[Entity]) -> list[Artifact]:
+    """GX's declarations (kho.quality.project): the project file, and a validation definition and a checkpoint per
+    raw table and per mart suite (the repository's mart suites, which are written by hand)."""
+    targets = gx_project.targets(entities, gx_project.mart_suites(PROJECT_ROOT / EXPECTATIONS), BUILD_PREFIX)
+    source = "kho.sources and the mart suites"
+    found = [Artifact(EXPECTATIONS / gx_project.PROJECT_FILE, _whole(partial(gx_project.project_config, targets)),
+                      source)]
+    for t in targets:
+        if t.layer == gx_project.MART_LAYER:
+            found.append(Artifact(suites.suite_path(EXPECTATIONS, t.suite), partial(_mart_suite_id, t.suite),
+                                  f"{t.suite} (its id)"))
+        found.append(Artifact(EXPECTATIONS / gx_project.VALIDATION_DEFINITIONS / f"{t.suite}.json",
+                              _whole(partial(gx_project.validation_definition, t)), t.suite))
+        found.append(Artifact(EXPECTATIONS / gx_project.CHECKPOINTS / f"{t.suite}.json",
+                              _whole(partial(gx_project.checkpoint, t)), t.suite))
+    return found
+
+
+def _mart_suite_id(suite: str, current: bytes | None) -> bytes:
+    if current is None:  # a fresh root (`--out`): the mart suites are the repository's
+        current = _read(PROJECT_ROOT / suites.suite_path(EXPECTATIONS, suite))
+    try:
+        return gx_project.with_suite_id(current, suite)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"mart suite {suite}: {exc}") from None
 
 
 def _read(path: Path) -> bytes | None:
@@ -140,6 +176,11 @@ def _plan(root: Path, generated: Iterable[Artifact]) -> list[tuple[Stale, bytes 
             relative = found.relative_to(root)
             content = _read(found) or b""
             if relative not in paths and any(marker in content for marker in GENERATED_MARKERS):
+                plan.append((Stale(relative, "orphan"), None))
+    for pattern in GENERATED_DIRS:
+        for found in sorted(root.glob(pattern)):
+            relative = found.relative_to(root)
+            if relative not in paths:
                 plan.append((Stale(relative, "orphan"), None))
     return plan
 

@@ -68,7 +68,7 @@ def _instant(value: Any) -> dt.datetime | None:
 
 
 def sync_for_run(registry: str, entity: str, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The `extract_load` task of a sync DAG: the batches this run committed, which `validate_raw` is mapped over.
+    """The `extract_load` task of a sync DAG: the batches this run committed, which `validate_raw` validates.
 
     A retried try resumes from the watermark, so the batches an earlier try committed before it failed (its primary
     lost in a failover, the registry gone) are returned too: otherwise no raw suite would ever check them."""
@@ -91,27 +91,31 @@ def _committed_by_earlier_tries(registry: str, entity: str, run_id: str, seen: s
         return [{k: _jsonable(v) for k, v in zip(names, row, strict=True)} for row in cur if row[0] not in seen]
 
 
-def validate_raw_batch(registry: str, entity: str, batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Run the raw table's GX suite on one committed batch (recorded in kho.quality_results); a blocking failure
-    fails the task, and only this batch's task is retried."""
-    from kho.quality import validate
+def validate_raw_run(registry: str, entity: str, batches: Iterable[Mapping[str, Any]],
+                     context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The raw gate of one run: the raw table's suite over every batch this run committed, as one validation
+    (kho.quality_results, kho.quality_flags); a blocking failure fails the task naming each failing expectation and
+    its count, a warning is recorded and reported (and sent to the webhook) and the run goes on."""
+    from kho.quality import validate_raw
     from kho.sources import get_entity
 
     config = KhoConfig.from_env()
-    table = get_entity(registry, entity).raw_table
-    suite = config.expectations_dir / f"raw.{table}.json"
-    return validate(config, suite, "raw", table, batch_id=int(batch["batch_id"]))
+    batch_ids = sorted(int(b["batch_id"]) for b in batches)
+    run_id = str((context or {}).get("run_id") or "") or None
+    result = validate_raw(config, get_entity(registry, entity).raw_table, batch_ids, run_id=run_id)
+    return {**result.summary(), "batch_ids": batch_ids}
 
 
-def raw_ready(registry: str, entity: str, results: Iterable[Mapping[str, Any]],
+def raw_ready(registry: str, entity: str, gate: Mapping[str, Any],
               outlet_events: MutableMapping[Any, Any]) -> dict[str, Any]:
-    """Every batch of this run passed the raw suite: the entity's Asset is emitted, its event saying which batches
-    (what a consumer may look up in kho.load_ledger)."""
+    """This run's batches passed the raw gate: the entity's Asset is emitted, its event saying which batches (what a
+    consumer may look up in kho.load_ledger) and which validation passed them."""
     from kho.assets import raw_asset
     from kho.sources import get_entity
 
-    validated = sorted(int(r["batch_id"]) for r in results)
-    summary = {"registry": registry, "entity": entity, "batch_ids": validated}
+    validated = sorted(int(b) for b in gate["batch_ids"])
+    summary = {"registry": registry, "entity": entity, "batch_ids": validated,
+               "validation_id": gate.get("validation_id"), "quality": gate.get("state")}
     outlet_events[raw_asset(get_entity(registry, entity))].extra = summary
     return summary
 
@@ -138,12 +142,13 @@ def _plan(summary: Mapping[str, Any]) -> BuildPlan:
                      bool(summary["full_refresh"]))
 
 
-def audit_marts() -> list[dict[str, Any]]:
-    """Every built mart's GX suite, in its build schema; a blocking failure fails the task after all ran."""
+def audit_marts(context: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every built mart's GX checkpoint, on its build table; a blocking failure fails the task after all ran."""
     from kho.build import run as build_run
 
     config = KhoConfig.from_env()
-    return build_run.audit_marts(config, build_run.marts_to_publish(config))
+    run_id = str((context or {}).get("run_id") or "") or None
+    return build_run.audit_marts(config, build_run.marts_to_publish(config), run_id)
 
 
 def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,10 +163,18 @@ def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def generate_docs(summary: Mapping[str, Any]) -> str:
-    """dbt docs for the UI, kept under KHO_HOME."""
+    """dbt docs for the UI, kept under KHO_HOME; and the quality gates' retention applied (GX results, their Data
+    Docs pages and kho.quality_flags older than KHO_QUALITY_RETENTION_DAYS), once a night, after the marts' Data
+    Docs were built."""
     from kho.build import run as build_run
+    from kho.quality.retention import prune
+    from kho.warehouse.connection import connect
 
-    return str(build_run.generate_docs(KhoConfig.from_env(), _plan(summary)))
+    config = KhoConfig.from_env()
+    page = build_run.generate_docs(config, _plan(summary))
+    with connect(config.warehouse, autocommit=True) as conn:
+        prune(config, conn)
+    return str(page)
 
 
 def primary() -> dict[str, str]:

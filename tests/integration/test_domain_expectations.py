@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from kho.config import KhoConfig
-from kho.quality.runner import URL_VARIABLE, warehouse_url
+from kho.quality.project import URL_VARIABLE
+from kho.quality.runner import warehouse_url
 from kho.sources.identity import cccd_contradicts_birth, complete_tax_code, valid_tax_codes
 from kho.warehouse.connection import connect, connect_admin
 

@@ -195,7 +195,7 @@ SCHEMA_SNAPSHOT = """
 WITH rel AS (
     SELECT c.oid, n.nspname, c.relname, c.relkind, c.relowner FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname IN ('kho', 'raw') AND c.relname !~ '^(schema_migrations|raw_table_migrations)'
+    WHERE n.nspname IN ('kho', 'raw') AND c.relname !~ %(exclude)s
 )
 SELECT jsonb_build_object(
     'schemas', (SELECT jsonb_agg(jsonb_build_array(nspname, pg_get_userbyid(nspowner)) ORDER BY nspname)
@@ -215,15 +215,19 @@ SELECT jsonb_build_object(
                     FROM rel r JOIN pg_constraint c ON c.conrelid = r.oid),
     'indexes', (SELECT jsonb_agg(jsonb_build_array(schemaname, indexname, indexdef) ORDER BY schemaname, indexname)
                 FROM pg_indexes WHERE schemaname IN ('kho', 'raw')
-                AND indexname !~ '^(schema_migrations|raw_table_migrations)')
+                AND indexname !~ %(exclude)s)
 )
 """
 """Everything about the kho and raw schemas a migration could change, but the migrations' own record."""
+MIGRATION_RECORDS = "^(schema_migrations|raw_table_migrations)"
+SINCE_BASELINE = "^(schema_migrations|raw_table_migrations|quality_)"
+"""What numbered migrations after the baseline made or reshaped: their record (2) and the quality gates' tables (3)."""
 
 
-def schema(config: KhoConfig, *, ordered: bool = True) -> dict[str, Any]:
+def schema(config: KhoConfig, *, ordered: bool = True, exclude: str = MIGRATION_RECORDS) -> dict[str, Any]:
     with connect(config.warehouse, autocommit=True) as conn:
-        row = conn.execute(SCHEMA_SNAPSHOT, {"ordered": ordered}).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(SCHEMA_SNAPSHOT, {"ordered": ordered,  # type: ignore[arg-type]
+                                             "exclude": exclude}).fetchone()
     assert row is not None
     return dict(row[0])
 
@@ -263,7 +267,7 @@ def test_migrate_on_an_empty_database_makes_the_schema_kho_made_before_migration
     """`fresh_db_config` is a migrated database; `empty_db_config` (another one) gets the old bootstrap SQL."""
     assert empty_db_config.warehouse.dbname != fresh_db_config.warehouse.dbname
     make_old_warehouse(empty_db_config)
-    old, new = schema(empty_db_config), schema(fresh_db_config)
+    old, new = schema(empty_db_config, exclude=SINCE_BASELINE), schema(fresh_db_config, exclude=SINCE_BASELINE)
     assert new["relations"], "migrate made nothing"
     assert {r[1] for r in new["relations"] if r[0] == "raw"} >= {e.raw_table for e in ENTITIES}
     assert new == old
@@ -277,7 +281,7 @@ def test_migrate_records_each_migration_once_with_its_checksum_and_the_applicati
     assert rows == [(m.version, m.name, m.checksum, fresh_db_config.warehouse.user) for m in MIGRATIONS]
     recorded = fetch(fresh_db_config, "SELECT table_name, shape_hash, cardinality(statements) FROM "
                                       "kho.raw_table_migrations ORDER BY table_name")
-    assert recorded == sorted((e.raw_table, migrations.RawTable.of(e).shape_hash, 3) for e in ENTITIES)
+    assert recorded == sorted((e.raw_table, migrations.RawTable.of(e).shape_hash, 4) for e in ENTITIES)
 
 
 def test_migrating_again_changes_nothing(fresh_db_config: KhoConfig) -> None:
@@ -363,7 +367,7 @@ def test_a_warehouse_migrated_by_a_newer_kho_is_refused_by_migrate_and_by_loads(
 
 # --- a warehouse made before migrations -------------------------------------------------------------------------
 
-STATE_TABLES = ("kho.load_ledger", "kho.quarantine", "kho.watermarks", "kho.quality_results", "kho.publications",
+STATE_TABLES = ("kho.load_ledger", "kho.quarantine", "kho.watermarks", "kho.publications",
                 "raw.population__citizens")
 CITIZEN_COLUMNS = tuple(citizen(0))
 
@@ -405,9 +409,11 @@ def test_a_warehouse_made_before_migrations_is_adopted_with_its_data(
     assert report.adopted and report.lines()[0].startswith("adopted the kho schema")
     assert [m.version for m in report.applied] == [m.version for m in MIGRATIONS]
     adopted = {c.table: c.steps for c in report.raw_tables}
-    assert adopted.pop(CITIZENS.raw_table) == (), "the existing raw table was changed"
+    assert adopted.pop(CITIZENS.raw_table) == ("gate view created",), "the existing raw table was changed"
     assert set(adopted) == {e.raw_table for e in ENTITIES} - {CITIZENS.raw_table}
     assert data(empty_db_config, STATE_TABLES) == rows_before
+    assert fetch(empty_db_config, "SELECT suite_name, first_batch_id, last_batch_id, state, evaluated "
+                                  "FROM kho.quality_validations") == [("raw.population__citizens", 1, 1, "passed", 3)]
     assert schema(empty_db_config) == schema(fresh_db_config)
     assert counts(load(empty_db_config, people)) == (6, 0, 0, 6, 0), "the stored row hashes no longer match"
     assert counts(load(empty_db_config, [citizen(6)])) == (1, 1, 0, 0, 0)
@@ -445,7 +451,7 @@ def test_a_raw_table_from_before_the_generated_row_hash_is_upgraded_once(
     first = migrated(empty_db_config)
 
     upgraded = next(c for c in first.raw_tables if c.table == CITIZENS.raw_table)
-    assert upgraded.steps == ("row hash (re)generated over the contract's fields",)
+    assert upgraded.steps == ("row hash (re)generated over the contract's fields", "gate view created")
     assert fetch(empty_db_config, "SELECT count(*) FILTER (WHERE _row_hash = 42), count(*) "
                                   "FROM raw.population__citizens") == [(0, len(people))]
     assert schema(empty_db_config, ordered=False) == schema(fresh_db_config, ordered=False)
@@ -468,7 +474,7 @@ def test_an_old_raw_table_that_views_depend_on_says_what_to_drop(empty_db_config
     with connect(empty_db_config.warehouse, autocommit=True) as conn:
         conn.execute("DROP VIEW public.stg_citizens")
     changes = {c.table: c.steps for c in migrated(empty_db_config).raw_tables}
-    assert changes[CITIZENS.raw_table] == ("row hash (re)generated over the contract's fields",)
+    assert changes[CITIZENS.raw_table] == ("row hash (re)generated over the contract's fields", "gate view created")
 
 
 # --- contracts that change ----------------------------------------------------------------------------------------
@@ -489,7 +495,7 @@ def test_a_field_added_to_a_contract_reaches_the_raw_table_through_migrate(empty
     report = migrated(empty_db_config, [PROBE_WITH_NICKNAME])
 
     assert [(c.table, c.steps) for c in report.raw_tables] == [(PROBE.raw_table, (
-        "added column nickname text", "row hash (re)generated over the contract's fields"))]
+        "added column nickname text", "row hash (re)generated over the contract's fields", "gate view created"))]
     assert fetch(empty_db_config, "SELECT count(*), count(nickname) FROM raw.population__migration_probes") == [(5, 0)]
     assert counts(load(empty_db_config, people, PROBE_WITH_NICKNAME)) == (5, 0, 0, 5, 0)
     entry = load(empty_db_config, [citizen(1, nickname="Bé Ba")], PROBE_WITH_NICKNAME)
@@ -529,7 +535,7 @@ def test_a_load_into_an_unmigrated_database_says_what_to_run_and_writes_nothing(
 
 def test_a_load_whose_raw_table_was_dropped_says_what_to_run(fresh_db_config: KhoConfig) -> None:
     with connect(fresh_db_config.warehouse, autocommit=True) as conn:
-        conn.execute("DROP TABLE raw.population__citizens")
+        conn.execute("DROP TABLE raw.population__citizens CASCADE")  # and its gate view
     with pytest.raises(WarehouseError, match=r"raw.population__citizens does not exist.*`kho warehouse migrate`"):
         load(fresh_db_config, [citizen(1)])
     assert [(c.table, c.steps[0]) for c in migrated(fresh_db_config).raw_tables] == [(CITIZENS.raw_table, "created")]
@@ -544,7 +550,8 @@ def test_kho_warehouse_migrate_prints_what_it_applied(
     assert main(["warehouse", "migrate"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ([f"applied migration {m.version}: {m.name}" for m in MIGRATIONS]
-                   + [f"raw.{e.raw_table}: created; batch index created; comment set" for e in ENTITIES])
+                   + [f"raw.{e.raw_table}: created; batch index created; comment set; gate view created"
+                      for e in ENTITIES])
     assert main(["warehouse", "migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"nothing to migrate: {empty_db_config.warehouse.dbname!r} is at migration {LATEST} and every raw table "

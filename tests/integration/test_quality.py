@@ -1,187 +1,242 @@
-"""`kho.quality.run_suite` against a real PostgreSQL: batch filtering, blocking failures, Data Docs, recording.
+"""The raw gate against a real PostgreSQL and GX: a run's batches validated at once through the gate view, every
+expectation's outcome in kho.quality_results, every row failing a warning in kho.quality_flags, a blocking failure
+that names what failed, the webhook, and retention.
 
-The module takes a database of its own in the session warehouse (the binaries and cluster kho itself runs, so it
-runs wherever the warehouse does), owned by the application login, so it can shape the raw table freely: the table
-is the loader's DDL with one NOT NULL dropped, to play a loader bug the suite must catch.
+The module takes a database of its own in the session warehouse, migrated as `kho warehouse migrate` does, and
+writes raw citizens directly (the loader is tested elsewhere): batches 1-2 are a clean run, batch 3 plays a loader
+bug (a sex no registry sends), batch 4 carries citizens written after the 2025 reorganisation with a commune code
+of before it (loaded: the contract takes both eras), more of them than GX would sample.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import datetime as dt
+import hashlib
+import json
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from kho.config import PROJECT_ROOT, KhoConfig
-from kho.errors import QualityError
-from kho.quality import QualityResult, raise_for_blocking, record_result, run_suite
-from kho.quality.runner import warehouse_url
-from kho.quality.suites import load_suite
-from kho.warehouse.connection import connect, connect_admin
+from kho.config import PROJECT_ROOT, KhoConfig, QualityConfig
+from kho.errors import QualityError, WarehouseError
+from kho.quality import validate_raw
+from kho.quality.retention import prune
+from kho.quality.suites import load_suite, suite_path
+from kho.sources import reference
+from kho.warehouse.connection import connect
 from kho.warehouse.migrations import migrate
+from tests.conftest import _new_database, free_port
 
 pytestmark = pytest.mark.integration
 
-RAW_SUITE = PROJECT_ROOT / "expectations" / "raw.population__citizens.json"
-MART_SUITE = PROJECT_ROOT / "expectations" / "mart_population.citizens_per_commune.json"
-GOOD_BATCH, BAD_BATCH, OUT_OF_BOUNDS_BATCH, EMPTY_BATCH = 1, 2, 3, 999
+TABLE = "population__citizens"
+SUITE = f"raw.{TABLE}"
+CLEAN_RUN, LOADER_BUG, STALE_COMMUNES, NOTHING = (1, 2), (3, 3), (4, 4), (900, 901)
+STALE = 30
+"""Rows of batch 4 with a pre-2025 commune code on a record written after 2025-07-01: more than GX's sample (20)."""
+OLD_ONLY = sorted(reference.commune_codes() - reference.commune_codes_2025())
+NEW = sorted(reference.commune_codes_2025())
+BEFORE = dt.datetime(2025, 6, 1, 3, tzinfo=dt.UTC)
+AFTER = dt.datetime(2025, 7, 2, 3, tzinfo=dt.UTC)
 
-CITIZEN_ROWS = [
-    # cccd, full_name, date_of_birth, sex, birth_province_code, permanent_commune_code, status, batch
-    ("074090000001", "Nguyễn Văn An", "1990-01-02", "M", "74", "25741", "alive", GOOD_BATCH),
-    ("074190000002", "Trần Thị Bình", "1990-03-04", "F", "74", "25741", "alive", GOOD_BATCH),
-    ("074050000003", "Lê Văn Cường", "1950-05-06", "M", "74", "25744", "deceased", GOOD_BATCH),
-    ("074300000004", "Phạm Thị Dung", "2000-07-08", "F", "74", "25747", "alive", BAD_BATCH),
-    ("074090000005", None, "1990-09-10", "M", "74", "25747", "alive", BAD_BATCH),
-    ("074099000006", "Đ" * 101, "1899-12-31", "M", "74", "25747", "alive", OUT_OF_BOUNDS_BATCH),
+
+def citizen(serial: int, batch: int, *, sex: str = "M", commune: str | None = None,
+            updated_at: dt.datetime = BEFORE) -> tuple[Any, ...]:
+    """A citizen every blocking check accepts: the CCCD agrees with province 74, sex and a 1990 birth."""
+    born = dt.date(1990, 1, 1) + dt.timedelta(days=serial % 300)
+    digit = {"M": 0, "F": 1}.get(sex, 0)
+    cccd = f"074{digit}90{serial:06d}"
+    return (cccd, f"Nguyễn Văn {serial}", born, sex, "Kinh", "74", "74", commune or OLD_ONLY[serial % 50], "alive",
+            updated_at, batch, batch)
+
+
+ROWS = [
+    *(citizen(i, 1) for i in range(40)),
+    *(citizen(100 + i, 2, sex="F") for i in range(25)),
+    *(citizen(200 + i, 3, sex="X" if i < 2 else "M") for i in range(10)),
+    *(citizen(300 + i, 4, commune=OLD_ONLY[i] if i < STALE else NEW[i], updated_at=AFTER) for i in range(STALE + 5)),
 ]
 
 
-@dataclass(frozen=True)
-class Server:
-    config: KhoConfig
-    """The session warehouse, pointed at this module's database."""
-    url: str
-    """SQLAlchemy URL for GX, as the pipeline builds it: the application login's real password in it."""
-
-    @property
-    def password(self) -> str:
-        return self.config.warehouse.password()
-
-    def connect(self) -> psycopg.Connection:
-        return connect(self.config.warehouse, autocommit=True)
-
-
 @pytest.fixture(scope="module")
-def server(kho_config: KhoConfig) -> Iterator[Server]:
-    """A new database in the session warehouse, created by the administrator and owned by the application login
-    (no superuser power needed to shape its own tables), dropped at the end."""
-    name = f"t_quality_{uuid.uuid4().hex[:12]}"
-    wh = kho_config.warehouse
-    with connect_admin(wh, dbname="postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(wh.user)))
-    config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(wh, dbname=name))
-    try:
-        yield Server(config, warehouse_url(config.warehouse))
-    finally:
-        with connect_admin(wh, dbname="postgres") as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def config(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KhoConfig]:
+    with _new_database(kho_config) as db_config:
+        home = tmp_path_factory.mktemp("quality-home")
+        (home / "secrets").mkdir()
+        config = dataclasses.replace(db_config, home=home)
+        with connect(config.warehouse, autocommit=True) as conn:
+            migrate(conn)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, ethnicity, "
+                    "birth_province_code, hometown_province_code, permanent_commune_code, status, updated_at, "
+                    "_batch_id, _first_batch_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", ROWS)
+        yield config
 
 
-@pytest.fixture(scope="module")
-def warehouse(server: Server) -> Server:
-    """raw.population__citizens as `kho warehouse migrate` makes it, minus one NOT NULL, holding one good and one
-    bad batch."""
-    with server.connect() as conn:
-        migrate(conn)
-        conn.execute("ALTER TABLE raw.population__citizens ALTER COLUMN full_name DROP NOT NULL")
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO raw.population__citizens (cccd, full_name, date_of_birth, sex, birth_province_code, "
-                "permanent_commune_code, status, updated_at, _batch_id, _first_batch_id, ethnicity, "
-                "hometown_province_code) VALUES (%s, %s, %s, %s, %s, %s, %s, now(), %s, %s, 'Kinh', '74')",
-                [(*row[:7], row[7], row[7]) for row in CITIZEN_ROWS],
-            )
-    return server
+def fetch(config: KhoConfig, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with connect(config.warehouse, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
 
 
-@pytest.fixture(scope="module")
-def gx_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One GX file context for the module, as the pipeline keeps one under KHO_HOME."""
-    return tmp_path_factory.mktemp("gx-home")
+def run(config: KhoConfig, batches: tuple[int, int], run_id: str = "test") -> Any:
+    return validate_raw(config, TABLE, list(batches), run_id=run_id)
 
 
-def _raw(warehouse: Server, gx_home: Path, batch_id: int | None, **kwargs: bool) -> QualityResult:
-    return run_suite(gx_home, warehouse.url, RAW_SUITE, "raw", "population__citizens", batch_id=batch_id, **kwargs)
+def test_a_run_s_batches_are_validated_at_once_and_every_outcome_recorded(config: KhoConfig) -> None:
+    result = run(config, CLEAN_RUN, "clean-run")
+
+    expected = len(load_suite(suite_path(config.expectations_dir, SUITE))["expectations"])
+    assert (result.state, len(result.results), result.rows) == ("passed", expected, 65)
+    assert fetch(config, "SELECT run_id, first_batch_id, last_batch_id, state, rows_validated, evaluated, failed "
+                         "FROM kho.quality_validations WHERE validation_id = %s", result.validation_id) == [
+        ("clean-run", 1, 2, "passed", 65, expected, 0)]
+    recorded = fetch(config, "SELECT expectation_index, suite_name, severity, success, unexpected_count, "
+                             "first_batch_id, last_batch_id FROM kho.quality_results WHERE validation_id = %s "
+                             "ORDER BY 1", result.validation_id)
+    assert [r[0] for r in recorded] == list(range(expected))
+    assert {(r[1], r[3], r[5], r[6]) for r in recorded} == {(SUITE, True, 1, 2)}
+    assert {r[2] for r in recorded} == {"blocking", "warning"}
+    assert {r[4] for r in recorded if r[4] is not None} == {0}
 
 
-def test_a_good_batch_passes_and_gets_a_data_docs_page(warehouse: Server, gx_home: Path) -> None:
-    result = _raw(warehouse, gx_home, GOOD_BATCH)
-    assert result.success, result.failures
-    expected = len(load_suite(RAW_SUITE)["expectations"])
-    assert (result.evaluated, result.failed, result.blocking_failed) == (expected, 0, 0)
-    assert result.batch_id == GOOD_BATCH and result.table == "raw.population__citizens"
-    assert result.data_docs_path is not None and result.data_docs_path.is_file()
-    assert gx_home in result.data_docs_path.parents
-    assert (gx_home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
-    raise_for_blocking(result)
+def test_a_blocking_failure_stops_with_each_failing_expectation_and_its_count(config: KhoConfig) -> None:
+    with pytest.raises(QualityError) as err:
+        run(config, LOADER_BUG)
+
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{SUITE} (batch 3) failed 1 blocking expectation(s)" in message
+    assert "expect_column_values_to_be_in_set(sex): 2 of 10 rows unexpected" in message
+    (state,) = fetch(config, "SELECT state FROM kho.quality_validations WHERE first_batch_id = 3")
+    assert state == ("failed",)
+    assert fetch(config, "SELECT column_name, unexpected_count FROM kho.quality_results r JOIN "
+                         "kho.quality_validations v USING (validation_id) WHERE v.first_batch_id = 3 AND NOT success"
+                         ) == [("sex", 2)]
 
 
-def test_a_null_required_value_fails_the_batch_as_blocking(warehouse: Server, gx_home: Path) -> None:
-    result = _raw(warehouse, gx_home, BAD_BATCH)
-    assert not result.success
-    assert result.blocking_failed == 1
+def test_a_warning_lets_the_run_go_on_and_lists_every_failing_row_keyed_to_row_and_batch(config: KhoConfig
+                                                                                       ) -> None:
+    result = run(config, STALE_COMMUNES)
+
+    assert result.state == "warned" and result.flagged == STALE
     (failure,) = result.failures
-    assert failure == ("expect_column_values_to_not_be_null", "full_name", False, 1, "blocking")
-    message = r"raw\.population__citizens \(batch 2\).*to_not_be_null\(full_name\): 1 unexpected"
-    with pytest.raises(QualityError, match=message):
-        raise_for_blocking(result)
+    assert (failure.rule, failure.column, failure.unexpected_count) == (
+        "commune_code_valid_for_date", "permanent_commune_code", STALE)
+    flags = fetch(config, "SELECT row_key ->> 'cccd', batch_id, observed ->> 'permanent_commune_code', rule "
+                          "FROM kho.quality_flags WHERE validation_id = %s ORDER BY 1", result.validation_id)
+    stale = sorted((r[0], r[11], r[7]) for r in ROWS if r[10] == 4 and r[7] in set(OLD_ONLY))
+    assert [(f[0], f[1], f[2]) for f in flags] == stale
+    assert {f[3] for f in flags} == {"commune_code_valid_for_date"}
 
 
-def test_a_value_beyond_a_contract_bound_fails_the_raw_suite(warehouse: Server, gx_home: Path) -> None:
-    """A name of 101 characters and a birth in 1899: what the loader quarantines, caught if it reached raw."""
-    result = _raw(warehouse, gx_home, OUT_OF_BOUNDS_BATCH, build_docs=False)
-    assert sorted(result.failures) == [
-        ("expect_column_value_lengths_to_be_between", "full_name", False, 1, "blocking"),
-        ("expect_column_values_to_be_between", "date_of_birth", False, 1, "blocking"),
-    ]
+def test_rows_outside_the_run_s_range_are_not_validated(config: KhoConfig) -> None:
+    assert run(config, (1, 1)).state == "passed"  # batch 3's loader bug is not batch 1's
 
 
-def test_only_the_given_batchs_rows_are_validated(warehouse: Server, gx_home: Path) -> None:
-    assert _raw(warehouse, gx_home, GOOD_BATCH, build_docs=False).success
-    whole = _raw(warehouse, gx_home, None, build_docs=False)
-    assert not whole.success and whole.batch_id is None
-    by_check = {(r.type, r.column): r.unexpected_count for r in whole.results}
-    assert by_check[("expect_column_values_to_not_be_null", "full_name")] == 1
+def test_a_run_that_left_no_row_has_nothing_to_validate(config: KhoConfig) -> None:
+    result = run(config, NOTHING)
+    assert (result.state, result.results, result.rows) == ("passed", (), None)
 
 
-def test_a_batch_that_owns_no_rows_has_nothing_to_validate(warehouse: Server, gx_home: Path) -> None:
-    result = _raw(warehouse, gx_home, EMPTY_BATCH, build_docs=False)
-    assert (result.success, result.evaluated, result.results, result.data_docs_path) == (True, 0, (), None)
+def test_a_validation_left_running_by_a_dead_process_is_abandoned_by_the_next(config: KhoConfig) -> None:
+    (dead,) = fetch(config, "INSERT INTO kho.quality_validations (suite_name, table_name, first_batch_id, "
+                            "last_batch_id) VALUES (%s, %s, 3, 3) RETURNING validation_id", SUITE, SUITE)
+    assert run(config, CLEAN_RUN).state == "passed"  # the dead validation's rows (batch 3) left the gate view
+    assert fetch(config, "SELECT state FROM kho.quality_validations WHERE validation_id = %s", dead[0]) == [
+        ("abandoned",)]
 
 
-def test_the_warehouse_password_is_never_written_under_gx_home(warehouse: Server, gx_home: Path) -> None:
-    _raw(warehouse, gx_home, GOOD_BATCH)
-    assert warehouse.password in warehouse.url
-    leaks = [p for p in gx_home.rglob("*") if p.is_file() and warehouse.password.encode() in p.read_bytes()]
-    assert leaks == []
-    assert "${KHO_GX_WAREHOUSE_URL}" in (gx_home / "gx" / "great_expectations.yml").read_text()
+def test_gx_writes_only_under_kho_gx_home_and_never_the_password(config: KhoConfig) -> None:
+    def digest() -> dict[str, str]:
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((PROJECT_ROOT / "expectations").rglob("*")) if p.is_file()}
+
+    before = digest()
+    run(config, STALE_COMMUNES)
+    assert digest() == before
+    written = [p for p in config.gx_home.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".json" and "validations" in p.parts for p in written)
+    assert not [p for p in written if config.warehouse.password().encode() in p.read_bytes()]
 
 
-def test_mart_suite_catches_counts_that_do_not_add_up(server: Server, gx_home: Path) -> None:
-    with server.connect() as conn:
-        conn.execute(
-            "CREATE SCHEMA mart_population; CREATE TABLE mart_population.citizens_per_commune ("
-            " permanent_commune_code text PRIMARY KEY, commune_name text, district_name text, province_code text,"
-            " province_code_2025 text, citizens_total bigint NOT NULL, citizens_alive bigint NOT NULL,"
-            " citizens_male bigint NOT NULL, citizens_female bigint NOT NULL)"
-        )
-        conn.execute(
-            "INSERT INTO mart_population.citizens_per_commune VALUES"
-            " ('25741', 'Phường Hiệp Thành', 'Thành phố Thủ Dầu Một', '74', '79', 3, 2, 2, 1),"
-            " ('25744', 'Phường Phú Lợi', 'Thành phố Thủ Dầu Một', '74', '79', 2, 2, 1, 0)"
-        )
-    result = run_suite(gx_home, server.url, MART_SUITE, "mart_population", "citizens_per_commune", build_docs=False)
-    assert [(r.type, r.unexpected_count, r.severity) for r in result.failures] == [
-        ("unexpected_rows_expectation", 1, "blocking")
-    ]
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:  # http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
-def test_record_result_stores_one_row_per_run(warehouse: Server, gx_home: Path) -> None:
-    result = _raw(warehouse, gx_home, BAD_BATCH, build_docs=False)
-    with warehouse.connect() as conn:
-        with conn.transaction():
-            result_id = record_result(conn, result)
-        row = conn.execute(
-            "SELECT suite_name, table_name, batch_id, success, evaluated, failed, blocking_failed,"
-            " jsonb_path_query_array(results, '$[*] ? (@.success == false).column') FROM kho.quality_results"
-            " WHERE result_id = %s",
-            (result_id,),
-        ).fetchone()
-    assert row == ("raw.population__citizens", "raw.population__citizens", BAD_BATCH, False, result.evaluated, 1, 1,
-                   ["full_name"])
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on localhost that keeps what is POSTed to it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server.received = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/quality", server.received  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_webhook_receives_a_json_summary_of_each_gate_that_found_something(
+        config: KhoConfig, receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = receiver
+    hooked = dataclasses.replace(config, quality=QualityConfig(webhook_url=url))
+
+    run(hooked, CLEAN_RUN)
+    assert received == [], "a clean gate is not news"
+    warned = run(hooked, STALE_COMMUNES)
+    with pytest.raises(QualityError):
+        run(hooked, LOADER_BUG)
+
+    first, second = received
+    assert (first["validation_id"], first["state"], first["source"]) == (warned.validation_id, "warned", "kho.quality")
+    assert first["failures"] == [{"expectation": "expect_column_values_to_be_commune_code_valid_on_date",
+                                  "column": "permanent_commune_code", "rule": "commune_code_valid_for_date",
+                                  "severity": "warning", "unexpected_count": STALE}]
+    assert first["flagged_rows"] == STALE and "commune_code_valid_for_date" in first["text"]
+    assert (second["state"], second["blocking_failed"], second["first_batch_id"]) == ("failed", 1, 3)
+
+
+def test_a_webhook_that_cannot_be_reached_does_not_change_the_gate(config: KhoConfig) -> None:
+    nobody = dataclasses.replace(config, quality=QualityConfig(webhook_url=f"http://127.0.0.1:{free_port()}/x",
+                                                               webhook_timeout=1))
+    assert run(nobody, STALE_COMMUNES).state == "warned"
+
+
+def test_retention_removes_old_results_pages_and_flags_and_keeps_the_trends(config: KhoConfig) -> None:
+    result = run(config, STALE_COMMUNES)
+    assert fetch(config, "SELECT count(*) FROM kho.quality_flags WHERE validation_id = %s", result.validation_id) == [
+        (STALE,)]
+    results = config.gx_home / "validations"
+    assert any(results.rglob("*.json"))
+
+    with connect(config.warehouse, autocommit=True) as conn:
+        kept = prune(config, conn, days=30, now=dt.datetime.now(dt.UTC))
+        assert kept.results == 0 and kept.flags == 0
+        pruned = prune(config, conn, days=30, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=31))
+
+    assert pruned.results > 0 and pruned.flags >= STALE
+    assert not any(results.rglob("*.json"))
+    assert fetch(config, "SELECT count(*) FROM kho.quality_flags") == [(0,)]
+    assert fetch(config, "SELECT count(*) > 0 FROM kho.quality_results WHERE validation_id = %s",
+                 result.validation_id) == [(True,)]
+
+
+def test_a_database_not_migrated_for_the_gates_is_refused_in_one_line(empty_db_config: KhoConfig) -> None:
+    with pytest.raises(WarehouseError, match="kho warehouse migrate") as err:
+        validate_raw(empty_db_config, TABLE, [1])
+    assert "\n" not in str(err.value)

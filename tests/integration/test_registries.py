@@ -27,7 +27,6 @@ from kho.build.dbt import dbt_environment
 from kho.config import PROJECT_ROOT, KhoConfig, RegistryCredentials
 from kho.errors import ConfigError
 from kho.load.pipeline import SyncOptions, sync_api
-from kho.quality import run_suite, warehouse_url
 from kho.quality.suites import RAW_META_COLUMNS, load_suite
 from kho.simulator import World, WorldSpec
 from kho.simulator.server import RunningSimulator, ServerOptions, serve_in_thread
@@ -177,8 +176,8 @@ def test_kho_sync_reads_the_added_registry_from_its_own_url_in_its_own_pages(
 STAGING = Path("dbt_project", "models", "staging", "digital_address")
 ADDED_DBT_FILES = {STAGING / "_digital_address__sources.yml", STAGING / "_digital_address__models.yml",
                    STAGING / "stg_digital_address__addresses.sql", STAGING / "stg_digital_address__address_points.sql"}
-ADDED_SUITES = {Path("expectations", "raw.digital_address__addresses.json"),
-                Path("expectations", "raw.digital_address__address_points.json")}
+ADDED_SUITES = {Path("expectations", "suites", "raw", "digital_address__addresses.json"),
+                Path("expectations", "suites", "raw", "digital_address__address_points.json")}
 
 
 @pytest.fixture
@@ -206,15 +205,20 @@ def test_kho_generate_gives_the_added_registry_a_gx_suite_and_dbt_sources_and_to
     assert {p for p in written if p.parts[0] == "dbt_project"} == ADDED_DBT_FILES
     assert set(written) >= ADDED_SUITES
 
-    suite = load_suite(root / "expectations" / "raw.digital_address__addresses.json")
+    suite = load_suite(root / "expectations" / "suites" / "raw" / "digital_address__addresses.json")
     assert suite["name"] == "raw.digital_address__addresses"
     checks = {(e["type"], e["kwargs"].get("column")): e for e in suite["expectations"]}
     assert checks["expect_table_columns_to_match_set", None]["kwargs"]["column_set"] == [
-        "address_code", "commune_code", "street_address", "updated_at", *RAW_META_COLUMNS]
+        "address_code", "commune_code", "street_address", "updated_at", *RAW_META_COLUMNS, "_validation_id"]
     assert checks["expect_column_values_to_match_regex", "address_code"]["kwargs"]["regex"] == r"^(?:DA\d{10})$"
     assert checks["expect_column_value_lengths_to_be_between", "street_address"]["kwargs"]["max_value"] == 250
-    assert checks["expect_column_values_to_be_in_set", "commune_code"]["meta"]["severity"] == "warning"
-    points = load_suite(root / "expectations" / "raw.digital_address__address_points.json")
+    commune = checks["expect_column_values_to_be_commune_code_valid_on_date", "commune_code"]
+    assert (commune["severity"], commune["meta"]["rule"]) == ("warning", "commune_code_valid_for_date")
+    assert {"raw.digital_address__addresses", "raw.digital_address__address_points"} <= set(
+        yaml.safe_load((root / "expectations" / "great_expectations.yml").read_text(encoding="utf-8"))[
+            "fluent_datasources"]["kho_warehouse"]["assets"])
+    assert (root / "expectations" / "checkpoints" / "raw.digital_address__addresses.json").is_file()
+    points = load_suite(root / "expectations" / "suites" / "raw" / "digital_address__address_points.json")
     bounds = {e["kwargs"]["column"]: e["kwargs"] for e in points["expectations"]
               if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] != "updated_at"}
     assert bounds == {"latitude": {"column": "latitude", "min_value": 8.0, "max_value": 24.0},
@@ -264,17 +268,21 @@ def test_the_added_registry_s_generated_suite_and_sources_run_on_its_loaded_tabl
     assert rows(fresh_db_config, "SELECT count(*), min(address_code) FROM staging.stg_digital_address__addresses"
                 ) == [(40, "DA0000000000")]
 
-    suite_file = root / "expectations" / "raw.digital_address__addresses.json"
-    url = warehouse_url(wh)
-    clean = run_suite(tmp_path / "gx", url, suite_file, "raw", "digital_address__addresses", build_docs=False)
-    assert clean.success and clean.evaluated == len(load_suite(suite_file)["expectations"])
+    gate = {**digital_address_env, "KHO_EXPECTATIONS_DIR": str(root / "expectations"),
+            "KHO_HOME": str(tmp_path / "home")}
+    (batches,) = rows(fresh_db_config, "SELECT min(batch_id) || '..' || max(batch_id) FROM kho.load_ledger "
+                                       "WHERE entity = 'addresses'")
+    clean = kho(gate, "quality", "validate", "digital_address", "addresses", batches[0])
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.startswith("raw.digital_address__addresses (batch") and ": passed," in clean.stdout
     rows(fresh_db_config, "UPDATE raw.digital_address__addresses SET address_code = 'DA12', commune_code = '99999' "
                           "WHERE address_code = 'DA0000000000' RETURNING 1")
-    broken = run_suite(tmp_path / "gx", url, suite_file, "raw", "digital_address__addresses", build_docs=False)
-    assert not broken.success
-    assert sorted((f.type, f.column, f.severity) for f in broken.failures) == [
-        ("expect_column_values_to_be_in_set", "commune_code", "warning"),
-        ("expect_column_values_to_match_regex", "address_code", "blocking")]
+    broken = kho(gate, "quality", "validate", "digital_address", "addresses", batches[0])
+    assert broken.returncode == 2
+    (line,) = broken.stderr.splitlines()
+    assert "failed 1 blocking expectation(s)" in line and "expect_column_values_to_match_regex(address_code)" in line
+    assert rows(fresh_db_config, "SELECT rule, row_key ->> 'address_code' FROM kho.quality_flags") == [
+        ("commune_code_valid_for_date", "DA12")]
 
 
 # --- a registry reached where its settings say ------------------------------------------------------------------

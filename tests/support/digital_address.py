@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kho.sources.contract import UPDATED_AT, Entity, Field, SchemaDrift
-from kho.sources.reference import commune_codes, reference_sets
+from kho.sources.reference import commune_codes_2025, reference_sets
 from kho.sources.registry import Paging, Registry
 
 MODULE = __name__
@@ -74,7 +74,7 @@ START = dt.datetime(2025, 7, 1, 8, tzinfo=dt.UTC)
 
 def records(entity: Entity, count: int) -> list[dict[str, str | None]]:
     """`count` valid records of `entity` in wire form (ISO instants), a few seconds apart."""
-    communes = sorted(commune_codes())
+    communes = sorted(commune_codes_2025())  # records written after the 2025 reorganisation carry its units
     out: list[dict[str, str | None]] = []
     for i in range(count):
         stamp = (START + dt.timedelta(seconds=i // 3)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -63,7 +63,7 @@ def test_every_mart_sql_file_is_declared_with_a_primary_key_and_documented_colum
 
 
 def test_every_mart_has_a_gx_suite_and_every_mart_suite_a_mart() -> None:
-    suites = {p.stem for p in (PROJECT_ROOT / "expectations").glob("mart_*.json")}
+    suites = {f"{p.parent.name}.{p.stem}" for p in (PROJECT_ROOT / "expectations" / "suites").glob("mart_*/*.json")}
     assert suites == set(_mart_models())
 
 

@@ -51,7 +51,11 @@ def test_every_kind_of_generated_file_is_in_the_list() -> None:
 
 
 EDITS = {
-    "expectations/raw.population__citizens.json": ('"cccd"', '"ccd"'),
+    "expectations/suites/raw/population__citizens.json": ('"cccd"', '"ccd"'),
+    "expectations/great_expectations.yml": ("table_name: population__citizens", "table_name: citizens"),
+    "expectations/checkpoints/raw.population__citizens.json": ('"partial_unexpected_count": 0',
+                                                                '"partial_unexpected_count": 20'),
+    "expectations/suites/mart_population/golden_citizens.json": ('"id": "', '"id": "0'),
     "dbt_project/models/staging/insurance/_insurance__sources.yml": ("period: day", "period: hour"),
     "dbt_project/models/staging/business/stg_business__branches.sql": ("from source", "from source where false"),
     "dbt_project/seeds/ref_provinces_2025.csv": ("Thành phố Hà Nội", "Thanh pho Ha Noi"),
@@ -107,21 +111,27 @@ def test_a_file_no_entity_generates_any_more_is_listed_and_removed(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root = copy_generated(tmp_path)
     staging = root / "dbt_project" / "models" / "staging"
-    left = [root / "expectations" / "raw.population__pets.json", staging / "population" / "stg_population__pets.sql"]
-    shutil.copyfile(root / "expectations" / "raw.population__citizens.json", left[0])
+    suites = root / "expectations" / "suites" / "raw"
+    checkpoints = root / "expectations" / "checkpoints"
+    left = [suites / "population__pets.json", staging / "population" / "stg_population__pets.sql",
+            checkpoints / "raw.population__pets.json"]
+    shutil.copyfile(suites / "population__citizens.json", left[0])
     shutil.copyfile(staging / "population" / "stg_population__citizens.sql", left[1])
-    hand_written = [root / "expectations" / "raw.population__by_hand.json", staging / "kho" / "stg_kho__ledger.sql",
+    shutil.copyfile(checkpoints / "raw.population__citizens.json", left[2])
+    hand_written = [suites / "population__by_hand.json", staging / "kho" / "stg_kho__ledger.sql",
                     staging / "kho" / "_kho__sources.yml"]
     for path in hand_written:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("-- written by hand: select 1\n", encoding="utf-8")
 
-    assert check(root, capsys)[:2] == (1, ["expectations/raw.population__pets.json (orphan)",
-                                           "dbt_project/models/staging/population/stg_population__pets.sql (orphan)"])
+    assert check(root, capsys)[:2] == (1, ["expectations/suites/raw/population__pets.json (orphan)",
+                                           "dbt_project/models/staging/population/stg_population__pets.sql (orphan)",
+                                           "expectations/checkpoints/raw.population__pets.json (orphan)"])
     assert main(["generate", "--out", str(root)]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == ["removed expectations/raw.population__pets.json",
+    assert capsys.readouterr().out.splitlines()[:3] == ["removed expectations/suites/raw/population__pets.json",
                                                         "removed dbt_project/models/staging/population/"
-                                                        "stg_population__pets.sql"]
+                                                        "stg_population__pets.sql",
+                                                        "removed expectations/checkpoints/raw.population__pets.json"]
     assert not any(p.exists() for p in left) and all(p.exists() for p in hand_written)
 
 

@@ -17,6 +17,8 @@ from kho.build.dbt import DBT_PROJECT, BuildError, DbtOutcome, build_environment
 from kho.build.publish import Mart, Publication, built_marts, personal_columns, publish
 from kho.config import KhoConfig
 from kho.errors import ConfigError, QualityError
+from kho.quality.project import mart_suites
+from kho.quality.suites import suite_path
 from kho.warehouse.connection import connect, primary_address, wait_for_standby
 
 LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
@@ -64,7 +66,7 @@ def build_dbt(config: KhoConfig, plan: BuildPlan) -> DbtOutcome:
 
 
 def mart_suite(config: KhoConfig, mart: Mart) -> Path:
-    return config.expectations_dir / f"{mart.name}.json"
+    return suite_path(config.expectations_dir, mart.name)
 
 
 def marts_to_publish(config: KhoConfig) -> list[Mart]:
@@ -74,23 +76,25 @@ def marts_to_publish(config: KhoConfig) -> list[Mart]:
     missing = [m.name for m in marts if not mart_suite(config, m).exists()]
     if missing:
         raise ConfigError(f"marts without a GX suite cannot be published: {', '.join(missing)}; add "
-                          f"expectations/<mart>.json for each (the published dataset's promises)")
+                          "expectations/suites/<mart schema>/<table>.json for each (the published dataset's promises) "
+                          "and run `kho generate`")
     built = {m.name for m in marts}
-    orphans = sorted(p.stem for p in config.expectations_dir.glob("mart_*.json") if p.stem not in built)
+    orphans = sorted(name for name in mart_suites(config.expectations_dir) if name not in built)
     if orphans:
         raise ConfigError(f"GX suites for marts dbt did not build: {', '.join(orphans)}; run the dbt build first, or "
                           "remove the suites of marts that no longer exist")
     return marts
 
 
-def audit_marts(config: KhoConfig, marts: Sequence[Mart]) -> list[dict[str, Any]]:
-    """Every mart's GX suite on its build table; a blocking failure fails after all suites ran, naming each."""
-    from kho.quality import validate
+def audit_marts(config: KhoConfig, marts: Sequence[Mart], run_id: str | None = None) -> list[dict[str, Any]]:
+    """Every mart's GX checkpoint on its build table; a blocking failure fails after all suites ran, naming each,
+    and nothing is published; a warning is recorded, reported and published."""
+    from kho.quality import validate_mart
 
     summaries, failures = [], []
     for mart in marts:
         try:
-            summaries.append(validate(config, mart_suite(config, mart), mart.build_schema, mart.table))
+            summaries.append(validate_mart(config, mart.name, mart.build_schema, mart.table, run_id=run_id).summary())
         except QualityError as exc:
             failures.append(str(exc))
     if failures:
@@ -147,7 +151,7 @@ def build(config: KhoConfig, plan: BuildPlan) -> BuildReport:
     """The whole build in this process (what `kho build` runs)."""
     outcome = build_dbt(config, plan)
     marts = marts_to_publish(config)
-    quality = audit_marts(config, marts)
+    quality = audit_marts(config, marts, plan.run_id)
     publication = publish_marts(config, plan, marts)
     docs = generate_docs(config, plan)
     return BuildReport(outcome, quality, publication, docs)

@@ -77,7 +77,7 @@ def _digit(value: Column, position: int) -> Column:
     return sa.func.ascii(sa.func.substr(value, _int(position), _int(1))) - _int(48)
 
 
-def cccd_unexpected(cccd: Column, birth_province: Column, sex: Column, birth_date: Column) -> Condition:
+def cccd_unexpected(cccd: Column, birth_province: Column | None, sex: Column, birth_date: Column) -> Condition:
     """Not 12 digits, or digits 1-6 contradict birth province, sex/century and birth year, each part checked only
     when its inputs are present; a birth year outside 1900-2199 has no century digit, so always contradicts.
 
@@ -85,11 +85,15 @@ def cccd_unexpected(cccd: Column, birth_province: Column, sex: Column, birth_dat
     """
     year = sa.cast(sa.func.date_part(_const("year", sa.Text()), birth_date), sa.Integer())
     female = sa.case((sex == _const("F", sa.Text()), _int(1)), else_=_int(0))
-    province = sa.func.lpad(birth_province, sa.func.greatest(sa.func.length(birth_province), _int(3)),
-                            _const("0", sa.Text()))
+    if birth_province is None:  # a record that does not state it (a birth registration: where it is registered)
+        province_part: Condition = sa.false()
+    else:
+        province = sa.func.lpad(birth_province, sa.func.greatest(sa.func.length(birth_province), _int(3)),
+                                _const("0", sa.Text()))
+        province_part = sa.and_(birth_province.is_not(None), sa.func.substr(cccd, _int(1), _int(3)) != province)
     return sa.or_(
         sa.not_(_digits(cccd, 12)),
-        sa.and_(birth_province.is_not(None), sa.func.substr(cccd, _int(1), _int(3)) != province),
+        province_part,
         sa.and_(birth_date.is_not(None), sa.not_(year.between(_int(1900), _int(2199)))),
         sa.and_(birth_date.is_not(None), sex.is_not(None),
                 _digit(cccd, 4) != (year // _int(100) - _int(19)) * _int(2) + female),
@@ -201,7 +205,7 @@ def _optional_column(kwargs: Mapping[str, Any], key: str) -> Column | None:
 
 
 def _cccd(column: Column, kw: Mapping[str, Any]) -> Condition:
-    return cccd_unexpected(column, sa.column(kw["birth_province_column"]), sa.column(kw["sex_column"]),
+    return cccd_unexpected(column, _optional_column(kw, "birth_province_column"), sa.column(kw["sex_column"]),
                            sa.column(kw["birth_date_column"]))
 
 
@@ -314,7 +318,9 @@ def _check_code_list(value: list[str] | SuiteParameterDict) -> list[str] | Suite
 class ExpectColumnValuesToBeValidCccd(ColumnMapExpectation):
     """Expect each CCCD to be 12 digits whose first six agree with birth province, sex/century and birth year."""
 
-    birth_province_column: StrictStr = _column_field("Birth province code (GSO), zero-padded to CCCD digits 1-3")
+    birth_province_column: StrictStr | None = _column_field(
+        "Birth province code (GSO), zero-padded to CCCD digits 1-3; none: digits 1-3 are not checked (a record "
+        "that does not state the province of birth registration)", None)
     sex_column: StrictStr = _column_field("Sex, 'F' or 'M': with the century, CCCD digit 4")
     birth_date_column: StrictStr = _column_field("Date of birth: its century and year give CCCD digits 4-6")
 

@@ -1,4 +1,10 @@
-"""Run a suite from `expectations/` against one warehouse table (or one load batch of it) with GX 1.x.
+"""Run the GX project's checkpoints (declared once under `expectations/`) and record what they found.
+
+A raw gate validates everything one run committed to a raw table at once: it opens a row in
+kho.quality_validations over the run's batch range, runs the table's checkpoint with that validation's id as the
+batch parameter (GX reads the rows through the table's gate view), then records every expectation's outcome in
+kho.quality_results, every row that failed a warning in kho.quality_flags (found with SQL: GX reports counts), and
+closes the validation as passed, warned or failed. A mart is validated whole, the same way, before publication.
 
 GX takes seconds to import and logs a lot at INFO, so it is imported lazily here and quietened: importing
 `kho.quality` stays cheap for the CLI and for Airflow's DAG parser.
@@ -6,69 +12,102 @@ GX takes seconds to import and logs a lot at INFO, so it is imported lazily here
 
 from __future__ import annotations
 
-import fcntl
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg import sql
 
 from kho.config import KhoConfig, WarehouseConfig
-from kho.errors import QualityError
-from kho.quality.suites import BATCH_COLUMN, Severity, Suite, gx_suite, load_suite, severity_of, suite_name
+from kho.errors import ConfigError, QualityError
+from kho.quality import project
+from kho.quality.flags import FlagQuery, flag_query
+from kho.quality.suites import Severity, load_suite, parameter_values, rule_of, severity_of, suite_path
 
 if TYPE_CHECKING:
     from great_expectations.checkpoint.checkpoint import CheckpointResult
-    from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_validation_result import ExpectationValidationResult
     from great_expectations.data_context import FileDataContext
-    from great_expectations.datasource.fluent import PostgresDatasource
 
 log = logging.getLogger(__name__)
 
-DATASOURCE_NAME = "kho_warehouse"
-URL_VARIABLE = "KHO_GX_WAREHOUSE_URL"
-"""GX stores `${KHO_GX_WAREHOUSE_URL}` in great_expectations.yml; the real URL (with its password) is handed to the
-context at run time only, so it is never written under gx_home."""
-WHOLE_TABLE = "whole_table"
-BY_BATCH = "by_batch_id"
-RESULT_FORMAT = "SUMMARY"
 NOISY_LOGGERS = ("great_expectations",)
 
-class ExpectationOutcome(NamedTuple):
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
     """One expectation's verdict, flattened out of GX's result objects."""
 
+    index: int
+    """Its position in the suite (what kho.quality_results and kho.quality_flags key on)."""
     type: str
     column: str | None
+    rule: str | None
+    severity: Severity
     success: bool
     unexpected_count: int | None
-    severity: Severity
+    element_count: int | None
+    kwargs: Mapping[str, Any]
+    """As validated: $PARAMETERs resolved (the flag query reads them)."""
 
 
 @dataclass(frozen=True)
 class QualityResult:
-    """What a suite run found, in kho's terms: enough to decide, to record and to point a person at Data Docs."""
+    """What a validation found, in kho's terms: enough to decide, to record and to point a person at Data Docs."""
 
+    validation_id: int
     suite: str
     table: str
-    """Qualified `<schema>.<table>`."""
-    batch_id: int | None
-    """The load batch validated, or None when the whole table was."""
-    success: bool
-    evaluated: int
-    failed: int
-    blocking_failed: int
+    """The relation the suite describes: `raw.<table>` or `mart_<domain>.<table>`."""
+    run_id: str | None
+    first_batch_id: int | None
+    last_batch_id: int | None
     results: tuple[ExpectationOutcome, ...]
+    rows: int | None
+    """Rows validated (GX's element count), None when GX counted none."""
     data_docs_path: Path | None
+    flagged: int = 0
+    """Rows listed in kho.quality_flags for the warnings that failed."""
 
     @property
     def failures(self) -> tuple[ExpectationOutcome, ...]:
         return tuple(r for r in self.results if not r.success)
+
+    @property
+    def blocking_failures(self) -> tuple[ExpectationOutcome, ...]:
+        return tuple(r for r in self.failures if r.severity == "blocking")
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.blocking_failures else "warned" if self.failures else "passed"
+
+    @property
+    def batch_range(self) -> str:
+        if self.first_batch_id is None:
+            return "the whole table"
+        if self.first_batch_id == self.last_batch_id:
+            return f"batch {self.first_batch_id}"
+        return f"batches {self.first_batch_id}-{self.last_batch_id}"
+
+    def summary(self) -> dict[str, Any]:
+        """What the Airflow task returns and the webhook receives: small, JSON, enough to act on."""
+        return {
+            "validation_id": self.validation_id, "suite": self.suite, "table": self.table, "run_id": self.run_id,
+            "first_batch_id": self.first_batch_id, "last_batch_id": self.last_batch_id, "state": self.state,
+            "rows": self.rows, "evaluated": len(self.results), "failed": len(self.failures),
+            "blocking_failed": len(self.blocking_failures), "flagged_rows": self.flagged,
+            "failures": [{"expectation": r.type, "column": r.column, "rule": r.rule, "severity": r.severity,
+                          "unexpected_count": r.unexpected_count} for r in self.failures],
+            "data_docs": str(self.data_docs_path or ""),
+        }
 
 
 def warehouse_url(wh: WarehouseConfig, driver: str = "psycopg") -> str:
@@ -90,231 +129,231 @@ def warehouse_url(wh: WarehouseConfig, driver: str = "psycopg") -> str:
     ).render_as_string(hide_password=False)
 
 
-def run_suite(
-    gx_home: Path,
-    url: str,
-    suite_file: Path,
-    schema: str,
-    table: str,
-    *,
-    batch_id: int | None = None,
-    build_docs: bool = True,
-) -> QualityResult:
-    """Validate `schema.table` (only the rows of load batch `batch_id` when given) against `suite_file`.
-
-    Everything GX needs is (re)declared idempotently in the file context at gx_home on each run, so the
-    context is a cache of the suites in `expectations/`, never a second source of truth.
-    """
-    suite = load_suite(suite_file)
-    gx = _import_gx()
-    with _locked(gx_home):
-        return _run(gx, _context(gx_home, url), suite, schema, table, batch_id=batch_id, build_docs=build_docs)
+# ------------------------------------------------------------------------------------------------- entry points
 
 
-def _run(
-    gx: Any, context: FileDataContext, suite: Suite, schema: str, table: str, *, batch_id: int | None,
-    build_docs: bool,
-) -> QualityResult:
-    """Declare the datasource, asset, batch definition, suite, validation and checkpoint, then run it."""
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.exceptions.exceptions import NoAvailableBatchesError
+def validate_raw(config: KhoConfig, raw_table: str, batch_ids: Sequence[int], *, run_id: str | None = None
+                 ) -> QualityResult:
+    """Validate every row the batches `batch_ids` left in `raw.<raw_table>` (a run's batches: one validation over
+    first..last), record it, tell the webhook if anything failed, and raise QualityError on a blocking failure.
 
-    asset_name = suite_name(schema, table)
-    batch_definition = _batch_definition(_datasource(context), asset_name, schema, table, batch_id)
-    gx_suite_ = context.suites.add_or_update(gx_suite(suite))
-    run_name = f"{suite['name']}__{batch_definition.name}"
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=run_name, data=batch_definition, suite=gx_suite_)
-    )
-    actions = [UpdateDataDocsAction(name="update_data_docs")] if build_docs else []
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(name=run_name, validation_definitions=[validation], actions=actions, result_format=RESULT_FORMAT)
-    )
-    parameters = {} if batch_id is None else {BATCH_COLUMN: batch_id}
-    try:
-        outcome = checkpoint.run(batch_parameters=parameters)
-    except NoAvailableBatchesError:
-        # The merge keeps an unchanged row's old _batch_id, so a batch that changed nothing owns no rows.
-        log.warning("%s: no rows carry %s=%s; nothing to validate", asset_name, BATCH_COLUMN, batch_id)
-        return QualityResult(suite["name"], asset_name, batch_id, True, 0, 0, 0, (), None)
-    return _quality_result(context, outcome, suite["name"], asset_name, batch_id, build_docs)
+    Rows a batch counted unchanged keep their earlier batch id and were validated with it; the batch ids between
+    first and last that belong to other tables own no row of this one."""
+    if not batch_ids:
+        raise ValueError("validate_raw needs at least one batch id")
+    target = project.raw_table_target(raw_table)
+    return _gate(config, target, run_id=run_id, batch_range=(min(batch_ids), max(batch_ids)))
 
 
-def validate(config: KhoConfig, suite_file: Path, schema: str, table: str, *, batch_id: int | None = None
-             ) -> dict[str, Any]:
-    """Run a suite on `schema.table` (or one load batch of it), record the result in kho.quality_results, and
-    raise QualityError if a blocking expectation failed; returns a summary for the task log."""
-    from kho.warehouse.connection import connect
-    from kho.warehouse.migrations import require_schema
-
-    result = run_suite(config.gx_home, warehouse_url(config.warehouse), suite_file, schema, table, batch_id=batch_id)
-    with connect(config.warehouse) as conn:
-        require_schema(conn)  # kho.quality_results is made by `kho warehouse migrate`
-        with conn.transaction():
-            record_result(conn, result)
-    summary = {
-        "suite": result.suite, "table": f"{schema}.{table}", "batch_id": batch_id, "success": result.success,
-        "evaluated": result.evaluated, "failed": result.failed, "data_docs": str(result.data_docs_path or ""),
-    }
-    raise_for_blocking(result)
-    return summary
+def validate_mart(config: KhoConfig, mart: str, build_schema: str, table: str, *, run_id: str | None = None
+                  ) -> QualityResult:
+    """Validate the build table of mart `mart` (`mart_<domain>.<table>`) whole; raise on a blocking failure."""
+    return _gate(config, project.Target(mart, "mart", build_schema, table), run_id=run_id, batch_range=None)
 
 
 def raise_for_blocking(result: QualityResult) -> None:
-    """Stop the pipeline when a blocking expectation failed, naming what failed and where to look."""
-    if result.blocking_failed == 0:
+    """Stop the pipeline when a blocking expectation failed, naming each with its count and where to look."""
+    blocking = result.blocking_failures
+    if not blocking:
         return
-    failed = "; ".join(
-        f"{r.type}({r.column or 'table'}): {r.unexpected_count if r.unexpected_count is not None else '?'} unexpected"
-        for r in result.failures
-        if r.severity == "blocking"
-    )
-    batch = f"batch {result.batch_id}" if result.batch_id is not None else "the whole table"
+    failed = "; ".join(f"{_label(r)}: {_count(r)}" for r in blocking)
+    warned = len(result.failures) - len(blocking)
+    also = f" ({warned} warning(s) failed too, their rows in kho.quality_flags)" if warned else ""
     docs = f" Details: {result.data_docs_path}." if result.data_docs_path else ""
+    where = "" if result.first_batch_id is None else \
+        f" WHERE _batch_id BETWEEN {result.first_batch_id} AND {result.last_batch_id}"
     raise QualityError(
-        f"{result.table} ({batch}) failed {result.blocking_failed} blocking expectation(s) of suite "
-        f"{result.suite}: {failed}.{docs} Fix the data or the loader, then reload the batch; find the failing rows "
-        f"with SQL on {result.table} (GX reports only a sample)."
+        f"{result.table} ({result.batch_range}) failed {len(blocking)} blocking expectation(s) of suite "
+        f"{result.suite}: {failed}{also}. Validation {result.validation_id} in kho.quality_results.{docs} Fix the "
+        f"data or the loader, then reload; find the failing rows with SQL on {result.table}{where} (GX reports "
+        "counts)."
     )
 
 
-def record_result(conn: psycopg.Connection[Any], result: QualityResult) -> int:
-    """Insert one row into kho.quality_results inside the caller's transaction; return its id.
+def _label(r: ExpectationOutcome) -> str:
+    what = r.rule or r.type
+    return f"{what}({r.column})" if r.column else what
 
-    Quality history lives in the warehouse's `kho` schema so it fails over with the data it describes.
-    """
-    rows = [r._asdict() for r in result.results]
-    with conn.cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO kho.quality_results
-                (suite_name, table_name, batch_id, success, evaluated, failed, blocking_failed, results,
-                 data_docs_path)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-            RETURNING result_id
-            """,
-            (
-                result.suite, result.table, result.batch_id, result.success, result.evaluated, result.failed,
-                result.blocking_failed, Jsonb(rows),
-                str(result.data_docs_path) if result.data_docs_path else None,
-            ),
-        )
-        row = cur.fetchone()
+
+def _count(r: ExpectationOutcome) -> str:
+    if r.unexpected_count is None:
+        return "failed"
+    rows = f" of {r.element_count}" if r.element_count is not None else ""
+    return f"{r.unexpected_count}{rows} rows unexpected"
+
+
+# ------------------------------------------------------------------------------------------------- one gate
+
+
+def _gate(config: KhoConfig, target: project.Target, *, run_id: str | None,
+          batch_range: tuple[int, int] | None) -> QualityResult:
+    from kho.quality.notify import notify
+    from kho.warehouse.connection import connect
+    from kho.warehouse.migrations import require_schema
+
+    suite = load_suite(suite_path(config.expectations_dir, target.suite))
+    with connect(config.warehouse, autocommit=True) as conn:
+        require_schema(conn)  # kho.quality_validations and the gate views are made by `kho warehouse migrate`
+        validation_id = _open(conn, target, run_id, batch_range)
+    try:
+        context, outcome = _run_checkpoint(config, target, validation_id)
+        results = _outcomes(outcome, suite)
+        docs = _docs_path(context, outcome, target)
+    except BaseException:
+        with connect(config.warehouse, autocommit=True) as conn:
+            _close(conn, validation_id, "abandoned")
+        raise
+    first, last = batch_range if batch_range is not None else (None, None)
+    rows = max((r.element_count for r in results if r.element_count is not None), default=None)
+    result = QualityResult(validation_id, target.suite, target.suite, run_id, first, last, results, rows, docs)
+    with connect(config.warehouse) as conn, conn.transaction():
+        flagged = _record(conn, result, target)
+    result = QualityResult(validation_id, target.suite, target.suite, run_id, first, last, results, rows, docs,
+                           flagged)
+    log.info("%s (%s): %s, %d expectations, %d failed (%d blocking), %d rows flagged", result.table,
+             result.batch_range, result.state, len(results), len(result.failures), len(result.blocking_failures),
+             flagged)
+    if result.failures:
+        notify(config.quality, result.summary())
+    raise_for_blocking(result)
+    return result
+
+
+def _open(conn: psycopg.Connection[Any], target: project.Target, run_id: str | None,
+          batch_range: tuple[int, int] | None) -> int:
+    """A running validation of `target`: the gate view shows its range's rows until it is closed. A validation of
+    the same table left running by a process that died is abandoned first, so its rows leave the view."""
+    first, last = batch_range if batch_range is not None else (None, None)
+    with conn.transaction():
+        conn.execute("UPDATE kho.quality_validations SET state = 'abandoned', finished_at = now() "
+                     "WHERE table_name = %s AND state = 'running'", (target.suite,))
+        row = conn.execute(
+            "INSERT INTO kho.quality_validations (run_id, suite_name, table_name, first_batch_id, last_batch_id) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING validation_id",
+            (run_id, target.suite, target.suite, first, last)).fetchone()
     assert row is not None
     return int(row[0])
 
 
-@contextmanager
-def _locked(gx_home: Path) -> Iterator[None]:
-    """One GX run at a time per gx_home: GX rewrites great_expectations.yml and the Data Docs index on every run,
-    and two Airflow tasks doing so at once would corrupt them."""
-    gx_home.mkdir(parents=True, exist_ok=True)
-    with (gx_home / ".kho-gx.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _close(conn: psycopg.Connection[Any], validation_id: int, state: str, result: QualityResult | None = None
+           ) -> None:
+    conn.execute(
+        "UPDATE kho.quality_validations SET state = %s, finished_at = now(), rows_validated = %s, evaluated = %s, "
+        "failed = %s, blocking_failed = %s, data_docs_path = %s WHERE validation_id = %s",
+        (state, *( (result.rows, len(result.results), len(result.failures), len(result.blocking_failures),
+                    str(result.data_docs_path) if result.data_docs_path else None) if result else (None,) * 5),
+         validation_id))
+
+
+def _record(conn: psycopg.Connection[Any], result: QualityResult, target: project.Target) -> int:
+    """Every outcome into kho.quality_results, every row failing a warning into kho.quality_flags, and the
+    validation closed: one transaction, so a validation is recorded whole or not at all."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO kho.quality_results (validation_id, expectation_index, run_id, suite_name, table_name, "
+            "expectation_type, column_name, rule, severity, success, unexpected_count, element_count, "
+            "first_batch_id, last_batch_id, validated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())",
+            [(result.validation_id, r.index, result.run_id, result.suite, result.table, r.type, r.column, r.rule,
+              r.severity, r.success, r.unexpected_count, r.element_count, result.first_batch_id,
+              result.last_batch_id) for r in result.results])
+    flagged = 0
+    for r in result.failures:
+        if r.severity != "warning":
+            continue
+        query = flag_query(conn, target, r.type, r.kwargs, batch_range=(
+            None if result.first_batch_id is None else (result.first_batch_id, result.last_batch_id)))
+        if query is None:
+            log.warning("%s: %s failed but kho cannot list its rows in SQL (not a row-level expectation)",
+                        result.suite, _label(r))
+            continue
+        flagged += _insert_flags(conn, result, r, query)
+    _close(conn, result.validation_id, result.state, result)
+    return flagged
+
+
+def _insert_flags(conn: psycopg.Connection[Any], result: QualityResult, r: ExpectationOutcome, query: FlagQuery
+                  ) -> int:
+    statement = sql.SQL(
+        "INSERT INTO kho.quality_flags (validation_id, expectation_index, table_name, rule, row_key, batch_id, "
+        "observed) SELECT %(_validation_id)s, %(_index)s, %(_table)s, %(_rule)s, row_key, batch_id, observed "
+        "FROM ({}) AS flagged").format(sql.SQL(query.sql))  # compiled by SQLAlchemy, values bound
+    cur = conn.execute(statement, {**query.params, "_validation_id": result.validation_id, "_index": r.index,
+                                   "_table": result.table, "_rule": r.rule})
+    return cur.rowcount
+
+
+# ------------------------------------------------------------------------------------------------- GX
+
+
+def _run_checkpoint(config: KhoConfig, target: project.Target, validation_id: int
+                    ) -> tuple[FileDataContext, CheckpointResult | None]:
+    """The checkpoint's result (None when a run left no row to validate), and the context that ran it."""
+    from great_expectations.exceptions import DataContextError
+    from great_expectations.exceptions.exceptions import NoAvailableBatchesError
+
+    context = gx_context(config)
+    try:
+        checkpoint = context.checkpoints.get(target.suite)
+    except DataContextError as exc:
+        raise ConfigError(f"no GX checkpoint {target.suite!r} under {config.expectations_dir}: run `kho generate` "
+                          "(it declares one per raw table and per mart suite)") from exc
+    parameters = {project.GATE_BATCH_PARAMETER: validation_id} if target.batch_definition == project.BY_VALIDATION \
+        else {}
+    try:
+        return context, checkpoint.run(batch_parameters=parameters, expectation_parameters=parameter_values())
+    except NoAvailableBatchesError:
+        # The run left no row in the table (every batch counted its rows unchanged, or read none): nothing to
+        # validate, which GX reports as no batch. An empty build table is a mart suite's row-count expectation's.
+        if target.batch_definition != project.BY_VALIDATION:
+            raise
+        return context, None
+
+
+def gx_context(config: KhoConfig) -> FileDataContext:
+    """The file context of the project under `expectations/`, with the URL and KHO_GX_HOME given at run time only
+    (nothing with a password is ever written, and GX writes under KHO_GX_HOME alone)."""
+    gx = _import_gx()
+    config.gx_home.mkdir(parents=True, exist_ok=True)
+    context: FileDataContext = gx.get_context(
+        mode="file", context_root_dir=str(config.expectations_dir),
+        runtime_environment={project.URL_VARIABLE: warehouse_url(config.warehouse),
+                             project.HOME_VARIABLE: str(config.gx_home)})
+    return context
 
 
 def _import_gx() -> Any:
-    """Import GX on first use and keep its INFO chatter out of task logs (it starts logging during the import)."""
+    """Import GX and kho's domain expectations on first use, keeping GX's INFO chatter out of task logs."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     import great_expectations as gx
 
+    import kho.quality.domain  # noqa: F401  # registers kho's custom expectations before a suite is read
+
     return gx
 
 
-def _context(gx_home: Path, url: str) -> FileDataContext:
-    """The file context at gx_home (created on first use), with the URL given only as a runtime variable."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="file", project_root_dir=gx_home, runtime_environment={URL_VARIABLE: url})
-    bars = context.variables.progress_bars  # a ProgressBarsConfig when set here, a dict once read back from yml
-    quiet = {"globally": False, "metric_calculations": False}
-    if bars is None or any(key not in bars or bars[key] for key in quiet):
-        # tqdm bars on stderr turn every Airflow task log into noise.
-        context.variables.progress_bars = ProgressBarsConfig(**quiet)
-        context.variables.save()
-    return context
-
-
-def _datasource(context: FileDataContext) -> PostgresDatasource:
-    """The one warehouse datasource, stored with a `${...}` placeholder instead of the URL.
-
-    add_or_update replaces the datasource with a fresh one and so drops every other table's asset; the stored
-    placeholder never changes, so it runs only when the datasource is missing or differs.
-    """
-    from great_expectations.datasource.fluent import PostgresDatasource
-
-    template = f"${{{URL_VARIABLE}}}"
-    existing = context.data_sources.all().get(DATASOURCE_NAME)
-    if isinstance(existing, PostgresDatasource) and str(existing.connection_string) == template:
-        return existing
-    datasource: PostgresDatasource = context.data_sources.add_or_update_postgres(
-        DATASOURCE_NAME, connection_string=template
-    )
-    return datasource
+def _outcomes(outcome: CheckpointResult | None, suite: Mapping[str, Any]) -> tuple[ExpectationOutcome, ...]:
+    if outcome is None:
+        return ()
+    (_, validation), *_ = outcome.run_results.items()
+    index = {str(e.get("id")): i for i, e in enumerate(suite["expectations"])}
+    found = []
+    for result in validation.results:
+        config = result.expectation_config
+        assert config is not None
+        position = index.get(str(config.id))
+        if position is None:
+            raise ConfigError(f"suite {suite['name']}: GX returned a result for expectation {config.id} "
+                              f"({config.type}), which the suite file does not hold: run `kho generate`")
+        found.append(_outcome(position, result, suite["expectations"][position]))
+    return tuple(sorted(found, key=lambda r: r.index))
 
 
-def _batch_definition(
-    datasource: PostgresDatasource, asset_name: str, schema: str, table: str, batch_id: int | None
-) -> BatchDefinition[Any]:
-    """The whole table, or one load batch: a column-value partitioner on `_batch_id` filters `WHERE _batch_id = :v`
-    (after one `SELECT DISTINCT _batch_id` GX runs to list the batches).
-
-    GX 1.24's SQL assets implement PartitionerColumnValue but its add-time check only knows date partitioners,
-    hence `validate_partitioner=False`; the batch id itself arrives as a batch parameter on each run.
-    """
-    from great_expectations.core.partitioners import PartitionerColumnValue
-
-    try:
-        asset = datasource.get_asset(asset_name)
-    except LookupError:
-        asset = datasource.add_table_asset(name=asset_name, schema_name=schema, table_name=table)
-    name = WHOLE_TABLE if batch_id is None else BY_BATCH
-    if any(d.name == name for d in asset.batch_definitions):
-        asset.delete_batch_definition(name)  # redeclared each run, so a code change never meets a stale definition
-    if batch_id is None:
-        return asset.add_batch_definition_whole_table(WHOLE_TABLE)
-    return asset.add_batch_definition(
-        BY_BATCH, partitioner=PartitionerColumnValue(column_name=BATCH_COLUMN), validate_partitioner=False
-    )
-
-
-def _quality_result(
-    context: FileDataContext,
-    outcome: CheckpointResult,
-    suite: str,
-    table: str,
-    batch_id: int | None,
-    build_docs: bool,
-) -> QualityResult:
-    (identifier, validation), *_ = outcome.run_results.items()
-    results = tuple(_outcome(r) for r in validation.results)
-    failed = tuple(r for r in results if not r.success)
-    docs: Path | None = None
-    if build_docs:
-        docs = _docs_path(context, identifier)
-    return QualityResult(
-        suite=suite,
-        table=table,
-        batch_id=batch_id,
-        success=bool(validation.success),
-        evaluated=len(results),
-        failed=len(failed),
-        blocking_failed=sum(1 for r in failed if r.severity == "blocking"),
-        results=results,
-        data_docs_path=docs,
-    )
-
-
-def _outcome(result: ExpectationValidationResult) -> ExpectationOutcome:
+def _outcome(index: int, result: ExpectationValidationResult, declared: Mapping[str, Any]) -> ExpectationOutcome:
     config = result.expectation_config
     assert config is not None
-    kwargs = config.kwargs
+    kwargs = dict(config.kwargs)
     column = kwargs.get("column")
     if column is None and "column_list" in kwargs:
         column = ",".join(kwargs["column_list"])
@@ -324,17 +363,32 @@ def _outcome(result: ExpectationValidationResult) -> ExpectationOutcome:
     unexpected = details.get("unexpected_count")
     if unexpected is None and config.type == "unexpected_rows_expectation":
         unexpected = details.get("observed_value")
+    elements = details.get("element_count")
     return ExpectationOutcome(
+        index=index,
         type=config.type,
         column=column,
+        rule=rule_of(declared),
+        severity=severity_of(declared),
         success=bool(result.success),
         unexpected_count=int(unexpected) if isinstance(unexpected, int) else None,
-        severity=severity_of({"meta": config.meta}),
+        element_count=int(elements) if isinstance(elements, int) else None,
+        kwargs=kwargs,
     )
 
 
-def _docs_path(context: FileDataContext, identifier: Any) -> Path | None:
-    """The local Data Docs page of this validation run (a file under gx_home/gx/uncommitted/data_docs)."""
+def _docs_path(context: FileDataContext | None, outcome: CheckpointResult | None, target: project.Target
+               ) -> Path | None:
+    """The local Data Docs page of this validation (under KHO_GX_HOME/data_docs). A mart's checkpoint builds it;
+    a raw gate's page is built only when something failed (raw gates run in parallel and otherwise leave the site
+    to the nightly build, so they never write the shared index at once)."""
+    if context is None or outcome is None:
+        return None
+    (identifier, validation), *_ = outcome.run_results.items()
+    if not target.updates_data_docs:
+        if validation.success:
+            return None
+        context.build_data_docs(resource_identifiers=[identifier])
     for site in context.get_docs_sites_urls(resource_identifier=identifier):
         url = site.get("site_url")
         if url and url.startswith("file://"):

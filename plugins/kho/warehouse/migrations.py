@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 KHO_SCHEMA = "kho"
 RAW_SCHEMA = "raw"
+GATE_SCHEMA = "gate"
+GATE_COLUMN = "_validation_id"
+"""The gate views' column naming the validation a row is read for (GX's batch parameter)."""
+GATE_VIEW_VERSION = 1
+"""Part of every raw table's shape: bumping it makes `migrate` re-create each gate view."""
 COMMAND = "kho warehouse migrate"
 LOCK = "kho.migrate"
 """Advisory lock (hashtext) held for a whole `migrate`: a second migrator waits, then finds nothing to do."""
@@ -197,6 +202,99 @@ MIGRATIONS: tuple[Migration, ...] = (
         "its contract: the contract''s shape hash (loads refuse a table whose latest row has another) and the "
         "statements run (none: a table found as the contract describes it, adopted).'",
     )),
+    Migration(3, "quality gates: a validation per run and table, a result per expectation, every flagged row", (
+        "CREATE SCHEMA gate",
+        "COMMENT ON SCHEMA gate IS 'One view per raw table: the rows of the validations running on it, which Great "
+        "Expectations validates through it (a run''s batches at once)'",
+        """
+        CREATE TABLE kho.quality_validations (
+            validation_id    bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            run_id           text,
+            suite_name       text        NOT NULL,
+            table_name       text        NOT NULL,
+            first_batch_id   bigint,
+            last_batch_id    bigint,
+            state            text        NOT NULL DEFAULT 'running'
+                                         CHECK (state IN ('running', 'passed', 'warned', 'failed', 'abandoned')),
+            rows_validated   bigint      CHECK (rows_validated >= 0),
+            evaluated        integer     CHECK (evaluated >= 0),
+            failed           integer     CHECK (failed BETWEEN 0 AND evaluated),
+            blocking_failed  integer     CHECK (blocking_failed BETWEEN 0 AND failed),
+            data_docs_path   text,
+            started_at       timestamptz NOT NULL DEFAULT now(),
+            finished_at      timestamptz,
+            CHECK ((first_batch_id IS NULL) = (last_batch_id IS NULL)),
+            CHECK (first_batch_id <= last_batch_id),
+            CHECK ((state = 'running') = (finished_at IS NULL))
+        )
+        """,
+        "CREATE INDEX quality_validations_running_idx ON kho.quality_validations (table_name) WHERE state = 'running'",
+        "COMMENT ON TABLE kho.quality_validations IS 'One Great Expectations validation: a suite over a run''s batch "
+        "range of a raw table (first..last batch id) or over a whole mart build table (no range); running while GX "
+        "reads it through the gate view, then passed, warned (a warning failed) or failed (a blocking one did)'",
+        "ALTER TABLE kho.quality_results RENAME TO quality_results_v2",
+        """
+        CREATE TABLE kho.quality_results (
+            validation_id      bigint      NOT NULL REFERENCES kho.quality_validations ON DELETE CASCADE,
+            expectation_index  integer     NOT NULL CHECK (expectation_index >= 0),
+            run_id             text,
+            suite_name         text        NOT NULL,
+            table_name         text        NOT NULL,
+            expectation_type   text        NOT NULL,
+            column_name        text,
+            rule               text,
+            severity           text        NOT NULL CHECK (severity IN ('blocking', 'warning')),
+            success            boolean     NOT NULL,
+            unexpected_count   bigint      CHECK (unexpected_count >= 0),
+            element_count      bigint      CHECK (element_count >= 0),
+            first_batch_id     bigint,
+            last_batch_id      bigint,
+            validated_at       timestamptz NOT NULL,
+            PRIMARY KEY (validation_id, expectation_index)
+        )
+        """,
+        """
+        INSERT INTO kho.quality_validations (validation_id, suite_name, table_name, first_batch_id, last_batch_id,
+                                             state, evaluated, failed, blocking_failed, data_docs_path, started_at,
+                                             finished_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT result_id, suite_name, table_name, batch_id, batch_id,
+               CASE WHEN blocking_failed > 0 THEN 'failed' WHEN failed > 0 THEN 'warned' ELSE 'passed' END,
+               evaluated, failed, blocking_failed, data_docs_path, validated_at, validated_at
+        FROM kho.quality_results_v2
+        """,
+        "SELECT setval(pg_get_serial_sequence('kho.quality_validations', 'validation_id'), "
+        "coalesce(max(validation_id), 0) + 1, false) FROM kho.quality_validations",
+        """
+        INSERT INTO kho.quality_results (validation_id, expectation_index, suite_name, table_name, expectation_type,
+                                         column_name, severity, success, unexpected_count, first_batch_id,
+                                         last_batch_id, validated_at)
+        SELECT v.result_id, e.n - 1, v.suite_name, v.table_name, e.r ->> 'type', e.r ->> 'column',
+               coalesce(e.r ->> 'severity', 'blocking'), (e.r ->> 'success')::boolean,
+               (e.r ->> 'unexpected_count')::bigint, v.batch_id, v.batch_id, v.validated_at
+        FROM kho.quality_results_v2 AS v, jsonb_array_elements(v.results) WITH ORDINALITY AS e (r, n)
+        """,
+        "DROP TABLE kho.quality_results_v2",
+        "CREATE INDEX quality_results_trend_idx ON kho.quality_results (suite_name, validated_at)",
+        "COMMENT ON TABLE kho.quality_results IS 'Every expectation outcome of every validation: run, suite, "
+        "expectation, severity, success, unexpected count and the batch range validated, for trends over time'",
+        """
+        CREATE TABLE kho.quality_flags (
+            validation_id      bigint  NOT NULL,
+            expectation_index  integer NOT NULL,
+            table_name         text    NOT NULL,
+            rule               text,
+            row_key            jsonb   NOT NULL,
+            batch_id           bigint,
+            observed           jsonb   NOT NULL,
+            FOREIGN KEY (validation_id, expectation_index) REFERENCES kho.quality_results ON DELETE CASCADE
+        )
+        """,
+        "CREATE INDEX quality_flags_validation_idx ON kho.quality_flags (validation_id, expectation_index)",
+        "CREATE INDEX quality_flags_row_idx ON kho.quality_flags (table_name, batch_id)",
+        "COMMENT ON TABLE kho.quality_flags IS 'Every row that failed a warning expectation, found with SQL (GX "
+        "reports a sample only): the row''s key and load batch, and the values the rule read'",
+    )),
 )
 """In order; the last one's version is what this kho needs."""
 LATEST = MIGRATIONS[-1].version
@@ -280,7 +378,7 @@ class RawTable:
         """What the table's DDL depends on (not its comment): loads refuse a table migrated for another shape."""
         shape = {"columns": [[c.name, c.type, c.not_null] for c in self.columns], "key": list(self.key),
                  "meta": [list(m) for m in META_COLUMNS], "row_hash": self.row_hash.as_string(),
-                 "index": batch_index(self.name).name}
+                 "index": batch_index(self.name).name, "gate": GATE_VIEW_VERSION}
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
     def meta_column(self, name: str) -> sql.Composed:
@@ -300,6 +398,25 @@ class RawTable:
     def set_comment(self) -> sql.Composed:
         return sql.SQL("COMMENT ON TABLE {} IS {}").format(self.identifier, sql.Literal(self.comment))
 
+    @property
+    def gate(self) -> sql.Identifier:
+        return sql.Identifier(GATE_SCHEMA, self.name)
+
+    def drop_gate(self) -> sql.Composed:
+        return sql.SQL("DROP VIEW IF EXISTS {}").format(self.gate)
+
+    def create_gate(self) -> sql.Composed:
+        """The gate view: the table's rows in the batch range of each validation running on it, tagged with the
+        validation. GX validates a run through it (a column-value batch definition on `_validation_id`), so one
+        validation covers every batch a run committed. LATERAL keeps it a range scan of the `_batch_id` index per
+        running validation, whatever else the table holds."""
+        return sql.SQL(
+            "CREATE VIEW {gate} AS SELECT t.*, v.validation_id AS {column} FROM kho.quality_validations AS v "
+            "CROSS JOIN LATERAL (SELECT * FROM {table} AS r WHERE r._batch_id BETWEEN v.first_batch_id AND "
+            "v.last_batch_id) AS t WHERE v.table_name = {name} AND v.state = 'running'"
+        ).format(gate=self.gate, column=sql.Identifier(GATE_COLUMN), table=self.identifier,
+                 name=sql.Literal(self.qualified))
+
 
 @dataclass(frozen=True)
 class _Found:
@@ -317,6 +434,7 @@ class Step:
     """One statement of a raw table's migration and what it does, in words."""
 
     what: str
+    """In words; empty for a step that only makes room for another (dropping the gate view it re-creates)."""
     statement: sql.Composed
 
 
@@ -460,7 +578,8 @@ def _migrate_raw_table(conn: psycopg.Connection[Any], table: RawTable) -> RawTab
         if recorded == table.shape_hash and found is not None and found.comment == table.comment:
             return None
         expected_hash = None if found is None else _deparsed_row_hash(conn, table)
-    steps = _create_steps(table) if found is None else _upgrade_steps(table, found, expected_hash, _types(conn))
+    steps = (_create_steps(table) if found is None
+             else _with_gate(table, _upgrade_steps(table, found, expected_hash, _types(conn)), recorded))
     if not steps and recorded == table.shape_hash:
         return None
     try:
@@ -480,7 +599,7 @@ def _migrate_raw_table(conn: psycopg.Connection[Any], table: RawTable) -> RawTab
     except psycopg.Error as exc:
         raise WarehouseError(f"migrating {table.qualified} to its contract failed: {_first_line(exc)}; it was "
                              "rolled back and stays as it was") from exc
-    change = RawTableChange(table.name, tuple(s.what for s in steps))
+    change = RawTableChange(table.name, tuple(s.what for s in steps if s.what))
     log.info("%s: %s", table.qualified, "; ".join(change.steps) or "matches its contract, recorded")
     return change
 
@@ -532,7 +651,16 @@ def _deparsed_row_hash(conn: psycopg.Connection[Any], table: RawTable) -> str:
 
 def _create_steps(table: RawTable) -> list[Step]:
     create, index, comment = table.create()
-    return [Step("created", create), Step("batch index created", index), Step("comment set", comment)]
+    return [Step("created", create), Step("batch index created", index), Step("comment set", comment),
+            Step("gate view created", table.create_gate())]
+
+
+def _with_gate(table: RawTable, steps: list[Step], recorded: str | None) -> list[Step]:
+    """An existing table's steps between dropping and re-creating its gate view (the view reads every column, so
+    a column cannot change under it); the view alone when only the shape recorded before the view differs."""
+    if not steps and recorded == table.shape_hash:
+        return steps
+    return [Step("", table.drop_gate()), *steps, Step("gate view created", table.create_gate())]
 
 
 def _upgrade_steps(table: RawTable, found: _Found, expected_hash: str | None, types: dict[str, str]) -> list[Step]:

@@ -15,16 +15,11 @@ import pytest
 import yaml
 
 from kho.config import PROJECT_ROOT
-from kho.quality.suites import SEVERITIES, Suite, gx_suite, load_suite
+from kho.quality.suites import GX_SEVERITY, PARAMETERS, Suite, gx_suite, load_suite, suite_path
 
 MARTS = PROJECT_ROOT / "dbt_project" / "models" / "marts"
 EXPECTATIONS = PROJECT_ROOT / "expectations"
-SUITE_FILES = sorted(EXPECTATIONS.glob("mart_*.json"))
-
-PARAMETERS = frozenset({
-    "commune_codes_pre_2025", "commune_codes_2025", "province_codes", "province_codes_2025", "ethnicities",
-})
-"""The `expectation_parameters` the runner passes: reference sets, each a sorted list of strings."""
+SUITE_FILES = sorted((EXPECTATIONS / "suites").glob("mart_*/*.json"))
 CUSTOM_KWARGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "expect_column_values_to_be_valid_cccd": (
         frozenset({"column", "birth_province_column", "sex_column", "birth_date_column"}), frozenset()),
@@ -121,7 +116,7 @@ def repeated(model: dict[str, Any], suite: Suite) -> list[str]:
 
 def suites() -> Iterator[tuple[str, Suite]]:
     for path in SUITE_FILES:
-        yield path.stem, load_suite(path)
+        yield f"{path.parent.name}.{path.stem}", load_suite(path)
 
 
 def parameters(value: Any) -> Iterator[str]:
@@ -159,26 +154,30 @@ def builtin_types() -> frozenset[str]:
 
 def test_every_mart_dbt_builds_has_a_suite_and_every_mart_suite_a_mart() -> None:
     assert MODELS, "no marts under dbt_project/models/marts"
-    assert {p.stem for p in SUITE_FILES} == set(MODELS)
+    assert {_name(p) for p in SUITE_FILES} == set(MODELS)
 
 
-@pytest.mark.parametrize("path", SUITE_FILES, ids=lambda p: p.stem)
+def _name(path: Path) -> str:
+    return f"{path.parent.name}.{path.stem}"
+
+
+@pytest.mark.parametrize("path", SUITE_FILES, ids=_name)
 def test_a_mart_suite_loads_and_is_named_after_its_mart(path: Path) -> None:
-    assert load_suite(path)["name"] == path.stem
+    assert load_suite(path)["name"] == _name(path)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_expectation_declares_its_severity_and_why(name: str) -> None:
-    suite = load_suite(EXPECTATIONS / f"{name}.json")
+    suite = load_suite(suite_path(EXPECTATIONS, name))
     for i, exp in enumerate(suite["expectations"]):
         meta = exp.get("meta") or {}
-        assert meta.get("severity") in SEVERITIES, f"{name} #{i} {exp['type']}: meta.severity must be explicit"
+        assert exp.get("severity") in GX_SEVERITY.values(), f"{name} #{i} {exp['type']}: severity must be explicit"
         assert isinstance(meta.get("why"), str) and meta["why"].strip(), f"{name} #{i} {exp['type']}: no meta.why"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_domain_expectation_names_its_rule(name: str) -> None:
-    suite = load_suite(EXPECTATIONS / f"{name}.json")
+    suite = load_suite(suite_path(EXPECTATIONS, name))
     for i, exp in enumerate(suite["expectations"]):
         if is_domain(exp):
             rule = (exp.get("meta") or {}).get("rule")
@@ -187,7 +186,7 @@ def test_every_domain_expectation_names_its_rule(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_no_gx_expectation_repeats_a_dbt_test_of_the_same_column(name: str) -> None:
-    assert repeated(MODELS[name], load_suite(EXPECTATIONS / f"{name}.json")) == []
+    assert repeated(MODELS[name], load_suite(suite_path(EXPECTATIONS, name))) == []
 
 
 def test_a_repeated_structural_check_is_found_in_tests_constraints_and_composite_keys() -> None:
@@ -210,9 +209,9 @@ def test_a_repeated_structural_check_is_found_in_tests_constraints_and_composite
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_parameter_is_one_the_runner_passes(name: str) -> None:
-    suite = load_suite(EXPECTATIONS / f"{name}.json")
+    suite = load_suite(suite_path(EXPECTATIONS, name))
     used = {p for exp in suite["expectations"] for p in parameters(exp["kwargs"])}
-    assert used <= PARAMETERS, f"{name}: unknown $PARAMETER {sorted(used - PARAMETERS)}"
+    assert used <= set(PARAMETERS), f"{name}: unknown $PARAMETER {sorted(used - PARAMETERS)}"
 
 
 def test_every_type_is_a_gx_built_in_or_one_of_the_six_custom_ones_with_its_kwargs() -> None:
@@ -232,14 +231,14 @@ def test_every_type_is_a_gx_built_in_or_one_of_the_six_custom_ones_with_its_kwar
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_column_an_expectation_names_is_a_column_of_its_mart(name: str) -> None:
     columns = {c["name"] for c in MODELS[name]["columns"]}
-    suite = load_suite(EXPECTATIONS / f"{name}.json")
+    suite = load_suite(suite_path(EXPECTATIONS, name))
     for i, exp in enumerate(suite["expectations"]):
         assert set(named_columns(exp)) <= columns, f"{name} #{i} {exp['type']}: {named_columns(exp)}"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_the_suite_expects_exactly_the_contract_columns(name: str) -> None:
-    suite = load_suite(EXPECTATIONS / f"{name}.json")
+    suite = load_suite(suite_path(EXPECTATIONS, name))
     (shape,) = [e for e in suite["expectations"] if e["type"] == "expect_table_columns_to_match_set"]
     assert shape["kwargs"] == {"column_set": [c["name"] for c in MODELS[name]["columns"]], "exact_match": True}
 
