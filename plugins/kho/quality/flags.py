@@ -47,7 +47,7 @@ def flag_query(conn: psycopg.Connection[Any], target: Target, type_: str, kwargs
         batch = sa.column("_batch_id")
     else:
         row_key = sa.func.to_jsonb(sa.literal_column("flagged_row"))
-        batch = sa.null()
+        batch = sa.cast(sa.null(), sa.BigInteger())  # a mart row has no load batch
     query = sa.select(row_key.label("row_key"), batch.label("batch_id"), observed.label("observed"))
     query = query.select_from(table).where(condition)
     if batch_range is not None and key:

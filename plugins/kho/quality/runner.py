@@ -12,6 +12,8 @@ GX takes seconds to import and logs a lot at INFO, so it is imported lazily here
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,21 +197,22 @@ def _gate(config: KhoConfig, target: project.Target, *, run_id: str | None,
     with connect(config.warehouse, autocommit=True) as conn:
         require_schema(conn)  # kho.quality_validations and the gate views are made by `kho warehouse migrate`
         validation_id = _open(conn, target, run_id, batch_range)
+    first, last = batch_range if batch_range is not None else (None, None)
     try:
         context, outcome = _run_checkpoint(config, target, validation_id)
         results = _outcomes(outcome, suite)
         docs = _docs_path(context, outcome, target)
+        rows = max((r.element_count for r in results if r.element_count is not None), default=None)
+        result = QualityResult(validation_id, target.suite, target.suite, run_id, first, last, results, rows, docs)
+        with connect(config.warehouse) as conn, conn.transaction():
+            result = dataclasses.replace(result, flagged=_record(conn, result, target))
     except BaseException:
-        with connect(config.warehouse, autocommit=True) as conn:
+        # Whatever stopped it (GX, the warehouse, a kill), the validation must not stay `running`: its rows would
+        # stay in the gate view, and nothing would say it never finished.
+        with contextlib.suppress(psycopg.Error), connect(config.warehouse, autocommit=True) as conn:
             _close(conn, validation_id, "abandoned")
         raise
-    first, last = batch_range if batch_range is not None else (None, None)
-    rows = max((r.element_count for r in results if r.element_count is not None), default=None)
-    result = QualityResult(validation_id, target.suite, target.suite, run_id, first, last, results, rows, docs)
-    with connect(config.warehouse) as conn, conn.transaction():
-        flagged = _record(conn, result, target)
-    result = QualityResult(validation_id, target.suite, target.suite, run_id, first, last, results, rows, docs,
-                           flagged)
+    flagged = result.flagged
     log.info("%s (%s): %s, %d expectations, %d failed (%d blocking), %d rows flagged", result.table,
              result.batch_range, result.state, len(results), len(result.failures), len(result.blocking_failures),
              flagged)
@@ -237,12 +240,15 @@ def _open(conn: psycopg.Connection[Any], target: project.Target, run_id: str | N
 
 def _close(conn: psycopg.Connection[Any], validation_id: int, state: str, result: QualityResult | None = None
            ) -> None:
+    """End a validation: its state, and what it found when it finished (nothing when it was abandoned)."""
+    found: tuple[Any, ...] = (None,) * 5
+    if result is not None:
+        docs = str(result.data_docs_path) if result.data_docs_path else None
+        found = (result.rows, len(result.results), len(result.failures), len(result.blocking_failures), docs)
     conn.execute(
         "UPDATE kho.quality_validations SET state = %s, finished_at = now(), rows_validated = %s, evaluated = %s, "
         "failed = %s, blocking_failed = %s, data_docs_path = %s WHERE validation_id = %s",
-        (state, *( (result.rows, len(result.results), len(result.failures), len(result.blocking_failures),
-                    str(result.data_docs_path) if result.data_docs_path else None) if result else (None,) * 5),
-         validation_id))
+        (state, *found, validation_id))
 
 
 def _record(conn: psycopg.Connection[Any], result: QualityResult, target: project.Target) -> int:
@@ -289,7 +295,7 @@ def _insert_flags(conn: psycopg.Connection[Any], result: QualityResult, r: Expec
 def _run_checkpoint(config: KhoConfig, target: project.Target, validation_id: int
                     ) -> tuple[FileDataContext, CheckpointResult | None]:
     """The checkpoint's result (None when a run left no row to validate), and the context that ran it."""
-    from great_expectations.exceptions import DataContextError
+    from great_expectations.exceptions import DataContextError, GreatExpectationsError
     from great_expectations.exceptions.exceptions import NoAvailableBatchesError
 
     context = gx_context(config)
@@ -308,6 +314,9 @@ def _run_checkpoint(config: KhoConfig, target: project.Target, validation_id: in
         if target.batch_definition != project.BY_VALIDATION:
             raise
         return context, None
+    except GreatExpectationsError as exc:  # a suite parameter missing, a datasource GX cannot reach, ...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise QualityError(f"GX could not validate {target.suite}: {reason}") from exc
 
 
 def gx_context(config: KhoConfig) -> FileDataContext:
