@@ -24,9 +24,11 @@ import pytest
 from kho.config import PROJECT_ROOT, KhoConfig, QualityConfig
 from kho.errors import QualityError, WarehouseError
 from kho.quality import validate_raw
+from kho.quality.flags import flag_query
+from kho.quality.project import raw_table_target
 from kho.quality.retention import prune
-from kho.quality.suites import load_suite, suite_path
-from kho.sources import reference
+from kho.quality.suites import load_suite, parameter_values, suite_path
+from kho.sources import ENTITIES, Entity, reference
 from kho.warehouse.connection import connect
 from kho.warehouse.migrations import migrate
 from tests.conftest import _new_database, free_port
@@ -240,3 +242,25 @@ def test_a_database_not_migrated_for_the_gates_is_refused_in_one_line(empty_db_c
     with pytest.raises(WarehouseError, match="kho warehouse migrate") as err:
         validate_raw(empty_db_config, TABLE, [1])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("entity", ENTITIES, ids=lambda e: e.qualified_name)
+def test_every_row_level_expectation_of_every_raw_suite_lists_its_rows_in_sql_postgresql_runs(
+        config: KhoConfig, entity: Entity) -> None:
+    """What kho.quality_flags would run for each expectation, had it failed as a warning: PostgreSQL accepts every
+    one (types, operators, parameters), and on batch 3 the sex check finds exactly the loader bug's rows."""
+    suite = load_suite(suite_path(config.expectations_dir, f"raw.{entity.raw_table}"))
+    values = parameter_values()
+    listed = 0
+    with connect(config.warehouse, autocommit=True) as conn:
+        for exp in suite["expectations"]:
+            kwargs = {k: values[v["$PARAMETER"]] if isinstance(v, dict) else v for k, v in exp["kwargs"].items()}
+            query = flag_query(conn, raw_table_target(entity.raw_table), exp["type"], kwargs, batch_range=(3, 3))
+            if query is None:
+                assert exp["type"].startswith("expect_table_"), exp["type"]
+                continue
+            rows = conn.execute(query.sql, query.params).fetchall()  # type: ignore[arg-type]
+            listed += 1
+            if entity.raw_table == TABLE and exp["kwargs"].get("column") == "sex" and "value_set" in exp["kwargs"]:
+                assert sorted(r[0]["cccd"] for r in rows) == sorted(r[0] for r in ROWS if r[3] == "X")
+    assert listed == len(suite["expectations"]) - 1

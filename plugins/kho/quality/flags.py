@@ -120,11 +120,12 @@ def _between(kwargs: Mapping[str, Any], value: Any) -> ColumnElement[bool]:
     import sqlalchemy as sa
 
     outside = []
+    untyped = sa.types.NullType()  # a bound left for PostgreSQL to type: an ISO date against a date, a number ...
     if kwargs.get("min_value") is not None:
-        low = sa.literal(kwargs["min_value"])
+        low = sa.literal(kwargs["min_value"], untyped)
         outside.append(value <= low if kwargs.get("strict_min") else value < low)
     if kwargs.get("max_value") is not None:
-        high = sa.literal(kwargs["max_value"])
+        high = sa.literal(kwargs["max_value"], untyped)
         outside.append(value >= high if kwargs.get("strict_max") else value > high)
     column: Any = sa.column(str(kwargs["column"]))
     return sa.and_(column.is_not(None), sa.or_(*outside)) if outside else sa.false()
