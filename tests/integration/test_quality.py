@@ -248,19 +248,25 @@ def test_a_database_not_migrated_for_the_gates_is_refused_in_one_line(empty_db_c
 def test_every_row_level_expectation_of_every_raw_suite_lists_its_rows_in_sql_postgresql_runs(
         config: KhoConfig, entity: Entity) -> None:
     """What kho.quality_flags would run for each expectation, had it failed as a warning: PostgreSQL accepts every
-    one (types, operators, parameters), and on batch 3 the sex check finds exactly the loader bug's rows."""
+    one (types, operators, parameters), none lists a row of the clean run (GX passed it), and on batch 3 the sex
+    check finds exactly the loader bug's rows."""
     suite = load_suite(suite_path(config.expectations_dir, f"raw.{entity.raw_table}"))
     values = parameter_values()
     listed = 0
     with connect(config.warehouse, autocommit=True) as conn:
         for exp in suite["expectations"]:
             kwargs = {k: values[v["$PARAMETER"]] if isinstance(v, dict) else v for k, v in exp["kwargs"].items()}
-            query = flag_query(conn, raw_table_target(entity.raw_table), exp["type"], kwargs, batch_range=(3, 3))
+            target = raw_table_target(entity.raw_table)
+            query = flag_query(conn, target, exp["type"], kwargs, batch_range=(3, 3))
             if query is None:
                 assert exp["type"].startswith("expect_table_"), exp["type"]
                 continue
             rows = conn.execute(query.sql, query.params).fetchall()  # type: ignore[arg-type]
             listed += 1
+            clean = flag_query(conn, target, exp["type"], kwargs, batch_range=CLEAN_RUN)
+            assert clean is not None
+            assert conn.execute(clean.sql, clean.params).fetchall() == [], (  # type: ignore[arg-type]
+                exp["type"], exp["kwargs"].get("column"))
             if entity.raw_table == TABLE and exp["kwargs"].get("column") == "sex" and "value_set" in exp["kwargs"]:
                 assert sorted(r[0]["cccd"] for r in rows) == sorted(r[0] for r in ROWS if r[3] == "X")
     assert listed == len(suite["expectations"]) - 1

@@ -99,7 +99,7 @@ def _in_set(kwargs: Mapping[str, Any]) -> ColumnElement[bool]:
     from sqlalchemy.dialects.postgresql import ARRAY
 
     column: Any = sa.column(str(kwargs["column"]))
-    values = sa.bindparam("value_set", value=[str(v) for v in kwargs["value_set"]], type_=ARRAY(sa.Text))
+    values = sa.bindparam("value_set", value=[str(v) for v in kwargs["value_set"]], type_=ARRAY(sa.Text), unique=True)
     return sa.and_(column.is_not(None), sa.not_(sa.cast(column, sa.Text) == sa.func.any(values)))
 
 
