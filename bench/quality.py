@@ -135,7 +135,8 @@ def gate(config: KhoConfig, batch_ids: list[int]) -> tuple[float, Any]:
 
 
 def gx_checkpoint_only(config: KhoConfig, batch_ids: list[int]) -> float:
-    """The GX checkpoint over the range, without kho's recording: GX's own cost."""
+    """The GX checkpoint over the range, without kho's recording: GX's own cost (the view pointed at the range as
+    the gate does it, under its lock)."""
     from kho.quality import project
     from kho.quality.runner import _open, _run_checkpoint
     from kho.warehouse.connection import connect
@@ -143,7 +144,7 @@ def gx_checkpoint_only(config: KhoConfig, batch_ids: list[int]) -> float:
     target = project.raw_table_target("population__citizens")
     with connect(config.warehouse, autocommit=True) as conn:
         validation_id = _open(conn, target, "bench-gx", (min(batch_ids), max(batch_ids)))
-    seconds, _ = timed(lambda: _run_checkpoint(config, target, validation_id))
+    seconds, _ = timed(lambda: _run_checkpoint(config, target))
     with connect(config.warehouse, autocommit=True) as conn:
         conn.execute("UPDATE kho.quality_validations SET state = 'abandoned', finished_at = now() "
                      "WHERE validation_id = %s", (validation_id,))

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,7 +25,7 @@ class FlagQuery:
     params: Mapping[str, Any]
 
 
-def flag_query(conn: psycopg.Connection[Any], target: Target, type_: str, kwargs: Mapping[str, Any], *,
+def flag_query(target: Target, type_: str, kwargs: Mapping[str, Any], *,
                batch_range: tuple[int | None, int | None] | None) -> FlagQuery | None:
     """The query listing the rows of `target` (in the batch range, for a raw table) that fail expectation `type_`
     with `kwargs` (parameters resolved); None when the expectation is not row-level (a row count, a column set)."""

@@ -10,9 +10,9 @@ per run and no lock is taken on the hot path.
 What GX writes goes under `KHO_GX_HOME` (validation results, Data Docs), named in the declarations as
 `${KHO_GX_HOME}`; the warehouse URL, with its password, reaches GX only as `${KHO_GX_WAREHOUSE_URL}` at run time.
 
-- A raw table's asset is its gate view (`gate.<registry>__<entity>`, made by `kho warehouse migrate`), batched by
-  `_validation_id`: the runner opens a validation over a run's batch range and runs the checkpoint with that id as
-  the batch parameter, so one validation covers every batch the run committed.
+- A raw table's asset is its gate view (`gate.<registry>__<entity>`, made by `kho warehouse migrate`): the runner
+  opens a validation over a run's batch range, which points the view at that range, and runs the checkpoint, so one
+  validation covers every batch the run committed.
 - A mart's asset is its build table (`build_mart_<domain>.<table>`), validated whole before publication.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from kho.sources import Entity
-from kho.warehouse.migrations import GATE_COLUMN, GATE_SCHEMA
+from kho.warehouse.migrations import GATE_SCHEMA
 
 DATASOURCE = "kho_warehouse"
 URL_VARIABLE = "KHO_GX_WAREHOUSE_URL"
@@ -37,9 +37,6 @@ SUITES = "suites"
 PROJECT_FILE = "great_expectations.yml"
 VALIDATION_DEFINITIONS = "validation_definitions"
 CHECKPOINTS = "checkpoints"
-BY_VALIDATION = "by_validation"
-GATE_BATCH_PARAMETER = GATE_COLUMN
-"""The batch parameter of a raw gate: the id of the validation (kho.quality_validations) whose rows to read."""
 WHOLE_TABLE = "whole_table"
 RAW_LAYER: Layer = "raw"
 MART_LAYER: Layer = "mart"
@@ -72,7 +69,8 @@ class Target:
 
     @property
     def batch_definition(self) -> str:
-        return BY_VALIDATION if self.layer == RAW_LAYER else WHOLE_TABLE
+        """Whole: a raw gate view shows the open validation's rows only, a mart's build table is validated whole."""
+        return WHOLE_TABLE
 
     @property
     def result_format(self) -> dict[str, Any]:
@@ -119,14 +117,12 @@ def project_config(all_targets: Sequence[Target]) -> str:
     one Postgres datasource, an asset per target with its batch definition."""
     assets = {}
     for t in all_targets:
-        partitioner = ({"column_name": GATE_COLUMN, "method_name": "partition_on_column_value"}
-                       if t.batch_definition == BY_VALIDATION else None)
         assets[t.suite] = {
             "type": "table",
             "id": object_id("asset", t.suite),
             "batch_metadata": {},
             "batch_definitions": {t.batch_definition: {"id": object_id("batch_definition", t.suite),
-                                                       "partitioner": partitioner}},
+                                                       "partitioner": None}},
             "table_name": t.table,
             "schema_name": t.schema,
         }

@@ -1,10 +1,11 @@
 """Run the GX project's checkpoints (declared once under `expectations/`) and record what they found.
 
 A raw gate validates everything one run committed to a raw table at once: it opens a row in
-kho.quality_validations over the run's batch range, runs the table's checkpoint with that validation's id as the
-batch parameter (GX reads the rows through the table's gate view), then records every expectation's outcome in
-kho.quality_results, every row that failed a warning in kho.quality_flags (found with SQL: GX reports counts), and
-closes the validation as passed, warned or failed. A mart is validated whole, the same way, before publication.
+kho.quality_validations over the run's batch range and points the table's gate view at that range (one gate per
+table at a time), runs the table's checkpoint (GX reads the rows through the view), then records every
+expectation's outcome in kho.quality_results, every row that failed a warning in kho.quality_flags (found with SQL:
+GX reports counts), and closes the validation as passed, warned or failed. A mart is validated whole, the same way,
+before publication.
 
 GX takes seconds to import and logs a lot at INFO, so it is imported lazily here and quietened: importing
 `kho.quality` stays cheap for the CLI and for Airflow's DAG parser.
@@ -25,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from kho.config import KhoConfig, WarehouseConfig
-from kho.errors import ConfigError, QualityError
+from kho.errors import ConfigError, QualityError, WarehouseError
 from kho.quality import project
 from kho.quality.flags import FlagQuery, flag_query
 from kho.quality.suites import Severity, load_suite, parameter_values, rule_of, severity_of, suite_path
@@ -189,17 +190,29 @@ def _count(r: ExpectationOutcome) -> str:
 
 def _gate(config: KhoConfig, target: project.Target, *, run_id: str | None,
           batch_range: tuple[int, int] | None) -> QualityResult:
-    from kho.quality.notify import notify
     from kho.warehouse.connection import connect
     from kho.warehouse.migrations import require_schema
 
     suite = load_suite(suite_path(config.expectations_dir, target.suite))
+    with connect(config.warehouse, autocommit=True) as lock:
+        require_schema(lock)  # kho.quality_validations and the gate views are made by `kho warehouse migrate`
+        # One gate per table at a time (a second waits): the gate view shows the open validation's rows. Held on its
+        # own session, so a process that dies (or loses the primary) lets go of it.
+        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"kho.gate:{target.suite}",))
+        return _gated(config, target, suite, run_id, batch_range)
+
+
+def _gated(config: KhoConfig, target: project.Target, suite: Mapping[str, Any], run_id: str | None,
+           batch_range: tuple[int, int] | None) -> QualityResult:
+    """The gate, once its lock is held: open, validate, record, close, tell."""
+    from kho.quality.notify import notify
+    from kho.warehouse.connection import connect
+
     with connect(config.warehouse, autocommit=True) as conn:
-        require_schema(conn)  # kho.quality_validations and the gate views are made by `kho warehouse migrate`
         validation_id = _open(conn, target, run_id, batch_range)
     first, last = batch_range if batch_range is not None else (None, None)
     try:
-        context, outcome = _run_checkpoint(config, target, validation_id)
+        context, outcome = _run_checkpoint(config, target)
         results = _outcomes(outcome, suite)
         docs = _docs_path(context, outcome, target)
         rows = max((r.element_count for r in results if r.element_count is not None), default=None)
@@ -207,8 +220,8 @@ def _gate(config: KhoConfig, target: project.Target, *, run_id: str | None,
         with connect(config.warehouse) as conn, conn.transaction():
             result = dataclasses.replace(result, flagged=_record(conn, result, target))
     except BaseException:
-        # Whatever stopped it (GX, the warehouse, a kill), the validation must not stay `running`: its rows would
-        # stay in the gate view, and nothing would say it never finished.
+        # Whatever stopped it (GX, the warehouse, a kill), the validation must not stay `running`: nothing would
+        # say it never finished.
         with contextlib.suppress(psycopg.Error), connect(config.warehouse, autocommit=True) as conn:
             _close(conn, validation_id, "abandoned")
         raise
@@ -224,8 +237,10 @@ def _gate(config: KhoConfig, target: project.Target, *, run_id: str | None,
 
 def _open(conn: psycopg.Connection[Any], target: project.Target, run_id: str | None,
           batch_range: tuple[int, int] | None) -> int:
-    """A running validation of `target`: the gate view shows its range's rows until it is closed. A validation of
-    the same table left running by a process that died is abandoned first, so its rows leave the view."""
+    """A running validation of `target`, and for a raw table its gate view pointed at the validation's range. A
+    validation of the same table left running by a process that died is abandoned first."""
+    from kho.warehouse.migrations import gate_view
+
     first, last = batch_range if batch_range is not None else (None, None)
     with conn.transaction():
         conn.execute("UPDATE kho.quality_validations SET state = 'abandoned', finished_at = now() "
@@ -234,7 +249,15 @@ def _open(conn: psycopg.Connection[Any], target: project.Target, run_id: str | N
             "INSERT INTO kho.quality_validations (run_id, suite_name, table_name, first_batch_id, last_batch_id) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING validation_id",
             (run_id, target.suite, target.suite, first, last)).fetchone()
-    assert row is not None
+        assert row is not None
+        if target.layer == project.RAW_LAYER:
+            if batch_range is None:
+                raise ValueError("a raw gate validates a batch range")
+            try:
+                conn.execute(gate_view(target.table, int(row[0]), batch_range))
+            except psycopg.errors.InvalidTableDefinition as exc:
+                raise WarehouseError(f"gate.{target.table} no longer matches raw.{target.table}: run `kho warehouse "
+                                     "migrate`") from exc
     return int(row[0])
 
 
@@ -267,7 +290,7 @@ def _record(conn: psycopg.Connection[Any], result: QualityResult, target: projec
     for r in result.failures:
         if r.severity != "warning":
             continue
-        query = flag_query(conn, target, r.type, r.kwargs, batch_range=(
+        query = flag_query(target, r.type, r.kwargs, batch_range=(
             None if result.first_batch_id is None else (result.first_batch_id, result.last_batch_id)))
         if query is None:
             log.warning("%s: %s failed but kho cannot list its rows in SQL (not a row-level expectation)",
@@ -292,11 +315,9 @@ def _insert_flags(conn: psycopg.Connection[Any], result: QualityResult, r: Expec
 # ------------------------------------------------------------------------------------------------- GX
 
 
-def _run_checkpoint(config: KhoConfig, target: project.Target, validation_id: int
-                    ) -> tuple[FileDataContext, CheckpointResult | None]:
-    """The checkpoint's result (None when a run left no row to validate), and the context that ran it."""
+def _run_checkpoint(config: KhoConfig, target: project.Target) -> tuple[FileDataContext, CheckpointResult]:
+    """The checkpoint's result, and the context that ran it."""
     from great_expectations.exceptions import DataContextError, GreatExpectationsError
-    from great_expectations.exceptions.exceptions import NoAvailableBatchesError
 
     context = gx_context(config)
     try:
@@ -304,16 +325,8 @@ def _run_checkpoint(config: KhoConfig, target: project.Target, validation_id: in
     except DataContextError as exc:
         raise ConfigError(f"no GX checkpoint {target.suite!r} under {config.expectations_dir}: run `kho generate` "
                           "(it declares one per raw table and per mart suite)") from exc
-    parameters = {project.GATE_BATCH_PARAMETER: validation_id} if target.batch_definition == project.BY_VALIDATION \
-        else {}
     try:
-        return context, checkpoint.run(batch_parameters=parameters, expectation_parameters=parameter_values())
-    except NoAvailableBatchesError:
-        # The run left no row in the table (every batch counted its rows unchanged, or read none): nothing to
-        # validate, which GX reports as no batch. An empty build table is a mart suite's row-count expectation's.
-        if target.batch_definition != project.BY_VALIDATION:
-            raise
-        return context, None
+        return context, checkpoint.run(expectation_parameters=parameter_values())
     except GreatExpectationsError as exc:  # a suite parameter missing, a datasource GX cannot reach, ...
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise QualityError(f"GX could not validate {target.suite}: {reason}") from exc

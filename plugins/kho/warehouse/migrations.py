@@ -35,7 +35,7 @@ RAW_SCHEMA = "raw"
 GATE_SCHEMA = "gate"
 GATE_COLUMN = "_validation_id"
 """The gate views' column naming the validation a row is read for (GX's batch parameter)."""
-GATE_VIEW_VERSION = 1
+GATE_VIEW_VERSION = 2
 """Part of every raw table's shape: bumping it makes `migrate` re-create each gate view."""
 COMMAND = "kho warehouse migrate"
 LOCK = "kho.migrate"
@@ -406,16 +406,24 @@ class RawTable:
         return sql.SQL("DROP VIEW IF EXISTS {}").format(self.gate)
 
     def create_gate(self) -> sql.Composed:
-        """The gate view: the table's rows in the batch range of each validation running on it, tagged with the
-        validation. GX validates a run through it (a column-value batch definition on `_validation_id`), so one
-        validation covers every batch a run committed. LATERAL keeps it a range scan of the `_batch_id` index per
-        running validation, whatever else the table holds."""
-        return sql.SQL(
-            "CREATE VIEW {gate} AS SELECT t.*, v.validation_id AS {column} FROM kho.quality_validations AS v "
-            "CROSS JOIN LATERAL (SELECT * FROM {table} AS r WHERE r._batch_id BETWEEN v.first_batch_id AND "
-            "v.last_batch_id) AS t WHERE v.table_name = {name} AND v.state = 'running'"
-        ).format(gate=self.gate, column=sql.Identifier(GATE_COLUMN), table=self.identifier,
-                 name=sql.Literal(self.qualified))
+        """The gate view as `migrate` leaves it: no validation running, no row."""
+        return gate_view(self.name)
+
+
+def gate_view(raw_table: str, validation_id: int | None = None, batch_range: tuple[int, int] | None = None
+              ) -> sql.Composed:
+    """`gate.<table>`: the raw table's rows in the batch range of the validation running on it, tagged with the
+    validation's id; none when `validation_id` is None. GX validates a run through it (kho.quality.runner replaces
+    it, under a per-table lock, when a validation opens). The range is written in as constants so PostgreSQL plans it
+    as it plans the table itself — a parallel scan of a run's million rows — where a view joining the running
+    validations gave it a parameterised, serial index scan at 1.8x the time (measured)."""
+    where = sql.SQL("false") if validation_id is None or batch_range is None else sql.SQL(
+        "r._batch_id BETWEEN {} AND {}").format(sql.Literal(int(batch_range[0])), sql.Literal(int(batch_range[1])))
+    tag = sql.SQL("NULL") if validation_id is None else sql.Literal(int(validation_id))
+    return sql.SQL("CREATE OR REPLACE VIEW {gate} AS SELECT r.*, {tag}::bigint AS {column} FROM {table} AS r "
+                   "WHERE {where}").format(gate=sql.Identifier(GATE_SCHEMA, raw_table), tag=tag,
+                                           column=sql.Identifier(GATE_COLUMN),
+                                           table=sql.Identifier(RAW_SCHEMA, raw_table), where=where)
 
 
 @dataclass(frozen=True)

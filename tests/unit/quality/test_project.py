@@ -50,12 +50,11 @@ def test_each_suite_s_validation_definition_and_checkpoint_point_at_its_asset_an
     assert (asset["schema_name"], asset["table_name"]) == (target.schema, target.table)
 
 
-def test_raw_assets_read_the_gate_views_by_validation_and_marts_their_build_tables_whole() -> None:
+def test_raw_assets_read_the_gate_views_and_marts_their_build_tables_whole() -> None:
     assets = _config()["fluent_datasources"][project.DATASOURCE]["assets"]
     citizens = assets["raw.population__citizens"]
     assert (citizens["schema_name"], citizens["table_name"]) == ("gate", "population__citizens")
-    assert citizens["batch_definitions"][project.BY_VALIDATION]["partitioner"] == {
-        "column_name": "_validation_id", "method_name": "partition_on_column_value"}
+    assert citizens["batch_definitions"][project.WHOLE_TABLE]["partitioner"] is None
     golden = assets["mart_population.golden_citizens"]
     assert (golden["schema_name"], golden["table_name"]) == ("build_mart_population", "golden_citizens")
     assert golden["batch_definitions"][project.WHOLE_TABLE]["partitioner"] is None
