@@ -129,7 +129,7 @@ def test_status_shows_each_published_datasets_newest_publication_and_its_age(
     assert not any("newest publication" in line for line in section(out, "Needs attention"))
 
 
-def test_status_without_a_failure_today_needs_no_attention_from_the_warehouse_figures(
+def test_status_on_a_quiet_day_reads_every_warehouse_part_and_flags_none_of_them(
         fresh_db_config: KhoConfig, capsys: pytest.CaptureFixture[str]) -> None:
     """On an empty migrated database nothing of the warehouse's own figures is wrong: no part is unread."""
     load(fresh_db_config, [citizen(0)])
