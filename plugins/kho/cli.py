@@ -417,6 +417,56 @@ def _since(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
 
 
+def _status(args: argparse.Namespace, config: KhoConfig) -> int:
+    """`kho status`: the operator's one screen; exit 1 when something on it needs attention."""
+    from kho import status
+    from kho.screen import wants_colour
+
+    report = status.gather(config)
+    print(report.render(colour=wants_colour(sys.stdout)))
+    return 1 if report.attention else 0
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
+    return value
+
+
+def _runs(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import airflow_runs, history
+    from kho.screen import wants_colour
+
+    found = airflow_runs.runs(config, dag_id=args.dag, limit=args.limit)
+    if not found:
+        print(f"kho runs: no runs{' of ' + args.dag if args.dag else ''} in {airflow_runs.metadata_db(config)}",
+              file=sys.stderr)
+        return 0
+    for line in history.render_runs(found, dt.datetime.now(dt.UTC), colour=wants_colour(sys.stdout)):
+        print(line)
+    return 0
+
+
+def _ledger(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import history
+    from kho.screen import wants_colour
+
+    query = history.LedgerQuery(args.registry, args.entity, _since(args.since), args.limit)
+    rows = history.ledger(config, query)
+    if not rows:
+        print("kho ledger: no batch matches", file=sys.stderr)
+        return 0
+    for line in history.render_ledger(rows, colour=wants_colour(sys.stdout)):
+        print(line)
+    print(f"kho ledger: {len(rows)} batch(es), newest first" + (f" (at most {args.limit})"
+          if len(rows) == args.limit else ""), file=sys.stderr)
+    return 0
+
+
 def _world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--citizens", type=int, default=None, help="number of citizens (default KHO_SIM_CITIZENS)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default KHO_SIM_SEED)")
@@ -536,6 +586,21 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--agency", default=None, help="only this agency (slug)")
     aud.add_argument("--since", default=None, help="from this date/time, or a span back from now (2h, 7d)")
     acc.set_defaults(handler=_access)
+
+    stat = sub.add_parser("status", help="one screen: last run per DAG, today's loads, quarantine, quality, "
+                          "replication, backups, published datasets; exit 1 if something needs attention")
+    stat.set_defaults(handler=_status)
+    runs = sub.add_parser("runs", help="DAG run history from Airflow's metadata DB, newest first")
+    runs.add_argument("--dag", default=None, help="only this DAG's runs, e.g. sync_population (default: every DAG)")
+    runs.add_argument("--limit", type=_limit, default=20, help="at most this many runs (20)")
+    runs.set_defaults(handler=_runs)
+    led = sub.add_parser("ledger", help="load ledger rows, newest batch first: counts and cursor range per batch")
+    led.add_argument("--registry", default=None, help="only this registry's batches, e.g. population")
+    led.add_argument("--entity", default=None, help="only this entity's batches, e.g. citizens")
+    led.add_argument("--since", default=None, help="batches finished from this date/time (Asia/Ho_Chi_Minh unless "
+                     "it names its zone), or a span back from now (30min, 2h, 7d)")
+    led.add_argument("--limit", type=_limit, default=30, help="at most this many batches (30)")
+    led.set_defaults(handler=_ledger)
 
     gen = sub.add_parser("generate", help="write every file derived from kho.sources (GX suites, dbt sources and "
                                           "staging, seeds, NFC table, docs/registries.md)")

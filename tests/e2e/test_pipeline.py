@@ -35,6 +35,34 @@ def test_every_dag_succeeds(first_runs: dict[str, str]) -> None:
     assert first_runs == dict.fromkeys(DAG_ORDER, "success")
 
 
+def test_kho_runs_and_kho_status_show_each_dags_newest_run_as_airflow_recorded_it(
+    kho_config: KhoConfig, first_runs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read from Airflow's own metadata DB, which the runs above wrote (right after them, before later tests run
+    more)."""
+    from kho.cli import build_parser
+    from kho.demo import DAG_ORDER
+    from kho.status import gather
+
+    args = build_parser().parse_args(["runs", "--limit", "100"])
+    assert args.handler(args, kho_config) == 0
+    newest: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines()[1:]:
+        newest.setdefault(line.split()[0], line.split())
+    assert {dag_id: newest[dag_id][2] for dag_id in DAG_ORDER} == dict.fromkeys(DAG_ORDER, "success")
+    assert all(newest[dag_id][-1] == "s" for dag_id in DAG_ORDER), "each run's duration"
+    report = gather(kho_config)
+    assert not isinstance(report.dags, str)
+    lines = {d.dag_id: d for d in report.dags}
+    assert [d.dag_id for d in report.dags][:len(DAG_ORDER)] == list(DAG_ORDER)
+    assert {dag_id: (lines[dag_id].last.state if lines[dag_id].last else None) for dag_id in DAG_ORDER} == \
+        dict.fromkeys(DAG_ORDER, "success")
+    assert {dag_id: lines[dag_id].last.run_id if lines[dag_id].last else None for dag_id in DAG_ORDER} == \
+        {dag_id: newest[dag_id][1] for dag_id in DAG_ORDER}
+    assert not isinstance(report.datasets, str) and {d.name for d in report.datasets} >= {
+        "mart_population.golden_citizens", "mart_audit.cross_registry_contradictions"}
+
+
 def test_the_mart_counts_every_simulated_citizen_on_primary_and_standby(
     kho_config: KhoConfig, first_runs: dict[str, str]
 ) -> None:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
 import psycopg
 
-from kho.config import KhoConfig, WarehouseConfig
+from kho.config import HaConfig, KhoConfig, WarehouseConfig
 from kho.errors import KhoError
 from kho.warehouse import patroni
 from kho.warehouse.connection import connect_node
 from kho.warehouse.layout import layout, member_name
 
 if TYPE_CHECKING:
+    from kho.warehouse.backup import BackupStatus
     from kho.warehouse.migrations import MigrationReport
 
 Role = Literal["primary", "standby", "down"]
@@ -260,10 +261,18 @@ class HealthReport:
 def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None) -> HealthReport:
     """The cluster's problems; lag, slot retention and free disk against KHO_HEALTH_* thresholds; WAL archiving
     and the age of the last backups."""
-    ha = config.ha
     state = status(config)
-    alerts = list(state.problems)
     checked = [f"{len(state.nodes)} nodes, primary {state.primary.name if state.primary else 'none'}"]
+    checked += [f"{node.name}: lag {node.lag_bytes} B / {node.lag_seconds} s" for node in state.standbys]
+    alerts = [*state.problems, *threshold_alerts(state, config.ha)]
+    alerts += _backup_alerts(config, checked)
+    alerts += disk_alerts(config, disk_paths, checked)
+    return HealthReport(status=state, alerts=tuple(alerts), checked=tuple(checked))
+
+
+def threshold_alerts(state: ClusterStatus, ha: HaConfig) -> list[str]:
+    """Standbys replaying too far behind, and replication slots holding back too much WAL (KHO_HEALTH_*)."""
+    alerts = []
     for node in state.standbys:
         if node.lag_bytes is not None and node.lag_bytes > ha.max_lag_bytes:
             alerts.append(f"{node.name} lags {node.lag_bytes} bytes behind the primary (threshold "
@@ -271,13 +280,18 @@ def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None) -> Hea
         if node.lag_seconds is not None and node.lag_seconds > ha.max_lag_seconds:
             alerts.append(f"{node.name} replays {node.lag_seconds:.1f} s behind the primary (threshold "
                           f"KHO_HEALTH_MAX_LAG_S={ha.max_lag_seconds:g})")
-        checked.append(f"{node.name}: lag {node.lag_bytes} B / {node.lag_seconds} s")
     for node in state.nodes:
         if node.slot_retained_bytes is not None and node.slot_retained_bytes > ha.max_slot_retained_bytes:
             alerts.append(f"replication slot {node.name} holds {node.slot_retained_bytes} bytes of WAL on the "
                           f"primary (threshold KHO_HEALTH_MAX_SLOT_BYTES={ha.max_slot_retained_bytes}); a node "
                           "that stays away fills the primary's disk")
-    alerts += _backup_alerts(config, checked)
+    return alerts
+
+
+def disk_alerts(config: KhoConfig, disk_paths: Sequence[Path] | None = None, checked: list[str] | None = None
+                ) -> list[str]:
+    """Disks (of the nodes' data directories and the backup repository, by default) with too little free."""
+    alerts = []
     paths = list(disk_paths) if disk_paths is not None else _local_paths(config)
     for path in paths:
         try:
@@ -285,16 +299,15 @@ def check(config: KhoConfig, *, disk_paths: Sequence[Path] | None = None) -> Hea
         except OSError:
             continue
         free = 100.0 * usage.free / usage.total if usage.total else 100.0
-        checked.append(f"disk of {path}: {free:.1f}% free")
-        if free < ha.min_disk_free_percent:
+        if checked is not None:
+            checked.append(f"disk of {path}: {free:.1f}% free")
+        if free < config.ha.min_disk_free_percent:
             alerts.append(f"the disk holding {path} has {free:.1f}% free (threshold "
-                          f"KHO_HEALTH_MIN_DISK_FREE_PERCENT={ha.min_disk_free_percent:g})")
-    return HealthReport(status=state, alerts=tuple(alerts), checked=tuple(checked))
+                          f"KHO_HEALTH_MIN_DISK_FREE_PERCENT={config.ha.min_disk_free_percent:g})")
+    return alerts
 
 
 def _backup_alerts(config: KhoConfig, checked: list[str]) -> list[str]:
-    """Archiving that fails, and backups grown old. A repository that never held a backup is reported, not
-    alerted: the warehouse_backup DAG's own failure says a nightly backup did not happen."""
     from kho.warehouse import backup
 
     why = patroni.backups_unsupported(config)
@@ -303,6 +316,12 @@ def _backup_alerts(config: KhoConfig, checked: list[str]) -> list[str]:
         return []
     state = backup.status(config)
     checked.append(state.render().splitlines()[0] + (f", last {state.last.label}" if state.last else ", none yet"))
+    return backup_alerts(state)
+
+
+def backup_alerts(state: BackupStatus) -> list[str]:
+    """Archiving that fails, and backups grown old. A repository that never held a backup is reported, not
+    alerted: the warehouse_backup DAG's own failure says a nightly backup did not happen."""
     if state.last is None and state.error is None:
         return [p for p in state.problems if "no full backup" not in p]
     return list(state.problems)
