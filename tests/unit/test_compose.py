@@ -473,6 +473,8 @@ def test_workers_scale_and_only_the_api_server_is_published_on_localhost() -> No
     assert [name for name, s in services.items() if "ports" in s] == ["airflow-api-server"]
     [published] = services["airflow-api-server"]["ports"]
     assert interpolate(published, operator_env()) == "127.0.0.1:8080:8080"
+    example = env_example()  # the URL people open names the port published (tasks use the internal API address)
+    assert example["AIRFLOW_BASE_URL"] == f"http://localhost:{example['AIRFLOW_PORT']}"
     env = service_env("airflow-worker")
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"].endswith("@redis:6379/0")
