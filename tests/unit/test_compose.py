@@ -480,6 +480,8 @@ def test_workers_scale_and_only_the_api_server_is_published_on_localhost() -> No
     assert env["AIRFLOW__CELERY__BROKER_URL"].endswith("@redis:6379/0")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@airflow-db:5432/airflow")
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    container_port = published.rsplit(":", 1)[1]  # tasks reach the API inside the network, whatever is published
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://airflow-api-server:{container_port}/execution/"
 
 
 def test_every_dependency_is_a_service_of_the_file() -> None:
