@@ -11,17 +11,6 @@ from kho.config import PROJECT_ROOT
 from kho.sources import ENTITIES
 
 
-@pytest.fixture
-def nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty KHO_HOME whose warehouse ports have no server (port 1 and 2 need root to bind: never ours)."""
-    monkeypatch.setenv("KHO_HOME", str(tmp_path))
-    monkeypatch.setenv("KHO_PG_PORT", "1031")
-    monkeypatch.setenv("KHO_PG_STANDBY_PORT", "1033")
-    monkeypatch.setenv("KHO_PATRONI_PORTS", "1035,1037")
-    monkeypatch.setenv("KHO_PG_PASSWORD", "not-used")
-    return tmp_path
-
-
 def test_status_of_a_stopped_warehouse_exits_non_zero(nothing_running: Path, capsys: pytest.CaptureFixture[str]
                                                       ) -> None:
     assert main(["warehouse", "status"]) == 1

@@ -183,17 +183,6 @@ def test_every_argument_of_status_runs_and_ledger_has_help() -> None:
             assert action.help, f"kho {name} {action.option_strings} has no help"
 
 
-@pytest.fixture
-def nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty KHO_HOME whose warehouse ports have no server (ports below 1024 need root to bind: never ours)."""
-    monkeypatch.setenv("KHO_HOME", str(tmp_path))
-    monkeypatch.setenv("KHO_PG_PORT", "1031")
-    monkeypatch.setenv("KHO_PG_STANDBY_PORT", "1033")
-    monkeypatch.setenv("KHO_PATRONI_PORTS", "1035,1037")
-    monkeypatch.setenv("KHO_PG_PASSWORD", "not-used")
-    return tmp_path
-
-
 def test_status_with_nothing_running_says_so_part_by_part_and_exits_1(nothing_running: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status"]) == 1
