@@ -29,6 +29,8 @@ lint: setup
 # A skip fails the run (tests/conftest.py), unless this machine cannot have what the test needs; those are listed
 # at the end as not tested. `KHO_TEST_NO_SKIP=0 make test` lets skips pass.
 test: lint
+	@# The browser tests drive Debian's Chromium with Playwright (its own browser builds cannot be downloaded).
+	@$(UV) run --frozen python -m tests.support.browser install
 	@KHO_TEST_NO_SKIP=$${KHO_TEST_NO_SKIP:-1} $(UV) run --frozen pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'make test: pytest ran no tests' >&2; exit 1; fi; exit $$rc
 

@@ -39,12 +39,21 @@ def _pgaudit_required() -> str | None:
     return None
 
 
+def _chromium_required() -> str | None:
+    """Where `make test` installs Chromium (root with apt-get), a missing browser is a setup failure."""
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        return ("this machine runs as root with apt-get, where `make test` installs Debian's chromium: run "
+                "`python -m tests.support.browser install` and read what it says")
+    return None
+
+
 TOLERATED_SKIPS: dict[str, Callable[[], str | None]] = {
     # the start of a skip's reason: returns why this machine should have run the test (None: the skip is tolerated)
     "the switch to an unprivileged OS user only happens as root": lambda: None,
     "no system PostgreSQL on this machine": lambda: None,  # kho runs pgserver's binaries; their test runs instead
     "this PostgreSQL has neither ICU nor a vi_VN locale": lambda: None,  # the documented fallback to byte order
     "pgaudit is not installed for this PostgreSQL": _pgaudit_required,
+    "no Chromium on this machine": _chromium_required,
 }
 _tolerated = pytest.StashKey[list[tuple[str, str]]]()
 
