@@ -97,6 +97,10 @@ class _LinesToLog:
 
 _handlers: dict[str, logging.Handler] = {}
 _set_here: list[str] = []
+_levels: dict[str, int] = {}
+"""The logger levels `setup` changed (root and kho), which `teardown` puts back."""
+_structlog_io: list[object] = []
+"""Where Airflow's structlog wrote before `after_airflow_import` pointed it at the log file."""
 """The QUIET_ENVIRONMENT settings `setup` made, which `teardown` takes back."""
 
 
@@ -120,6 +124,8 @@ def setup(config: KhoConfig, console: TextIO | None = None) -> Path:
         root.removeHandler(handler)
         handler.close()
     _handlers.update(file=file_handler, console=console_handler)
+    for name in ("", "kho"):
+        _levels.setdefault(name, logging.getLogger(name or None).level)
     root.setLevel(logging.INFO)
     logging.getLogger("kho").setLevel(logging.INFO)
     _install()
@@ -152,6 +158,15 @@ def teardown() -> None:
         root.removeHandler(handler)
         handler.close()
     _handlers.clear()
+    for name, level in _levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    _levels.clear()
+    structlog = sys.modules.get("structlog")
+    if structlog is not None and _structlog_io:
+        factory = structlog.get_config().get("logger_factory")
+        if hasattr(factory, "io"):
+            factory.io = _structlog_io.pop()
+    _structlog_io.clear()
     while _set_here:
         os.environ.pop(_set_here.pop(), None)
     logging.captureWarnings(False)
@@ -179,4 +194,6 @@ def after_airflow_import() -> None:
         return
     factory = structlog.get_config().get("logger_factory")
     if hasattr(factory, "io"):
+        if not _structlog_io:
+            _structlog_io.append(factory.io)
         factory.io = file_handler.text_stream()

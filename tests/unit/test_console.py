@@ -43,10 +43,12 @@ def test_stage_lines_reach_the_console_and_everything_reaches_the_log_file(nothi
 
 
 def test_teardown_takes_back_the_handlers_and_settings_it_added(nothing_running: Path) -> None:
-    before = (list(logging.getLogger().handlers), dict(os.environ))
+    before = (list(logging.getLogger().handlers), dict(os.environ), logging.getLogger().level,
+              logging.getLogger("kho").level)
     console.setup(KhoConfig.from_env(), io.StringIO())
     console.teardown()
-    assert (list(logging.getLogger().handlers), dict(os.environ)) == before
+    assert (list(logging.getLogger().handlers), dict(os.environ), logging.getLogger().level,
+            logging.getLogger("kho").level) == before
 
 
 def test_dbt_run_in_process_prints_nothing_and_its_lines_go_uncoloured_to_the_log_file(nothing_running: Path,
