@@ -230,7 +230,7 @@ def _months(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def draw_vital_events(data: PlotData) -> Figure:
-    every = _months(min(r[0] for r in data.rows), max(r[0] for r in data.rows))
+    every: list[Any] = _months(min(r[0] for r in data.rows), max(r[0] for r in data.rows))  # dates, to matplotlib
     with _style():
         fig = Figure(figsize=(WIDTH, 3.4), layout="constrained")
         ax = fig.subplots()
