@@ -19,9 +19,9 @@ from typing import Any
 from matplotlib import rc_context
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.dates import DateFormatter, DayLocator, MonthLocator
+from matplotlib.dates import DateFormatter, DayLocator, MonthLocator, date2num
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 from matplotlib.typing import RcKeyType
 
 from kho.report.data import COVERAGE_BINS, PlotData
@@ -109,6 +109,7 @@ def draw_ledger(data: PlotData) -> Figure:
             ax.set_title(f"records {label}")
             ax.set_ylabel("records per day")
             ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             _dates(ax, [r[0] for r in data.rows])
         for ax in axes[1]:
             ax.set_xlabel("day (Asia/Ho_Chi_Minh)")
@@ -131,6 +132,7 @@ def draw_quarantine(data: PlotData) -> Figure:
             left = [a + b for a, b in zip(left, widths, strict=True)]
         ax.invert_yaxis()
         ax.set_xlabel("records quarantined")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("reason code")
         ax.legend(title="entity", fontsize=8, loc="lower right")
         ax.set_title("Quarantined records by reason and entity")
@@ -138,18 +140,21 @@ def draw_quarantine(data: PlotData) -> Figure:
 
 
 def draw_quality_days(data: PlotData) -> Figure:
+    """A bar per layer and day, side by side (two layers at 100 % as points would hide one another)."""
     with _style():
         fig = Figure(figsize=(WIDTH, 3.4), layout="constrained")
         ax = fig.subplots()
-        for layer, (days, _) in _series(data.rows, 1, 0, 2).items():
+        ax.xaxis_date()
+        for i, layer in enumerate(("raw", "mart")):
             rows = [r for r in data.rows if r[1] == layer]
+            days = [date2num(r[0]) - 0.2 + 0.4 * i for r in rows]
             rates = [100.0 * r[2] / (r[2] + r[3] + r[4]) for r in rows]
-            _tag(f"{data.key}-{layer}", ax.plot(days, rates, marker="o", label=f"{layer} suites"))
+            _tag(f"{data.key}-{layer}", ax.bar(days, rates, width=0.38, label=f"{layer} suites"))
         ax.set_ylim(0, 105)
         ax.yaxis.set_major_formatter(PercentFormatter())
         ax.set_xlabel("day (Asia/Ho_Chi_Minh)")
         ax.set_ylabel("validations passed")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right")
         _dates(ax, [r[0] for r in data.rows])
         ax.set_title("Validations that passed every expectation, per day and layer")
     return fig
@@ -216,6 +221,7 @@ def draw_coverage_communes(data: PlotData) -> Figure:
         ax.xaxis.set_major_formatter(PercentFormatter())
         ax.set_xlabel("share of the commune's living population with active health cover")
         ax.set_ylabel("communes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         ax.set_title("Communes by health-insurance coverage, old and new units")
     return fig
@@ -241,6 +247,7 @@ def draw_vital_events(data: PlotData) -> Figure:
         ax.set_ylim(bottom=0)
         ax.set_xlabel("month")
         ax.set_ylabel("events registered")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         _dates(ax, [r[0] for r in data.rows], monthly=True)
         ax.set_title("Births, deaths and marriages per month")
