@@ -95,7 +95,7 @@ def page(data: ReportData, generated: dt.datetime) -> tuple[str, list[str], list
         published = (f"Newest publication: #{number}, as of {as_of.isoformat()}, published "
                      f"{at.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M} (Asia/Ho_Chi_Minh).")
     stamp = f"{generated.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
-    text = ("<!DOCTYPE html>\n<html lang=\"vi\"><head><meta charset=\"utf-8\">"
+    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>kho — run report {stamp}</title><style>{CSS}</style></head><body>"
             f"<header><h1>kho — run report</h1><p>Made {stamp} (Asia/Ho_Chi_Minh) from the warehouse's primary. "
