@@ -14,7 +14,9 @@ all twelve raw tables), and publishes them only when they pass their gates: writ
 4. `publish` makes the audited marts visible in `mart_<domain>` in one transaction and records it in
    `kho.publications`; it completes once the standby has replayed the publication, and then emits the
    `kho.publications` Asset (`warehouse_backup` runs on it).
-5. `docs` regenerates the dbt docs under KHO_HOME.
+5. `docs` regenerates the dbt docs under KHO_HOME, and `run_report` draws the run report (loads, quarantine,
+   quality, insurance coverage, vital events) into KHO_HOME/report/index.html. Both run after the publication: one
+   that fails is retried alone and leaves the published marts as they are.
 
 Beside them, `source_freshness` runs `dbt source freshness` on the twelve raw tables: a registry that has not
 loaded for longer than its sources file allows fails the run (so someone looks), without holding back the
@@ -123,8 +125,13 @@ def build_warehouse() -> None:
     def docs(summary: dict) -> str:
         return pipelines.generate_docs(summary)
 
+    @task
+    def run_report() -> str:
+        return pipelines.run_report()
+
     planned = plan()
-    planned >> foundation >> dbt >> audit_marts() >> publish(planned) >> docs(planned)
+    published = publish(planned)
+    planned >> foundation >> dbt >> audit_marts() >> published >> [docs(planned), run_report()]
     planned >> freshness  # a registry silent past error_after fails the run, but does not hold back the others' data
 
 

@@ -293,10 +293,34 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
         how = "created" if change.recreated else f"+{change.inserted} ~{change.updated} -{change.deleted}"
         print(f"  {change.mart:<56} {change.rows:>9} rows  {how}")
     print(f"dbt docs: {report.docs}")
+    drew = _write_report(config, None)
     stale = stale_sources(config)
     for source in stale:
         print(f"kho: stale registry source {source}", file=sys.stderr)
-    return 1 if any(s.endswith("error") for s in stale) else 0
+    return 1 if not drew or any(s.endswith("error") for s in stale) else 0
+
+
+def _write_report(config: KhoConfig, out: Path | None) -> bool:
+    """The run report; after a build, one that cannot be written says why and fails the command, but the
+    publication stands (the data is already published)."""
+    import psycopg
+
+    from kho.report.page import write_report
+
+    try:
+        written = write_report(config, out)
+    except (KhoError, psycopg.Error, OSError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"kho: run report not written: {why}", file=sys.stderr)
+        return False
+    empty = f"; no data yet for {', '.join(written.empty)}" if written.empty else ""
+    print(f"run report: {written.path} ({len(written.drawn)} plots{empty})")
+    return True
+
+
+def _report(args: argparse.Namespace, config: KhoConfig) -> int:
+    """`kho report`: the run report page from the warehouse as it is now."""
+    return 0 if _write_report(config, args.out) else 1
 
 
 def _generate(args: argparse.Namespace, config: KhoConfig) -> int:
@@ -642,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--run-id", default=None, help="name of this build in kho.publications (default manual__<now>)")
     build.set_defaults(handler=_build)
+
+    rep = sub.add_parser("report", help="write the run report: an HTML page of plots (loads, quarantine, quality, "
+                         "insurance coverage, vital events) from the warehouse")
+    rep.add_argument("--out", type=Path, default=None, help="write DIR/index.html (default $KHO_HOME/report, which "
+                     "`kho docs` serves at /report/)")
+    rep.set_defaults(handler=_report)
 
     acc, acc_sub = _group(sub, "access", "agency logins: roles, grants, row-level security, masked views, audit",
                           "access_command")

@@ -26,6 +26,7 @@ from kho import airflow_env, console
 from kho.build.run import docs_dir
 from kho.config import KhoConfig
 from kho.errors import KhoError
+from kho.report import default_dir as report_dir
 from kho.sources import REGISTRIES
 from kho.warehouse import health
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
@@ -265,6 +266,7 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     p("\nNext steps")
     p(f"  Data Docs:   file://{gx_docs}")
     p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
+    p(f"  Run report:  file://{report_dir(config) / 'index.html'}")
     p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
     p("  Warehouse:   uv run kho warehouse status    |  uv run kho access check")
     p("  As an agency: psql \"$(uv run kho access credentials health)\"   (lands on the standby)")
