@@ -502,7 +502,9 @@ def registry(fresh_db_config: KhoConfig) -> Iterator[tuple[_RegistryServer, KhoC
     thread = threading.Thread(target=server.serve_forever, name="test-registry", daemon=True)
     thread.start()
     try:
-        yield server, replace(fresh_db_config, simulator_host="127.0.0.1", simulator_port=server.server_address[1])
+        # Its own client, not the simulator's credentials file (which only a test that ran a simulator has made).
+        yield server, replace(fresh_db_config, simulator_host="127.0.0.1", simulator_port=server.server_address[1],
+                              registry_client_id="bad-input-test", registry_client_secret="any")
     finally:
         server.shutdown()
         server.server_close()
