@@ -100,6 +100,10 @@ def airflow_environment(config: KhoConfig, sizing: Sizing | None = None) -> dict
         "DO_NOT_TRACK": "1",
         "SCARF_ANALYTICS": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        # dbt's own lines (a row per model and test) stay in its log file (KHO_HOME/dbt/logs), not in task logs;
+        # its warnings and errors still show, without terminal colour codes.
+        "DBT_LOG_LEVEL": "warn",
+        "DBT_USE_COLORS": "False",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     }
 
