@@ -149,6 +149,13 @@ def trigger_from_form(page: Any, platform: Platform, shots: Path) -> None:
     page.screenshot(path=shots / "4-triggered.png")
 
 
+def see_run(page: Any, platform: Platform, run_id: str, state: str, shots: Path) -> None:
+    page.goto(f"{platform.base_url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}")
+    page.get_by_text(run_id).first.wait_for()
+    page.get_by_text(state.capitalize(), exact=True).first.wait_for()
+    page.screenshot(path=shots / "5-run.png", full_page=True)
+
+
 def read_task_log(page: Any, platform: Platform, run_id: str, task_id: str, shots: Path) -> str:
     quoted = urllib.parse.quote(run_id, safe="")
     page.goto(f"{platform.base_url}/dags/{DAG}/runs/{quoted}/tasks/{task_id}")
@@ -177,8 +184,7 @@ def test_kho_up_serves_the_ui_where_a_triggered_sync_logs_its_ledger_line_until_
         assert len(new) == 1, f"the form started {len(new)} manual runs of {DAG}"
         run_id = new.pop()
         state = wait_for_end(platform, token, run_id)
-        page.goto(f"{platform.base_url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}")
-        page.screenshot(path=artefacts / "5-run.png", full_page=True)
+        see_run(page, platform, run_id, state, artefacts)
         text = read_task_log(page, platform, run_id, "citizens.extract_load", artefacts) if state == "success" \
             else ""
         context.close()
