@@ -55,6 +55,12 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+TASK_LOG_ENVIRONMENT = {"DBT_LOG_LEVEL": "warn", "DBT_LOG_LEVEL_FILE": "info", "DBT_USE_COLORS": "False"}
+"""For the Airflow processes `kho up` runs: dbt's own lines (one per model and test) stay in its dbt.log under
+KHO_HOME/dbt/logs, out of the task logs; its warnings and errors still show there, without colour codes. (`kho demo`
+sends them to its log file itself: kho.console.)"""
+
+
 def api_base_url(config: KhoConfig) -> str:
     """The API server's (and UI's) URL, from the one setting KHO_AIRFLOW_PORT."""
     return f"http://{LISTEN_HOST}:{config.airflow_port}"
@@ -100,10 +106,6 @@ def airflow_environment(config: KhoConfig, sizing: Sizing | None = None) -> dict
         "DO_NOT_TRACK": "1",
         "SCARF_ANALYTICS": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        # dbt's own lines (a row per model and test) stay in its log file (KHO_HOME/dbt/logs), not in task logs;
-        # its warnings and errors still show, without terminal colour codes.
-        "DBT_LOG_LEVEL": "warn",
-        "DBT_USE_COLORS": "False",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     }
 

@@ -41,14 +41,14 @@ def sync(registry: str, entity: str, options: SyncOptions | None = None) -> list
 
     config = KhoConfig.from_env()
     qualified = f"{registry}.{entity}"
-    log.info("extract %s from %s", qualified, config.registry_connection(registry).base_url)
+    log.debug("extract %s from %s", qualified, config.registry_connection(registry).base_url)
     entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
-    for e in entries:
+    for e in entries:  # the ledger line says it all for one batch: read = loaded (new, changed) + unchanged + rejected
         log.info("ledger %s", e.summary())
-    read, rejected = sum(e.rows_read for e in entries), sum(e.rows_rejected for e in entries)
-    log.info("load %s: %d batch(es), %d rows read, %d loaded (new or changed), %d unchanged, %d quarantined",
-             qualified, len(entries), read, sum(e.rows_loaded for e in entries),
-             sum(e.rows_unchanged for e in entries), rejected)
+    if len(entries) > 1:
+        log.info("load %s: %d batches, %d rows read, %d loaded (new or changed), %d unchanged, %d quarantined",
+                 qualified, len(entries), sum(e.rows_read for e in entries), sum(e.rows_loaded for e in entries),
+                 sum(e.rows_unchanged for e in entries), sum(e.rows_rejected for e in entries))
     return [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in entries]
 
 
@@ -198,6 +198,14 @@ def generate_docs(summary: Mapping[str, Any]) -> str:
     with connect(config.warehouse, autocommit=True) as conn:
         prune(config, conn)
     return str(page)
+
+
+def run_report() -> str:
+    """The run report under KHO_HOME/report, after the publication: a failure fails this task alone (retry it by
+    itself), never the publication, which has already happened."""
+    from kho.report.page import write_report
+
+    return str(write_report(KhoConfig.from_env()).path)
 
 
 def primary() -> dict[str, str]:

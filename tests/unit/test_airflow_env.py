@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kho.airflow_env import Sizing, airflow_environment, api_base_url, usable_cpus
+from kho.airflow_env import TASK_LOG_ENVIRONMENT, Sizing, airflow_environment, api_base_url, usable_cpus
 from kho.config import KhoConfig
 from kho.errors import ConfigError
 
@@ -62,4 +62,4 @@ def test_tasks_log_at_info_and_libraries_at_warning(tmp_path: Path) -> None:
     assert env["AIRFLOW__LOGGING__LOGGING_LEVEL"] == "INFO"
     levels = dict(pair.split("=") for pair in env["AIRFLOW__LOGGING__NAMESPACE_LEVELS"].split())
     assert {levels[name] for name in ("cosmos", "dbt", "openlineage", "great_expectations")} == {"WARNING"}
-    assert (env["DBT_LOG_LEVEL"], env["DBT_USE_COLORS"]) == ("warn", "False")
+    assert (TASK_LOG_ENVIRONMENT["DBT_LOG_LEVEL"], TASK_LOG_ENVIRONMENT["DBT_LOG_LEVEL_FILE"]) == ("warn", "info")

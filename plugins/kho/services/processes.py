@@ -93,11 +93,21 @@ def stop(service: Service, grace_s: float = STOP_GRACE_S) -> int | None:
     pid = running(service)
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
-        if not wait_gone(service, grace_s):
+        if not _wait_group_gone(pid, grace_s):
             _signal_group(pid, signal.SIGKILL)
-            wait_gone(service, 5.0)
+            _wait_group_gone(pid, 5.0)
     service.pid_file.unlink(missing_ok=True)
     return pid
+
+
+def _wait_group_gone(pid: int, timeout_s: float) -> bool:
+    """Until no process of the group is left (the leader may go before its workers)."""
+    deadline = time.monotonic() + timeout_s
+    while group_members(pid) or _lives(pid, ""):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -107,15 +117,6 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def wait_gone(service: Service, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while running(service) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def group_members(pid: int) -> list[int]:

@@ -131,7 +131,7 @@ def _airflow_up(config: KhoConfig, say: Say, report: UpReport, timeout_s: float)
     from kho.status import KHO_DAGS
 
     airflow_env.prepare(config)  # exports Airflow's environment here, migrates its DB once, writes the manifest
-    env = dict(os.environ)
+    env = {**os.environ, **airflow_env.TASK_LOG_ENVIRONMENT}
     starting = []
     for service in airflow.services(config):
         pid = processes.running(service)
