@@ -399,6 +399,20 @@ def _demo_with_own_simulator(args: argparse.Namespace, config: KhoConfig) -> int
     return 0
 
 
+def _platform_up(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.services import stack
+
+    stack.up(config)
+    return 0
+
+
+def _platform_down(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.services import stack
+
+    stack.down(config)
+    return 0
+
+
 def _access_file(args: argparse.Namespace) -> AccessFile:
     from kho.sources.reference import province_codes_2025
     from kho.warehouse import access
@@ -714,6 +728,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "($KHO_HOME/dbt/manifest/), if the dbt project changed since the last one (dbt parse)")
     man.add_argument("--check", action="store_true", help="write nothing; fail if it is missing or stale")
     man.set_defaults(handler=_manifest)
+
+    up = sub.add_parser("up", help="start and leave running the warehouse, the simulated registries and Airflow "
+                        "(api-server, scheduler, dag-processor, triggerer) with kho's DAGs unpaused; idempotent")
+    up.set_defaults(handler=_platform_up)
+    down = sub.add_parser("down", help="stop what `kho up` started: Airflow, its simulator, the warehouse")
+    down.set_defaults(handler=_platform_down)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",

@@ -497,6 +497,9 @@ class KhoConfig:
     simulator_seed: int
     simulator_citizens: int
     pg_os_user: str
+    airflow_port: int = 8080
+    """KHO_AIRFLOW_PORT: the Airflow API server's port on 127.0.0.1, from which its base URL and the Execution API
+    URL its task workers call are derived (`kho.airflow_env`)."""
     project_root: Path = PROJECT_ROOT
     ha: HaConfig = field(default_factory=HaConfig)
     """Failover (Patroni + etcd), health thresholds and backups (pgBackRest)."""
@@ -560,6 +563,7 @@ class KhoConfig:
             simulator_seed=seed,
             simulator_citizens=citizens,
             pg_os_user=env.get("KHO_PG_OS_USER", "postgres"),
+            airflow_port=_port(env, "KHO_AIRFLOW_PORT", 8080),
             registry_client_id=env.get("KHO_REGISTRY_CLIENT_ID") or None,
             registry_client_secret=env.get("KHO_REGISTRY_CLIENT_SECRET") or None,
             registries=_registry_settings(env),
@@ -731,6 +735,7 @@ class KhoConfig:
             "KHO_SIM_PORT": str(self.simulator_port),
             "KHO_SIM_SEED": str(self.simulator_seed),
             "KHO_SIM_CITIZENS": str(self.simulator_citizens),
+            "KHO_AIRFLOW_PORT": str(self.airflow_port),
             **self.child_ha_env,
             **{k: v for k, v in self.child_quality_env.items() if secrets or k != "KHO_QUALITY_WEBHOOK_URL"},
             **self._registry_env(secrets),

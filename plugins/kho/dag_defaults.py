@@ -7,6 +7,7 @@ The DAG files in dags/ take these instead of repeating them; a DAG-level setting
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +46,22 @@ BUILD_RETRIES = Retries(1, dt.timedelta(minutes=2))
 """A dbt model or GX suite that failed on the data fails again: one retry, for a lost connection."""
 
 
+QUIET_LOGGERS = ("cosmos", "dbt", "great_expectations", "openlineage", "airflow.providers.openlineage",
+                 "sqlalchemy", "alembic")
+"""Libraries whose INFO lines would bury kho's stage lines in a task's log: they log at WARNING and above there."""
+
+
+def quiet_libraries(context: Any = None) -> None:
+    """Each task's first step (`on_execute_callback`): Airflow's `[logging] namespace_levels` filters only its
+    structlog loggers, so the stdlib loggers of dbt, Cosmos, GX and OpenLineage are set to WARNING here."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def default_args(retries: Retries, owner: str = OWNER) -> dict[str, Any]:
-    """`default_args` of a kho DAG: who answers when a task fails, and how it is retried."""
-    return {"owner": owner, **retries.default_args()}
+    """`default_args` of a kho DAG: who answers when a task fails, how it is retried, and that its log is kho's
+    stage lines (`quiet_libraries`)."""
+    return {"owner": owner, **retries.default_args(), "on_execute_callback": quiet_libraries}
 
 
 def start_date(timezone: str = TIMEZONE) -> pendulum.DateTime:

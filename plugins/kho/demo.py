@@ -267,6 +267,7 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     p(f"  Data Docs:   file://{gx_docs}")
     p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
     p(f"  Run report:  file://{report_dir(config) / 'index.html'}")
-    p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
+    p(f"  Airflow UI:  uv run kho up   (then {airflow_env.api_base_url(config)} as {airflow_env.UI_USER!r}, password "
+      f"in {airflow_env.passwords_file(config)}; `uv run kho down` stops it)")
     p("  Warehouse:   uv run kho warehouse status    |  uv run kho access check")
     p("  As an agency: psql \"$(uv run kho access credentials health)\"   (lands on the standby)")

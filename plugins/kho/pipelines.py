@@ -1,7 +1,9 @@
 """Task bodies for the DAGs in dags/: each builds its config at the edge, does one step, returns a small summary.
 
 DAG files only wire these together. Return values are summaries for the Airflow UI (XCom); the state that
-matters (ledger, watermarks, quality results) is written to the warehouse's `kho` schema.
+matters (ledger, watermarks, quality results) is written to the warehouse's `kho` schema. Each stage also logs its
+lines at INFO (rows read, loaded and quarantined, the ledger line, the quality summary, the standby's lag after a
+publication): they are what a person reads in a task's log.
 
 The DAG processor imports this module with every DAG file, so it imports nothing heavy itself: the stages it
 drives (loader, GX, dbt, publication, connections) are imported inside the task bodies, when a task runs.
@@ -38,7 +40,15 @@ def sync(registry: str, entity: str, options: SyncOptions | None = None) -> list
     from kho.sources import get_entity
 
     config = KhoConfig.from_env()
+    qualified = f"{registry}.{entity}"
+    log.debug("extract %s from %s", qualified, config.registry_connection(registry).base_url)
     entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
+    for e in entries:  # the ledger line says it all for one batch: read = loaded (new, changed) + unchanged + rejected
+        log.info("ledger %s", e.summary())
+    if len(entries) > 1:
+        log.info("load %s: %d batches, %d rows read, %d loaded (new or changed), %d unchanged, %d quarantined",
+                 qualified, len(entries), sum(e.rows_read for e in entries), sum(e.rows_loaded for e in entries),
+                 sum(e.rows_unchanged for e in entries), sum(e.rows_rejected for e in entries))
     return [{k: _jsonable(v) for k, v in dataclasses.asdict(e).items()} for e in entries]
 
 
@@ -157,9 +167,22 @@ def publish_marts(summary: Mapping[str, Any]) -> dict[str, Any]:
 
     config = KhoConfig.from_env()
     publication = build_run.publish_marts(config, _plan(summary), build_run.marts_to_publish(config))
+    log.info("published #%d as of %s: %d dataset(s)", publication.publication_id, publication.as_of,
+             len(publication.changes))
+    _log_standby_lag(config)
     return {"publication_id": publication.publication_id, "as_of": publication.as_of.isoformat(),
             "published_at": publication.published_at.isoformat(),
             "tables": {c.mart: dataclasses.asdict(c) for c in publication.changes}}
+
+
+def _log_standby_lag(config: KhoConfig) -> None:
+    """Each standby's lag once the publication was replayed (publish_marts waits for it): what agencies now read."""
+    from kho.warehouse import health
+
+    for node in health.status(config).standbys:
+        log.info("standby %s lag after publication: %s bytes, %s s", node.name,
+                 "?" if node.lag_bytes is None else node.lag_bytes,
+                 "?" if node.lag_seconds is None else f"{node.lag_seconds:.1f}")
 
 
 def generate_docs(summary: Mapping[str, Any]) -> str:

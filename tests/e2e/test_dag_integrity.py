@@ -191,8 +191,9 @@ def test_the_build_dag_has_a_dbt_task_for_every_model_past_staging(dagbag: Any) 
     assert not [t.task_id for t in dag.tasks if "exposure" in t.task_id or "on_run_start" in t.task_id]
 
 
-def test_the_env_file_points_airflow_standalone_at_kho_dags(kho_config: Any, dagbag: Any) -> None:
-    """What `kho demo` tells users to source before opening the UI points Airflow at kho's DAGs and DB."""
+def test_the_env_file_points_airflow_at_kho_dags_db_and_api_server(kho_config: Any, dagbag: Any) -> None:
+    """`airflow.env` points an `airflow` command at kho's DAGs and DB, and its workers at the API server `kho up`
+    runs on KHO_AIRFLOW_PORT."""
     import subprocess
 
     from kho.airflow_env import env_file
@@ -207,3 +208,5 @@ def test_the_env_file_points_airflow_standalone_at_kho_dags(kho_config: Any, dag
 
     assert airflow_config("core", "dags_folder") == str(PROJECT_ROOT / "dags")
     assert airflow_config("database", "sql_alchemy_conn") == f"sqlite:///{kho_config.airflow_home / 'airflow.db'}"
+    assert airflow_config("core", "execution_api_server_url") == \
+        f"http://127.0.0.1:{kho_config.airflow_port}/execution/"

@@ -317,6 +317,7 @@ def _insert_flags(conn: psycopg.Connection[Any], result: QualityResult, r: Expec
 
 def _run_checkpoint(config: KhoConfig, target: project.Target) -> tuple[FileDataContext, CheckpointResult]:
     """The checkpoint's result, and the context that ran it."""
+    _import_gx()  # first: GX's import logs at INFO unless its logger is quieted before
     from great_expectations.exceptions import DataContextError, GreatExpectationsError
 
     context = gx_context(config)
