@@ -279,6 +279,19 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
     return 1 if any(s.endswith("error") for s in stale) else 0
 
 
+def _docs(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import docs
+
+    def ready(url: str) -> None:
+        print(f"kho docs on {url}  — ctrl-C to stop", flush=True)
+        for section in docs.sections(config):
+            where = f"{url}{section.path}/" if section.exists else f"none yet: {section.made_by}"
+            print(f"  {section.title:<10} {where}", flush=True)
+
+    docs.serve(config, args.host, config.docs_port if args.port is None else args.port, on_ready=ready)
+    return 0
+
+
 def _generate(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import generate
 
@@ -613,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "($KHO_HOME/dbt/manifest/), if the dbt project changed since the last one (dbt parse)")
     man.add_argument("--check", action="store_true", help="write nothing; fail if it is missing or stale")
     man.set_defaults(handler=_manifest)
+
+    docs = sub.add_parser("docs", help="serve the dbt docs, the Data Docs and the run report on one local web server")
+    docs.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    docs.add_argument("--port", type=int, default=None, help="port (default KHO_DOCS_PORT or 58090; 0: any free one)")
+    docs.set_defaults(handler=_docs)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",
