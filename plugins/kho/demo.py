@@ -21,7 +21,6 @@ import psycopg
 from psycopg import sql
 
 from kho import airflow_env
-from kho.build.run import docs_dir
 from kho.config import KhoConfig
 from kho.errors import KhoError
 from kho.sources import REGISTRIES
@@ -216,10 +215,8 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     _print_agencies(p, agencies or [])
     p("\nReplication")
     p(health.status(config).render())
-    gx_docs = config.gx_home / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
-    p(f"  Data Docs:   file://{gx_docs}")
-    p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
+    p(f"  Docs:        uv run kho docs   (then http://127.0.0.1:{config.docs_port}/: dbt docs, Data Docs, run report)")
     p(f"  Airflow UI:  . {airflow_env.env_file(config)} && uv run airflow standalone   (then http://localhost:8080)")
     p("  Warehouse:   uv run kho warehouse status    |  uv run kho access check")
     p("  As an agency: psql \"$(uv run kho access credentials health)\"   (lands on the standby)")

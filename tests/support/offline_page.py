@@ -7,6 +7,12 @@ from typing import Any
 
 from tests.support.browser import offline_context
 
+
+def shows(text: str) -> str:
+    """A `ready` function: the page's text (hidden parts too: a collapsed tree) holds `text`."""
+    return f"() => document.body !== null && document.body.textContent.includes({text!r})"
+
+
 STYLED = """() => {
   const probe = document.createElement('div');
   probe.className = 'd-flex text-right';  // two bootstrap utilities: display flex, text-align right
@@ -30,10 +36,11 @@ class Look:
     scripts: dict[str, bool]
 
 
-def look(browser: Any, url: str, *, wait_for: str | None = None, scripts: tuple[str, ...] = (),
+def look(browser: Any, url: str, *, ready: str | None = None, scripts: tuple[str, ...] = (),
          styled: str = STYLED) -> Look:
-    """Load `url` offline; `scripts` are global names (e.g. jQuery) to report on once it loaded, `styled` a
-    function the page evaluates to say whether its styles apply (default: bootstrap's)."""
+    """Load `url` offline; `ready` a JavaScript function true once the page drew what it should (waited for),
+    `scripts` global names (e.g. jQuery) to report on, `styled` a function saying whether its styles apply
+    (default: bootstrap's)."""
     context, blocked = offline_context(browser)
     failed: list[str] = []
     loaded: list[str] = []
@@ -43,8 +50,8 @@ def look(browser: Any, url: str, *, wait_for: str | None = None, scripts: tuple[
         f"{r.url} ({r.status})" if r.status >= 400 else r.url))
     try:
         page.goto(url, wait_until="load")
-        if wait_for:
-            page.wait_for_selector(wait_for)
+        if ready:
+            page.wait_for_function(ready)
         applied = bool(page.evaluate(styled))
         defined = {name: bool(page.evaluate(f"() => typeof window[{name!r}] !== 'undefined'")) for name in scripts}
     finally:

@@ -178,3 +178,13 @@ def test_data_docs_render_styled_with_the_network_off(gx_site: Path, served: str
             assert seen.styled, f"{path}: bootstrap's styles do not apply"
             assert all(seen.scripts.values()), f"{path}: {seen.scripts}"
             assert any(u.endswith("/fontawesome-free-6.6.0/css/all.min.css") for u in seen.loaded), path
+
+
+def test_kho_docs_refuses_a_port_that_is_no_port_in_one_line(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from kho.cli import main
+
+    monkeypatch.setenv("KHO_HOME", str(home))
+    assert main(["docs", "--port", "70000"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "port 70000 is not a TCP port" in err and "Traceback" not in err
