@@ -73,7 +73,7 @@ def offline(source: str) -> str:
     """A GX template with every address it would fetch from the internet replaced by the shipped file's."""
     for remote, local in ASSET_REWRITES.items():
         source = source.replace(remote, local)
-    for url in sorted(CDN, key=len, reverse=True):  # vega@5 before vega-lite@5 cannot clash, but be exact
+    for url in CDN:  # quoted whole: "…/vega@5" never matches inside "…/vega-lite@5"
         source = source.replace(f'"{url}"', f'"{{{{ kho_static("vendor/{CDN[url]}") }}}}"')
     return source
 
