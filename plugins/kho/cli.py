@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from kho.config import PROJECT_ROOT, KhoConfig
-from kho.errors import ConfigError, KhoError
+from kho.errors import ConfigError, KhoError, UsageError
 
 if TYPE_CHECKING:
     from kho.simulator.generate import WorldSpec
     from kho.simulator.server import ServerOptions
+    from kho.sources import Entity
     from kho.warehouse.access import AccessFile
 
 Handler = Callable[[argparse.Namespace, KhoConfig], int]
@@ -39,20 +40,29 @@ def _warehouse(args: argparse.Namespace, config: KhoConfig) -> int:
         return 0
     if action in ("backup", "restore", "verify-restore"):
         return _backup(args, config)
+    if action == "down":
+        return _down(config)
     if action == "up":
         state = embedded.up(config)
-    elif action == "down":
-        embedded.down(config)
-        state = health.status(config)
-    else:
-        state = health.status(config)
         print(state.render())
-        print(_backup_status(config))
         return 0 if state.healthy else 1
+    state = health.status(config)
     print(state.render())
-    if action == "down":
-        return 0
+    print(_backup_status(config))
     return 0 if state.healthy else 1
+
+
+def _down(config: KhoConfig) -> int:
+    """Stop the nodes and etcd, then say so: a stopped warehouse is what was asked for, not an unhealthy one."""
+    from kho.warehouse import embedded
+    from kho.warehouse.layout import layout
+
+    embedded.down(config)
+    for member in layout(config).members:
+        print(f"{member.name}  {member.host}:{member.port}  stopped")
+    etcd = "" if config.ha.etcd_hosts else " and etcd"
+    print(f"kho warehouse down: the warehouse's nodes{etcd} are stopped (`kho warehouse up` starts them again)")
+    return 0
 
 
 def _backup_status(config: KhoConfig) -> str:
@@ -92,9 +102,9 @@ def _timestamp(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--to {text!r}: give 'latest' or a time such as 2026-11-30T21:00:00+07:00") from None
+        raise UsageError(f"--to {text!r}: give 'latest' or a time such as 2026-11-30T21:00:00+07:00") from None
     if moment.tzinfo is None:
-        raise ConfigError(f"--to {text!r} has no time zone; add one, e.g. {text}+07:00 (Vietnam) or {text}Z (UTC)")
+        raise UsageError(f"--to {text!r} has no time zone; add one, e.g. {text}+07:00 (Vietnam) or {text}Z (UTC)")
     return moment
 
 
@@ -123,9 +133,9 @@ def _server_options(args: argparse.Namespace, config: KhoConfig) -> ServerOption
         faults = FaultSpec(error_rate=args.error_rate, slow_rate=args.slow_rate, slow_seconds=args.slow_seconds,
                            drop_rate=args.drop_rate, seed=args.seed)
     except ValueError as exc:
-        raise ConfigError(f"fault rates: {exc}") from exc
+        raise UsageError(f"fault rates: {exc}") from exc
     if args.token_ttl <= 0 or args.rate < 0 or (args.burst is not None and args.burst < 1):
-        raise ConfigError("--token-ttl must be positive, --rate 0 (unlimited) or more, --burst 1 or more")
+        raise UsageError("--token-ttl must be positive, --rate 0 (unlimited) or more, --burst 1 or more")
     return ServerOptions(
         credentials=None if args.no_auth else config.ensure_simulator_credentials(),
         token_ttl_s=args.token_ttl, rate_per_s=args.rate or None, burst=args.burst, faults=faults,
@@ -169,7 +179,7 @@ def _simulate_export(args: argparse.Namespace, config: KhoConfig) -> int:
     entities = [e for e in simulated if args.registry in (None, e.registry) and args.entity in (None, e.name)]
     if not entities:
         known = ", ".join(e.qualified_name for e in simulated)
-        raise ConfigError(f"no simulated entity matches --registry {args.registry} --entity {args.entity}; "
+        raise UsageError(f"no simulated entity matches --registry {args.registry} --entity {args.entity}; "
                           f"simulated: {known}")
     formats: tuple[ExportFormat, ...] = ("csv", "jsonl") if args.format == "both" else (args.format,)
     spec = _world_spec(args)
@@ -190,11 +200,23 @@ def _simulate_stats(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0 if all(m.ok for m in measures) else 1
 
 
-def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
-    from kho.load.pipeline import SyncOptions, sync_api
+def _entity(args: argparse.Namespace) -> Entity:
+    """The entity the command line names; one the catalogue lacks is a usage error."""
     from kho.sources import get_entity
 
-    entries = sync_api(config, get_entity(args.registry, args.entity), SyncOptions(full_refresh=args.full_refresh))
+    try:
+        return get_entity(args.registry, args.entity)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _sync(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho.extract.api import RetryPolicy
+    from kho.load.pipeline import SyncOptions, sync_api
+
+    # A person waits for this sync: a registry refusing connections is reported at once, not retried for minutes.
+    options = SyncOptions(full_refresh=args.full_refresh, retry=RetryPolicy(retry_refused=False))
+    entries = sync_api(config, _entity(args), options)
     for entry in entries:
         print(entry.summary())
     return 0
@@ -214,9 +236,8 @@ def _quality(args: argparse.Namespace, config: KhoConfig) -> int:
               f"before {pruned.cutoff.isoformat(timespec='seconds')}")
         return 0
     from kho.quality import validate_raw
-    from kho.sources import get_entity
 
-    entity = get_entity(args.registry, args.entity)
+    entity = _entity(args)
     first, last = args.batches
     result = validate_raw(config, entity.raw_table, [first, last], run_id=args.run_id)
     print(f"{result.table} ({result.batch_range}): {result.state}, {len(result.results)} expectations, "
@@ -239,9 +260,8 @@ def _batch_range(text: str) -> tuple[int, int]:
 
 def _load(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.load.pipeline import load_file
-    from kho.sources import get_entity
 
-    entity = get_entity(args.registry, args.entity)
+    entity = _entity(args)
     path = Path(args.file)
     if args.no_progress or not path.is_file():
         entry = load_file(config, entity, path, fmt=args.format)
@@ -250,7 +270,7 @@ def _load(args: argparse.Namespace, config: KhoConfig) -> int:
 
         # Drawn only once the load has run a second: a file refused at once gets its one line of error, no bar.
         with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{entity.qualified_name}",
-                  file=sys.stderr, delay=1.0) as bar:
+                  file=sys.stderr, delay=1.0, disable=None) as bar:  # None: no bar where stderr is no terminal
             def progress(rows: int, done: int) -> None:
                 bar.set_postfix_str(f"{rows:,} rows", refresh=False)
                 bar.update(done - bar.n)
@@ -273,10 +293,34 @@ def _build(args: argparse.Namespace, config: KhoConfig) -> int:
         how = "created" if change.recreated else f"+{change.inserted} ~{change.updated} -{change.deleted}"
         print(f"  {change.mart:<56} {change.rows:>9} rows  {how}")
     print(f"dbt docs: {report.docs}")
+    drew = _write_report(config, None)
     stale = stale_sources(config)
     for source in stale:
         print(f"kho: stale registry source {source}", file=sys.stderr)
-    return 1 if any(s.endswith("error") for s in stale) else 0
+    return 1 if not drew or any(s.endswith("error") for s in stale) else 0
+
+
+def _write_report(config: KhoConfig, out: Path | None) -> bool:
+    """The run report; after a build, one that cannot be written says why and fails the command, but the
+    publication stands (the data is already published)."""
+    import psycopg
+
+    from kho.report.page import write_report
+
+    try:
+        written = write_report(config, out)
+    except (KhoError, psycopg.Error, OSError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"kho: run report not written: {why}", file=sys.stderr)
+        return False
+    empty = f"; no data yet for {', '.join(written.empty)}" if written.empty else ""
+    print(f"run report: {written.path} ({len(written.drawn)} plots{empty})")
+    return True
+
+
+def _report(args: argparse.Namespace, config: KhoConfig) -> int:
+    """`kho report`: the run report page from the warehouse as it is now."""
+    return 0 if _write_report(config, args.out) else 1
 
 
 def _docs(args: argparse.Namespace, config: KhoConfig) -> int:
@@ -318,7 +362,7 @@ def _manifest(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho.build.dbt import dag_manifest, ensure_manifest
 
     if args.check:
-        print(f"kho manifest --check: up to date, {dag_manifest(config)}")  # missing or stale: one line, exit 2
+        print(f"kho manifest --check: up to date, {dag_manifest(config)}")  # missing or stale: one line, exit 1
         return 0
     path, written = ensure_manifest(config)
     print(f"kho manifest: {'wrote' if written else 'up to date,'} {path}")
@@ -326,15 +370,31 @@ def _manifest(args: argparse.Namespace, config: KhoConfig) -> int:
 
 
 def _demo(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import console, demo
+    from kho.simulator import calendar as cal
+    from kho.warehouse import embedded
+
+    print(f"kho demo: KHO_HOME={config.home}; dbt, Airflow and Cosmos write to {console.log_file(config)}",
+          flush=True)
+    print(embedded.up(config).render(), flush=True)
+    running = demo.running_simulator(config)
+    if running is not None:  # `kho up` or `kho simulate serve` serves the registries already: sync what it serves
+        print(f"simulated registries: reusing the simulator already on {running.url} (day {running.day}); "
+              "its feeds are synced as they are", flush=True)
+        as_of = dt.date.fromordinal(cal.day_ord(running.day))
+        outcomes = demo.run(config, lambda day: None, days=0, as_of=as_of, full_refresh=args.full_refresh)
+        demo.summary(config, outcomes, agencies=demo.apply_access(config))
+        return 0
+    return _demo_with_own_simulator(args, config)
+
+
+def _demo_with_own_simulator(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import demo
     from kho.simulator import ALL_DEFECT_KINDS, World
     from kho.simulator import calendar as cal
     from kho.simulator.generate import WorldSpec
     from kho.simulator.server import ServerOptions, serve_in_thread
-    from kho.warehouse import embedded
 
-    print(f"kho demo: KHO_HOME={config.home}", flush=True)
-    print(embedded.up(config).render(), flush=True)
     spec = WorldSpec(config.simulator_seed, config.simulator_citizens, demo.DEMO_DAYS, demo.DEMO_DEFECT_RATE,
                      ALL_DEFECT_KINDS - demo.DEMO_LEAVES_OUT)
     world = World.build(spec)
@@ -425,7 +485,7 @@ def _since(text: str | None) -> dt.datetime | None:
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--since {text!r}: give a date or time (2026-11-30, 2026-11-30T08:00+07:00) or a span "
+        raise UsageError(f"--since {text!r}: give a date or time (2026-11-30, 2026-11-30T08:00+07:00) or a span "
                           "back from now (30min, 2h, 7d)") from None
     return when if when.tzinfo else when.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
 
@@ -487,12 +547,49 @@ def _world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--defect-rate", type=float, default=0.0, help="share of records with injected defects")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kho", description="kho: the provincial data warehouse")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _entity_arguments(parser: argparse.ArgumentParser) -> None:
+    """`<registry> <entity>`, each with its choices from the catalogue (kho.sources and KHO_REGISTRY_MODULES)."""
+    from kho.sources import REGISTRIES
 
-    wh = sub.add_parser("warehouse", help="the warehouse's nodes under Patroni: lifecycle, failover, backups")
-    wh_sub = wh.add_subparsers(dest="action", required=True)
+    parser.add_argument("registry", choices=[r.slug for r in REGISTRIES], help="the registry")
+    parser.add_argument("entity", choices=_entity_names(), metavar="entity",
+                        help="the registry's entity: " + "; ".join(
+                            f"{r.slug}: {', '.join(e.name for e in r.entities)}" for r in REGISTRIES))
+
+
+def _entity_names() -> list[str]:
+    from kho.sources import ENTITIES
+
+    return sorted({e.name for e in ENTITIES})
+
+
+def _registry_filters(parser: argparse.ArgumentParser, what: str) -> None:
+    from kho.sources import REGISTRIES
+
+    parser.add_argument("--registry", default=None, choices=[r.slug for r in REGISTRIES],
+                        help=f"only this registry's {what}")
+    parser.add_argument("--entity", default=None, choices=_entity_names(), metavar="ENTITY",
+                        help=f"only {what} of the entities of this name ({', '.join(_entity_names())})")
+
+
+def _group(sub: argparse._SubParsersAction, name: str, text: str, dest: str) -> tuple[
+        argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A command with actions (`kho warehouse up`): given alone, `kho` prints its help."""
+    group = sub.add_parser(name, help=text, description=text)
+    group.set_defaults(usage_of=group)
+    return group, group.add_subparsers(dest=dest, title="actions", metavar="ACTION", help="one of:")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kho", description="kho: the provincial data warehouse",
+        epilog="exit status: 0 done (or nothing needs attention), 1 the command failed or found a problem, "
+               "2 the command line is wrong")
+    parser.set_defaults(handler=None, usage_of=parser)
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", help="one of:")
+
+    _wh, wh_sub = _group(sub, "warehouse", "the warehouse's nodes under Patroni: lifecycle, failover, backups",
+                        "action")
     for name, text in (("up", "start (or create) etcd and every node under Patroni, then migrate; idempotent"),
                        ("down", "stop every node (replicas first) and etcd"),
                        ("status", "each node's role, timeline, lag and slot; exit 1 if unhealthy"),
@@ -525,8 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--label", default=None, help="the backup to verify (default: the newest)")
     ver.set_defaults(handler=_warehouse)
 
-    sim = sub.add_parser("simulate", help="simulated national registries")
-    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    _sim, sim_sub = _group(sub, "simulate", "simulated national registries", "sim_command")
     serve = sim_sub.add_parser("serve", help="serve the registries' APIs over HTTP (OAuth2, rate limit, faults)")
     _world_arguments(serve)
     serve.add_argument("--host", default=None, help="bind address (default KHO_SIM_HOST or 127.0.0.1)")
@@ -545,8 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, type=Path, help="directory for the files and manifest.json")
     exp.add_argument("--format", choices=("csv", "jsonl", "both"), default="both", help="file format (both)")
     exp.add_argument("--gzip", action="store_true", help="gzip every file (.gz)")
-    exp.add_argument("--registry", default=None, help="only this registry's entities")
-    exp.add_argument("--entity", default=None, help="only entities of this name")
+    _registry_filters(exp, "entities")
     exp.set_defaults(handler=_simulate_export)
     st = sim_sub.add_parser("stats", help="measure the world's statistics against published figures; exit 1 if "
                             "any is out of tolerance")
@@ -554,31 +649,29 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(handler=_simulate_stats)
 
     sync = sub.add_parser("sync", help="pull one registry entity from its API into the warehouse (outside Airflow)")
-    sync.add_argument("registry")
-    sync.add_argument("entity")
+    _entity_arguments(sync)
     sync.add_argument("--full-refresh", action="store_true", help="re-read from the beginning, ignore the watermark")
     sync.set_defaults(handler=_sync)
 
     load = sub.add_parser("load", help="load a registry export file (CSV/JSON Lines, .gz) as one batch")
-    load.add_argument("registry")
-    load.add_argument("entity")
+    _entity_arguments(load)
     load.add_argument("file", help="e.g. population__citizens__day000.csv.gz from `kho simulate export`")
     load.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from the file name")
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.set_defaults(handler=_load)
 
-    quality = sub.add_parser("quality", help="the quality gates outside Airflow: validate raw batches, prune results")
-    q_sub = quality.add_subparsers(dest="quality_command", required=True)
+    _quality_parser, q_sub = _group(sub, "quality", "the quality gates outside Airflow: validate raw batches, "
+                                    "prune results", "quality_command")
     q_val = q_sub.add_parser("validate", help="run a raw table's gate over a batch range (kho.quality_results, "
-                                              "kho.quality_flags); exit 2 if a blocking expectation fails")
-    q_val.add_argument("registry")
-    q_val.add_argument("entity")
+                                              "kho.quality_flags); exit 1 if a blocking expectation fails")
+    _entity_arguments(q_val)
     q_val.add_argument("batches", type=_batch_range, help="a batch id or a range, e.g. 120..141 (kho.load_ledger)")
     q_val.add_argument("--run-id", default="manual", help="recorded as the validation's run (default manual)")
     q_prune = q_sub.add_parser("prune", help="remove GX results, Data Docs pages and flagged rows past retention")
     q_prune.add_argument("--days", type=int, default=None, help="keep this many days (default "
                                                                "KHO_QUALITY_RETENTION_DAYS, 30)")
-    quality.set_defaults(handler=_quality)
+    q_val.set_defaults(handler=_quality)
+    q_prune.set_defaults(handler=_quality)
 
     build = sub.add_parser("build", help="build, audit and publish the shared datasets (dbt, GX) outside Airflow")
     build.add_argument("--as-of", default=None, help="the date the marts describe, YYYY-MM-DD (default: today in "
@@ -587,18 +680,27 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--run-id", default=None, help="name of this build in kho.publications (default manual__<now>)")
     build.set_defaults(handler=_build)
 
-    acc = sub.add_parser("access", help="agency logins: roles, grants, row-level security, masked views, audit")
+    rep = sub.add_parser("report", help="write the run report: an HTML page of plots (loads, quarantine, quality, "
+                         "insurance coverage, vital events) from the warehouse")
+    rep.add_argument("--out", type=Path, default=None, help="write DIR/index.html (default $KHO_HOME/report, which "
+                     "`kho docs` serves at /report/)")
+    rep.set_defaults(handler=_report)
+
+    acc, acc_sub = _group(sub, "access", "agency logins: roles, grants, row-level security, masked views, audit",
+                          "access_command")
     acc.add_argument("--file", type=Path, default=PROJECT_ROOT / "access" / "agencies.yml",
                      help="the access file (default access/agencies.yml)")
-    acc_sub = acc.add_subparsers(dest="access_command", required=True)
-    acc_sub.add_parser("apply", help="make the database match the access file (idempotent)")
-    acc_sub.add_parser("check", help="report drift from the access file; exit 1 if any")
+    acc_sub.add_parser("apply", help="make the database match the access file (idempotent)").set_defaults(
+        handler=_access)
+    acc_sub.add_parser("check", help="report drift from the access file; exit 1 if any").set_defaults(
+        handler=_access)
     cred = acc_sub.add_parser("credentials", help="print a libpq connection URI for an agency (standby first)")
     cred.add_argument("agency", help="the agency's slug, e.g. health")
+    cred.set_defaults(handler=_access)
     aud = acc_sub.add_parser("audit", help="statements agencies ran, from every node's audit log")
     aud.add_argument("--agency", default=None, help="only this agency (slug)")
     aud.add_argument("--since", default=None, help="from this date/time, or a span back from now (2h, 7d)")
-    acc.set_defaults(handler=_access)
+    aud.set_defaults(handler=_access)
 
     stat = sub.add_parser("status", help="one screen: last run per DAG, today's loads, quarantine, quality, "
                           "replication, backups, published datasets; exit 1 if something needs attention")
@@ -608,8 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=_limit, default=20, help="at most this many runs (20)")
     runs.set_defaults(handler=_runs)
     led = sub.add_parser("ledger", help="load ledger rows, newest batch first: counts and cursor range per batch")
-    led.add_argument("--registry", default=None, help="only this registry's batches, e.g. population")
-    led.add_argument("--entity", default=None, help="only this entity's batches, e.g. citizens")
+    _registry_filters(led, "batches")
     led.add_argument("--since", default=None, help="batches finished from this date/time (Asia/Ho_Chi_Minh unless "
                      "it names its zone), or a span back from now (30min, 2h, 7d)")
     led.add_argument("--limit", type=_limit, default=30, help="at most this many batches (30)")
@@ -649,18 +750,36 @@ def _fill_simulator_defaults(args: argparse.Namespace, config: KhoConfig) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one `kho` command: 0 done, 1 failed (one line on stderr), 2 a usage error (argparse's, or an argument
+    naming what does not exist), 130 interrupted."""
+    from kho import console
+
+    try:
+        parser = build_parser()  # reads the registry catalogue, which KHO_REGISTRY_MODULES can break
+    except KhoError as exc:
+        print(f"kho: error: {exc}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
+    if args.handler is None:  # `kho` or `kho warehouse` alone: what there is to run, not just "required: command"
+        args.usage_of.print_help(sys.stderr)
+        return 2
     try:
         config = KhoConfig.from_env()
         _fill_simulator_defaults(args, config)
+        console.setup(config)
         handler: Handler = args.handler
         return handler(args, config)
-    except KhoError as exc:
+    except UsageError as exc:
         print(f"kho: error: {exc}", file=sys.stderr)
         return 2
+    except KhoError as exc:
+        print(f"kho: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kho: interrupted", file=sys.stderr)
         return 130
+    finally:
+        console.teardown()
 
 
 if __name__ == "__main__":

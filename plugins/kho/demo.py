@@ -12,7 +12,9 @@ publishes no change.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -20,12 +22,14 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
-from kho import airflow_env
+from kho import airflow_env, console
 from kho.config import KhoConfig
 from kho.errors import KhoError
 from kho.sources import REGISTRIES
 from kho.warehouse import health
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
+
+log = logging.getLogger(__name__)
 
 SYNC_DAGS = tuple(registry.dag_id for registry in REGISTRIES)
 DAG_ORDER = (*SYNC_DAGS, "build_warehouse")
@@ -48,6 +52,7 @@ def load_dagbag(config: KhoConfig) -> Any:
     airflow_env.prepare(config)
     from airflow.dag_processing.dagbag import DagBag
 
+    console.after_airflow_import()  # Airflow set up its logging on import: its output goes to the log file
     bag = DagBag(str(config.project_root / "dags"))
     if bag.import_errors:
         raise KhoError(f"DAG import errors: {bag.import_errors}")
@@ -59,8 +64,12 @@ def run_dag(bag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> DagOut
     dag = bag.get_dag(dag_id)
     if dag is None:
         raise KhoError(f"no DAG {dag_id!r} among {sorted(bag.dag_ids)}")
+    started = time.monotonic()
     run = dag.test(run_conf=conf or {})
-    return DagOutcome(dag_id, str(run.state), str(run.run_id))
+    outcome = DagOutcome(dag_id, str(run.state), str(run.run_id))
+    log.log(logging.INFO if outcome.state == "success" else logging.ERROR, "%s: %s in %.1f s (run %s)", dag_id,
+            outcome.state, time.monotonic() - started, outcome.run_id)
+    return outcome
 
 
 def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: dict[str, Any] | None = None,
@@ -72,7 +81,8 @@ def run_dags(config: KhoConfig, dag_ids: tuple[str, ...] = DAG_ORDER, *, conf: d
         outcome = run_dag(bag, dag_id, conf)
         outcomes.append(outcome)
         if outcome.state != "success":
-            raise KhoError(f"DAG {dag_id} ended {outcome.state} (run {outcome.run_id}); see the task logs above")
+            raise KhoError(f"DAG {dag_id} ended {outcome.state} (run {outcome.run_id}); its tasks' logs are in "
+                           f"{console.log_file(config)}")
     return outcomes
 
 
@@ -84,11 +94,46 @@ def run(config: KhoConfig, advance: Callable[[int], None], *, days: int, as_of: 
     outcomes = run_dags(config, SYNC_DAGS, conf={"full_refresh": full_refresh}, bag=bag)
     for day in range(1, days + 1):
         advance(day)
-        print(f"\n--- registries published day {day}'s feed ---", flush=True)
+        log.info("registries published day %d's feed", day)
         outcomes += run_dags(config, SYNC_DAGS, bag=bag)
     outcomes += run_dags(config, ("build_warehouse",), conf={"as_of": as_of.isoformat(), "full_refresh": full_refresh},
                          bag=bag)
     return outcomes
+
+
+@dataclass(frozen=True)
+class RunningSimulator:
+    """A simulator already serving on the demo's port (`kho up`, `kho simulate serve`)."""
+
+    url: str
+    day: int
+
+
+def running_simulator(config: KhoConfig) -> RunningSimulator | None:
+    """The kho simulator answering on KHO_SIM_HOST:KHO_SIM_PORT, or None when nothing listens there.
+
+    Something else on that port is refused in one line: the demo cannot serve its registries beside it.
+    """
+    import httpx
+
+    from kho.simulator.server import HEALTH_PATH
+
+    url = f"http://{config.simulator_host}:{config.simulator_port}"
+    try:
+        response = httpx.get(url + HEALTH_PATH, timeout=5.0)
+    except httpx.ConnectError:
+        return None
+    except httpx.HTTPError as exc:
+        raise KhoError(f"something on {url} (KHO_SIM_PORT) does not answer as kho's simulator does ({exc}); stop "
+                       "it or set KHO_SIM_PORT to a free port") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("day"), int):
+        raise KhoError(f"{url} (KHO_SIM_PORT) answers, but not as kho's simulator (GET {HEALTH_PATH}: "
+                       f"{response.status_code}); stop it or set KHO_SIM_PORT to a free port")
+    return RunningSimulator(url, body["day"])
 
 
 def _count(conn: Any, schema: str, table: str) -> int | None:

@@ -27,6 +27,7 @@ from starlette.types import Scope
 
 from kho.config import KhoConfig
 from kho.errors import ConfigError
+from kho.report import default_dir as report_dir
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def sections(config: KhoConfig) -> tuple[Section, ...]:
                 config.gx_home / "data_docs" / "local_site", "index.html",
                 "a build's mart audit (`kho build`, build_warehouse) or `kho quality validate` writes them"),
         Section("report", "Run report", "the nightly run in pictures: loads, quarantine, quality, coverage, "
-                "vital events", config.home / "report", "index.html",
-                "the nightly build_warehouse run (or `kho report`) writes it"),
+                "vital events", report_dir(config), "index.html",
+                "`kho report` writes it, and so does every build (`kho build`, build_warehouse) after publishing"),
     )
 
 

@@ -11,12 +11,21 @@ class ConfigError(KhoError):
     """The environment or a setting is wrong (missing secret, bad port, unknown registry)."""
 
 
+class UsageError(ConfigError):
+    """The command line asks for something that does not exist or cannot be read (an unknown entity, a time without
+    its zone): `kho` exits 2 for these, as for argparse's own usage errors, and 1 for every other failure."""
+
+
 class WarehouseError(KhoError):
     """The embedded or remote PostgreSQL warehouse is unreachable, unhealthy or misconfigured."""
 
 
 class ExtractError(KhoError):
     """A registry API or export file could not be read."""
+
+
+class RegistryUnreachable(ExtractError):
+    """Nothing listens at a registry's address (connection refused): no retry of a CLI sync changes that."""
 
 
 class ContractError(KhoError):

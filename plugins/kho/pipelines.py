@@ -177,6 +177,14 @@ def generate_docs(summary: Mapping[str, Any]) -> str:
     return str(page)
 
 
+def run_report() -> str:
+    """The run report under KHO_HOME/report, after the publication: a failure fails this task alone (retry it by
+    itself), never the publication, which has already happened."""
+    from kho.report.page import write_report
+
+    return str(write_report(KhoConfig.from_env()).path)
+
+
 def primary() -> dict[str, str]:
     """Where dbt should connect for this run: the node that accepts writes right now."""
     from kho.warehouse.connection import primary_address

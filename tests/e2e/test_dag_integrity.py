@@ -135,6 +135,15 @@ def test_the_build_dag_publishes_only_after_dbt_and_the_audit(dagbag: Any) -> No
     assert dag.get_task("audit_marts").trigger_rule == publish.trigger_rule == "all_success"
 
 
+def test_the_build_dag_draws_the_run_report_after_publishing_and_nothing_waits_for_it(dagbag: Any) -> None:
+    """A report that fails is retried alone: the publication, and the Asset the backup runs on, come before it."""
+    dag = dagbag.get_dag("build_warehouse")
+    report = dag.get_task("run_report")
+    assert report.upstream_task_ids == {"publish"}
+    assert report.downstream_task_ids == set()
+    assert not report.outlets
+
+
 def test_the_health_dag_checks_every_five_minutes_one_run_at_a_time_without_catching_up(dagbag: Any) -> None:
     """As the scheduler has it: a run at every fifth minute, with no data interval (a probe looks at now)."""
     import pendulum

@@ -104,6 +104,6 @@ def test_kho_manifest_check_passes_on_the_session_home_and_fails_in_one_line_on_
     assert main(["manifest", "--check"]) == 0
     assert str(dag_manifest(kho_config)) in capsys.readouterr().out
     monkeypatch.setenv("KHO_HOME", str(tmp_path / "empty"))
-    assert main(["manifest", "--check"]) == 2
+    assert main(["manifest", "--check"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("kho: error: no dbt manifest") and "`kho manifest`" in err

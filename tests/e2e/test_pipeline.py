@@ -35,6 +35,18 @@ def test_every_dag_succeeds(first_runs: dict[str, str]) -> None:
     assert first_runs == dict.fromkeys(DAG_ORDER, "success")
 
 
+def test_the_nightly_build_writes_the_run_report_after_publishing(
+    kho_config: KhoConfig, first_runs: dict[str, str]
+) -> None:
+    page = kho_config.home / "report" / "index.html"
+    with connect(kho_config.warehouse, autocommit=True) as conn:
+        published = query(conn, "SELECT max(published_at) FROM kho.publications")
+    assert page.stat().st_mtime >= published.timestamp()
+    text = page.read_text(encoding="utf-8")
+    for plot in ("ledger", "quality_days", "coverage_new", "coverage_old", "coverage_communes", "vital_events"):
+        assert f'id="{plot}" data-state="drawn"' in text, plot
+
+
 def test_kho_runs_and_kho_status_show_each_dags_newest_run_as_airflow_recorded_it(
     kho_config: KhoConfig, first_runs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

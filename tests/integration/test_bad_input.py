@@ -353,7 +353,7 @@ def test_an_unreadable_file_is_refused_in_one_line_and_nothing_is_written(
     path = tmp_path / name
     path.write_bytes(content)
     code, errors, err = run_load(path, capsys)
-    assert code == 2
+    assert code == 1
     assert len(errors) == 1 and path.name in errors[0] and says in errors[0], err
     assert "Traceback" not in err
     assert state(cli_config) == before
@@ -439,7 +439,7 @@ def test_a_refused_file_is_one_line_from_the_command(cli_config: KhoConfig, tmp_
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     path = mostly_bad(tmp_path, 150, 150)
     code, errors, err = run_load(path, capsys)
-    assert code == 2
+    assert code == 1
     assert len(errors) == 1 and path.name in errors[0] and "KHO_REJECT_LIMIT_PERCENT_POPULATION" in errors[0], err
     assert "Traceback" not in err
     assert state(cli_config) == ([], [(0, 0)], [(0,)])

@@ -527,7 +527,7 @@ def test_a_load_into_an_unmigrated_database_says_what_to_run_and_writes_nothing(
         load_file(empty_db_config, CITIZENS, path)
     for key, value in empty_db_config.child_env().items():
         monkeypatch.setenv(key, value)
-    assert main(["load", "population", "citizens", str(path), "--no-progress"]) == 2
+    assert main(["load", "population", "citizens", str(path), "--no-progress"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("kho: error: ") and "`kho warehouse migrate`" in err[0]
     assert fetch(empty_db_config, "SELECT nspname FROM pg_namespace WHERE nspname IN ('kho', 'raw')") == []

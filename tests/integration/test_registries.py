@@ -140,8 +140,8 @@ def test_the_added_registry_is_unknown_to_a_process_not_told_about_it(fresh_db_c
                                                                        tmp_path: Path) -> None:
     path = digital_address.write_csv(tmp_path / "addresses.csv", ADDRESSES, digital_address.records(ADDRESSES, 3))
     done = kho(warehouse_env(fresh_db_config), "load", "digital_address", "addresses", str(path), "--no-progress")
-    assert done.returncode == 2
-    assert done.stderr.startswith("kho: error: unknown entity digital_address.addresses; known entities: ")
+    assert done.returncode == 2  # a usage error: the command line names a registry this process does not have
+    assert "argument registry: invalid choice: 'digital_address'" in done.stderr
     assert rows(fresh_db_config, "SELECT to_regclass('raw.digital_address__addresses')") == [(None,)]
 
 
@@ -278,7 +278,7 @@ def test_the_added_registry_s_generated_suite_and_sources_run_on_its_loaded_tabl
     rows(fresh_db_config, "UPDATE raw.digital_address__addresses SET address_code = 'DA12', commune_code = '99999' "
                           "WHERE address_code = 'DA0000000000' RETURNING 1")
     broken = kho(gate, "quality", "validate", "digital_address", "addresses", batches[0])
-    assert broken.returncode == 2
+    assert broken.returncode == 1
     (line,) = broken.stderr.splitlines()
     assert "failed 1 blocking expectation(s)" in line and "expect_column_values_to_match_regex(address_code)" in line
     assert rows(fresh_db_config, "SELECT rule, row_key ->> 'address_code' FROM kho.quality_flags") == [
@@ -357,7 +357,23 @@ def test_the_registry_refusing_kho_s_client_names_the_settings_it_came_from(fres
                         KHO_REGISTRY_POPULATION_CLIENT_ID=AGENCY_CLIENT.client_id,
                         KHO_REGISTRY_POPULATION_CLIENT_SECRET="not the one it issued")
     done = kho(warehouse_env(config), "sync", "population", "citizens")
-    assert done.returncode == 2
+    assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "401 invalid_client" in lines[0], done.stderr
     assert "KHO_REGISTRY_POPULATION_CLIENT_ID" in lines[0]
+
+
+def test_kho_sync_against_a_registry_that_refuses_connections_fails_at_once_saying_how_to_start_it(
+        fresh_db_config: KhoConfig) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = pointed_at(fresh_db_config, KHO_REGISTRY_POPULATION_BASE_URL=url,
+                        KHO_REGISTRY_POPULATION_CLIENT_ID="kho", KHO_REGISTRY_POPULATION_CLIENT_SECRET="s")
+    done = kho(warehouse_env(config), "sync", "population", "citizens")
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"kho: error: registry population: nothing answers at {url} (connection refused)")
+    assert "`kho simulate serve`" in line and "`kho up`" in line
+    logged = (config.home / "logs" / "kho.log").read_text(encoding="utf-8") if (
+        config.home / "logs" / "kho.log").exists() else ""
+    assert "retry" not in logged, "a refused connection is not retried by a sync a person waits for"
+    assert rows(config, "SELECT count(*) FROM kho.load_ledger") == [(0,)]

@@ -165,7 +165,7 @@ def test_a_doc_that_lost_its_markers_is_one_line_naming_it(tmp_path: Path,
     doc = root / "docs" / "registries.md"
     doc.write_text("# Registries\n\nNothing generated here.\n", encoding="utf-8")
 
-    assert main(["generate", "--check", "--out", str(root)]) == 2
+    assert main(["generate", "--check", "--out", str(root)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kho: error: docs/registries.md: ") and "BEGIN generated" in err
     assert len(err.strip().splitlines()) == 1
@@ -176,6 +176,6 @@ def test_generating_where_nothing_can_be_written_is_one_line(tmp_path: Path,
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n", encoding="utf-8")
 
-    assert main(["generate", "--out", str(blocker)]) == 2
+    assert main(["generate", "--out", str(blocker)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kho: error: cannot write ") and len(err.strip().splitlines()) == 1

@@ -200,7 +200,7 @@ def test_status_with_nothing_running_says_so_part_by_part_and_exits_1(nothing_ru
 
 def test_runs_without_airflow_fail_in_one_line_naming_what_makes_it(nothing_running: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["runs", "--dag", "sync_population"]) == 2
+    assert main(["runs", "--dag", "sync_population"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no Airflow metadata DB" in err and "kho demo" in err
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import tenacity
 
 from kho.config import RegistryConnection, RegistryCredentials, registry_prefix
-from kho.errors import ExtractError
+from kho.errors import ExtractError, RegistryUnreachable
 from kho.extract.block import Block, Defect, UnknownFields, nul_field, with_rows
 from kho.sources.contract import Entity
 
@@ -87,6 +87,9 @@ class RetryPolicy:
     """Draws the wait in [0, cap]; tests pass a fixed function."""
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     """Wall-clock UTC for Retry-After given as an HTTP date."""
+    retry_refused: bool = True
+    """Retry a refused connection (nothing listening): yes for a scheduled sync, where a registry restarting is a
+    passing fault; no for a sync a person started (`kho sync`), who should hear at once that the registry is down."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -121,7 +124,7 @@ class RetryPolicy:
         """
         started = self.clock()
         retrying = tenacity.Retrying(
-            retry=(tenacity.retry_if_exception_type(httpx.TransportError)
+            retry=(tenacity.retry_if_exception(self._transient)
                    | tenacity.retry_if_result(lambda response: response.status_code in self.retry_statuses)),
             wait=lambda state: self.delay(_response(state), state.attempt_number - 1) or 0.0,
             stop=lambda state: not self.allows(state.attempt_number, started, state.upcoming_sleep),
@@ -131,6 +134,20 @@ class RetryPolicy:
                                                        self.clock() - started),
         )
         return retrying(send)
+
+
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, httpx.TransportError) and (self.retry_refused or not refused(exc))
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a transport failure is a refused connection: nothing listens at the address."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _response(state: tenacity.RetryCallState) -> httpx.Response | None:
@@ -343,7 +360,15 @@ def _get(client: httpx.Client, source: ApiSource, url: str, params: dict[str, st
             "committed watermark."
         )
 
-    return policy.run(send, on_retry=on_retry, give_up=give_up)
+    try:
+        return policy.run(send, on_retry=on_retry, give_up=give_up)
+    except httpx.ConnectError as exc:  # refused, and the policy does not retry that
+        prefix = registry_prefix(entity.registry)
+        raise RegistryUnreachable(
+            f"registry {entity.registry}: nothing answers at {source.base_url} (connection refused). Start it — "
+            "`kho simulate serve` for the simulated registries, or `kho up` — or point "
+            f"{prefix}BASE_URL at the registry's API"
+        ) from exc
 
 
 def _detail(response: httpx.Response) -> str:

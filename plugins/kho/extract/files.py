@@ -206,6 +206,11 @@ def read_header(export: ExportFile, entity: Entity | None = None, *,
         raise _refuse(path, f"its header repeats column(s) {', '.join(repeated)}", "Every column needs its own name.")
     missing = [name for name in entity.required_fields if name not in names] if entity is not None else []
     if entity is not None and missing:
+        other = looks_like(names, entity)
+        if other is not None:
+            raise _refuse(path, f"it looks like {other.qualified_name}'s export, not {entity.qualified_name}'s "
+                          f"(its header has every field {other.qualified_name} requires; {entity.name} requires "
+                          f"{', '.join(missing)})", f"Load it as `kho load {other.registry} {other.name} {path.name}`.")
         raise ContractError(
             f"registry {entity.registry}, entity {entity.name}: required field(s) {', '.join(missing)} absent "
             f"from the header of {path.name} (schema drift?). The file was refused and nothing was loaded; "
@@ -256,9 +261,27 @@ def _check_separator(path: Path, text: str, names: list[str], entity: Entity, de
             raise _refuse(path, f"the separator looks like {other!r}; the {entity.registry} registry exports "
                           f"{delimiter!r}", f"Re-export with {delimiter!r} as the separator.")
     if not known:
+        match = looks_like(names, entity)
+        todo = (f"It looks like {match.qualified_name}'s export: `kho load {match.registry} {match.name} "
+                f"{path.name}`." if match is not None else
+                "Check that the file is this entity's export (registry and entity in the command).")
         raise _refuse(path, f"its header names none of {entity.qualified_name}'s fields "
-                      f"({', '.join(entity.field_names[:4])}, …)",
-                      "Check that the file is this entity's export (registry and entity in the command).")
+                      f"({', '.join(entity.field_names[:4])}, …)", todo)
+
+
+def looks_like(names: list[str], entity: Entity) -> Entity | None:
+    """The catalogue's entity whose export this header is, when it is not `entity`'s: one whose required fields
+    are all there, naming more of the header than `entity` does (the most, if several)."""
+    from kho.sources import ENTITIES
+
+    header = set(names)
+
+    def overlap(candidate: Entity) -> int:
+        return len(header.intersection(candidate.field_names))
+
+    fits = [e for e in ENTITIES if e != entity and e.required_fields and header.issuperset(e.required_fields)
+            and overlap(e) > overlap(entity)]
+    return max(fits, key=lambda e: (overlap(e), -len(e.field_names)), default=None)
 
 
 def _has_more_than_blank(export: ExportFile) -> bool:

@@ -12,8 +12,10 @@ import pyarrow as pa
 import pytest
 
 from kho.errors import ExtractError
-from kho.extract.files import ExportFile, iter_blocks, iter_file, prefetch
-from kho.sources.population import CITIZENS
+from kho.extract.files import ExportFile, iter_blocks, iter_file, looks_like, prefetch, read_header
+from kho.sources.civil_status import BIRTHS
+from kho.sources.contract import Entity
+from kho.sources.population import CITIZENS, HOUSEHOLDS
 from tests.unit.extract.test_bad_lines_property import ExportSpec, citizen, write_record
 
 ROWS = [
@@ -144,3 +146,33 @@ def test_every_structural_reason_code_is_documented() -> None:
     doc = (PROJECT_ROOT / "docs" / "registries.md").read_text(encoding="utf-8")
     assert len(STRUCTURAL_CODES) == 10
     assert [code for code in STRUCTURAL_CODES if f"`{code}`" not in doc] == []
+
+
+@pytest.mark.parametrize(("loaded_as", "looks_like"), [(CITIZENS, HOUSEHOLDS), (HOUSEHOLDS, CITIZENS),
+                                                         (BIRTHS, CITIZENS)])
+def test_a_file_of_another_entity_says_which_entity_it_looks_like(tmp_path: Path, loaded_as: Entity,
+                                                                  looks_like: Entity) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(",".join(looks_like.field_names) + "\n" + ",".join("x" for _ in looks_like.field_names) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(ExtractError) as caught:
+        read_header(ExportFile.of(path), loaded_as)
+    message = str(caught.value)
+    assert f"looks like {looks_like.qualified_name}'s export" in message and "\n" not in message
+    assert f"`kho load {looks_like.registry} {looks_like.name} export.csv`" in message
+
+
+def test_a_header_of_no_entity_names_none_as_its_look_alike(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("colour,flavour\nred,sweet\n", encoding="utf-8")
+    with pytest.raises(ExtractError) as caught:
+        read_header(ExportFile.of(path), CITIZENS)
+    assert "names none of population.citizens's fields" in str(caught.value)
+    assert "looks like" not in str(caught.value)
+
+
+def test_only_the_entity_whose_required_fields_are_all_there_is_named() -> None:
+    header = list(HOUSEHOLDS.field_names[:-1])  # one required field short: households it is not, for sure
+    assert looks_like(header, CITIZENS) is None
+    assert looks_like([*HOUSEHOLDS.field_names, "extra"], CITIZENS) == HOUSEHOLDS
+    assert looks_like(list(CITIZENS.field_names), CITIZENS) is None  # the entity itself is never its look-alike

@@ -11,7 +11,8 @@ from typing import NoReturn
 import httpx
 import pytest
 
-from kho.errors import ExtractError
+from kho.config import registry_prefix
+from kho.errors import ExtractError, RegistryUnreachable
 from kho.extract.api import ApiSource, RetryPolicy, iter_pages, retry_after_seconds
 from kho.simulator.faults import FaultSpec
 from kho.simulator.server import ServerOptions, serve_in_thread
@@ -162,3 +163,42 @@ def test_a_rate_limit_hint_spaces_requests_so_the_registry_never_answers_429() -
         assert all_rows(source) == world.snapshot(THINGS)
     pages = -(-world.count(THINGS) // 40)
     assert sleeps.waits == [0.5] * (pages - 1)  # paced; a 429 would have added its Retry-After wait
+
+
+def _closed_port() -> int:
+    """A port nothing listens on: bound, then closed (the kernel refuses connections to it)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_is_retried_by_default_as_a_passing_fault() -> None:
+    sleeps = Sleeps()
+    source = ApiSource(f"http://127.0.0.1:{_closed_port()}", retry=policy(sleeps, max_attempts=3))
+    with pytest.raises(ExtractError, match=r"gave up after 3 attempt\(s\).*ConnectError"):
+        list(iter_pages(source, THINGS))
+    assert len(sleeps.waits) == 2
+
+
+def test_a_refused_connection_fails_at_once_when_the_policy_says_so_naming_the_url_and_how_to_start_it() -> None:
+    sleeps = Sleeps()
+    url = f"http://127.0.0.1:{_closed_port()}"
+    source = ApiSource(url, retry=policy(sleeps, retry_refused=False))
+    with pytest.raises(RegistryUnreachable) as caught:
+        list(iter_pages(source, THINGS))
+    message = str(caught.value)
+    assert sleeps.waits == []
+    assert f"nothing answers at {url} (connection refused)" in message and "\n" not in message
+    assert "`kho simulate serve`" in message and "`kho up`" in message
+    assert f"{registry_prefix(THINGS.registry)}BASE_URL" in message
+
+
+def test_other_transport_failures_are_still_retried_when_refusals_are_not() -> None:
+    sleeps = Sleeps()
+    faults = FaultSpec(drop_rate=1.0, seed=3)
+    with serve_in_thread(FakeWorld(), options=ServerOptions(faults=faults)) as simulator:
+        source = ApiSource(simulator.url, retry=policy(sleeps, max_attempts=3, retry_refused=False))
+        with pytest.raises(ExtractError, match=r"gave up after 3 attempt\(s\)"):
+            list(iter_pages(source, THINGS))
+    assert len(sleeps.waits) == 2
