@@ -323,6 +323,19 @@ def _report(args: argparse.Namespace, config: KhoConfig) -> int:
     return 0 if _write_report(config, args.out) else 1
 
 
+def _docs(args: argparse.Namespace, config: KhoConfig) -> int:
+    from kho import docs
+
+    def ready(url: str) -> None:
+        print(f"kho docs on {url}  — ctrl-C to stop", flush=True)
+        for section in docs.sections(config):
+            where = f"{url}{section.path}/" if section.exists else f"none yet: {section.made_by}"
+            print(f"  {section.title:<10} {where}", flush=True)
+
+    docs.serve(config, args.host, config.docs_port if args.port is None else args.port, on_ready=ready)
+    return 0
+
+
 def _generate(args: argparse.Namespace, config: KhoConfig) -> int:
     from kho import generate
 
@@ -734,6 +747,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=_platform_up)
     down = sub.add_parser("down", help="stop what `kho up` started: Airflow, its simulator, the warehouse")
     down.set_defaults(handler=_platform_down)
+    docs = sub.add_parser("docs", help="serve the dbt docs, the Data Docs and the run report on one local web server")
+    docs.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    docs.add_argument("--port", type=int, default=None, help="port (default KHO_DOCS_PORT or 58090; 0: any free one)")
+    docs.set_defaults(handler=_docs)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the embedded warehouse and simulator")
     demo.add_argument("--full-refresh", action="store_true",

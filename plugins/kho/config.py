@@ -521,6 +521,8 @@ class KhoConfig:
     adds a registry runs the one `kho generate --out DIR` wrote, `DIR/expectations`."""
     child_quality_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The quality settings as given in the environment, passed on to children unchanged."""
+    docs_port: int = 58090
+    """KHO_DOCS_PORT: where `kho docs` serves the dbt docs, Data Docs and run report (on localhost by default)."""
 
     def reject_limit(self, registry: str) -> RejectLimit:
         """The registry's own limit, else the default; a limit set for a registry kho does not know is an error."""
@@ -574,6 +576,7 @@ class KhoConfig:
             quality=_quality_config(env),
             gx_project=Path(env["KHO_EXPECTATIONS_DIR"]).resolve() if env.get("KHO_EXPECTATIONS_DIR") else None,
             child_quality_env={name: env[name] for name in QUALITY_SETTINGS if env.get(name)},
+            docs_port=_port(env, "KHO_DOCS_PORT", 58090),
         )
 
     @property

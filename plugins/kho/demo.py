@@ -23,10 +23,8 @@ import psycopg
 from psycopg import sql
 
 from kho import airflow_env, console
-from kho.build.run import docs_dir
 from kho.config import KhoConfig
 from kho.errors import KhoError
-from kho.report import default_dir as report_dir
 from kho.sources import REGISTRIES
 from kho.warehouse import health
 from kho.warehouse.connection import connect, connect_standby, wait_for_standby
@@ -262,11 +260,8 @@ def summary(config: KhoConfig, outcomes: list[DagOutcome], out: TextIO = sys.std
     _print_agencies(p, agencies or [])
     p("\nReplication")
     p(health.status(config).render())
-    gx_docs = config.gx_home / "data_docs" / "local_site" / "index.html"
     p("\nNext steps")
-    p(f"  Data Docs:   file://{gx_docs}")
-    p(f"  dbt docs:    file://{docs_dir(config) / 'static_index.html'}")
-    p(f"  Run report:  file://{report_dir(config) / 'index.html'}")
+    p(f"  Docs:        uv run kho docs   (then http://127.0.0.1:{config.docs_port}/: dbt docs, Data Docs, run report)")
     p(f"  Airflow UI:  uv run kho up   (then {airflow_env.api_base_url(config)} as {airflow_env.UI_USER!r}, password "
       f"in {airflow_env.passwords_file(config)}; `uv run kho down` stops it)")
     p("  Warehouse:   uv run kho warehouse status    |  uv run kho access check")

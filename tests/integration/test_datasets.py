@@ -490,3 +490,30 @@ def test_a_failing_blocking_gx_expectation_leaves_the_published_marts_unchanged(
     finally:
         with connect(built.config.warehouse) as conn, conn.transaction():
             conn.execute("DELETE FROM raw.civil_status__deaths WHERE registration_id = 'KT999999999999'")
+
+
+SHEETS_PARSED = "() => [...document.styleSheets].reduce((n, s) => n + s.cssRules.length, 0) > 100"
+"""dbt's docs inline their CSS: styled once the page's sheets hold its rules. The page has two bugs of its own,
+both on localhost: `<img src="{{ getIcon(...) }}">` requested before Angular fills it in, and a favicon address its
+bundler left unresolved (`${require(...)}`): tolerated below by their exact shape, anything else fails."""
+
+
+def test_kho_docs_serves_the_dbt_docs_and_the_marts_validation_pages_with_the_network_off(built: Built) -> None:
+    """The pages an operator opens from `kho docs`: dbt's (its app draws the marts) and a mart's real validation
+    result (GX's page styled by the shipped bootstrap); nothing requested from outside localhost."""
+    from kho.docs import serving
+    from tests.support.browser import chromium
+    from tests.support.offline_page import look, shows
+
+    site = built.config.gx_home / "data_docs" / "local_site"
+    results = sorted(site.glob("validations/mart_population/golden_citizens/**/*.html"))
+    assert results, f"no validation result page of the golden record under {site}"
+    with serving(built.config) as url, chromium() as browser:
+        dbt = look(browser, f"{url}dbt/", ready=shows("golden_citizens"), styled=SHEETS_PARSED)
+        own_bugs = [f for f in dbt.failed if re.search(r"/dbt/(%7B%7B%20getIcon\(|\$%7Brequire\()", f)]
+        assert (dbt.blocked, [f for f in dbt.failed if f not in own_bugs], dbt.styled) == ([], [], True)
+        fetched = [u.split("?", 1)[0] for u in dbt.loaded]  # dbt's app asks for manifest.json?cb=<time>
+        assert f"{url}dbt/manifest.json" in fetched and f"{url}dbt/catalog.json" in fetched
+        page = f"{url}quality/{results[-1].relative_to(site).as_posix()}"
+        gx = look(browser, page, ready=shows("golden_citizens"), scripts=("jQuery", "bootstrap"))
+        assert (gx.blocked, gx.failed, gx.styled, gx.scripts) == ([], [], True, {"jQuery": True, "bootstrap": True})

@@ -149,8 +149,9 @@ def project_config(all_targets: Sequence[Target]) -> str:
         "validation_results_store_name": "validation_results_store",
         "checkpoint_store_name": "checkpoint_store",
         "data_docs_sites": {
-            "local_site": {
-                "class_name": "SiteBuilder",
+            "local_site": {  # GX's site builder on shipped CSS/JS instead of CDNs (kho.quality.datadocs)
+                "module_name": "kho.quality.datadocs",
+                "class_name": "OfflineSiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": store(f"${{{HOME_VARIABLE}}}/data_docs/local_site/"),
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
