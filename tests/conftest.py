@@ -204,7 +204,7 @@ def kho_config(kho_home: Path) -> Iterator[KhoConfig]:
 
 
 @contextlib.contextmanager
-def _new_database(kho_config: KhoConfig) -> Iterator[KhoConfig]:
+def new_database(kho_config: KhoConfig) -> Iterator[KhoConfig]:
     """The session warehouse, pointed at a new empty database (replicated like any other), dropped afterwards.
 
     The administrator creates it, owned by the application login (which may not create databases itself).
@@ -224,7 +224,7 @@ def _new_database(kho_config: KhoConfig) -> Iterator[KhoConfig]:
 @pytest.fixture
 def empty_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
     """A new database of its own for this test with nothing in it, not migrated: for tests of the migrations."""
-    with _new_database(kho_config) as config:
+    with new_database(kho_config) as config:
         yield config
 
 
@@ -235,7 +235,7 @@ def fresh_db_config(kho_config: KhoConfig) -> Iterator[KhoConfig]:
     from kho.warehouse.connection import connect
     from kho.warehouse.migrations import migrate
 
-    with _new_database(kho_config) as config:
+    with new_database(kho_config) as config:
         with connect(config.warehouse, autocommit=True) as conn:
             migrate(conn)
         yield config

@@ -129,9 +129,17 @@ def setup(config: KhoConfig, console: TextIO | None = None) -> Path:
     root.setLevel(logging.INFO)
     logging.getLogger("kho").setLevel(logging.INFO)
     _install()
-    logging.captureWarnings(True)  # py.warnings: to the file, with the rest of the tools' output
+    _capture_warnings()  # py.warnings: to the file, with the rest of the tools' output
     _capture_dbt_console()
     return path
+
+
+def _capture_warnings() -> None:
+    """Python warnings through logging. `captureWarnings(True)` does nothing when it believes it is on already: GX
+    turns it on at import, and whatever later put `warnings.showwarning` back (a `catch_warnings` block, another
+    library) leaves logging believing so while warnings print to stderr. Off and on again makes it hold now."""
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def _install() -> None:
@@ -188,7 +196,7 @@ def after_airflow_import() -> None:
     _install()
     root.setLevel(logging.INFO)
     logging.getLogger("kho").setLevel(logging.INFO)
-    logging.captureWarnings(True)
+    _capture_warnings()
     structlog = sys.modules.get("structlog")  # Airflow's logging library, configured by Airflow: not kho's own
     if structlog is None:
         return

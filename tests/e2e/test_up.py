@@ -30,7 +30,7 @@ from kho import airflow_env
 from kho.config import KhoConfig
 from kho.services import airflow, processes, stack
 from tests.conftest import free_ports
-from tests.support.browser import chromium, offline_context
+from tests.support.browser import artefact_dir, chromium, offline_context
 
 pytestmark = pytest.mark.e2e
 
@@ -70,9 +70,7 @@ def own_environment(home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def artefacts(tmp_path: Path) -> Path:
-    where = Path(os.environ["KHO_TEST_ARTEFACTS"]) / "test_up" if os.environ.get("KHO_TEST_ARTEFACTS") \
-        else tmp_path / "screenshots"
-    where.mkdir(parents=True, exist_ok=True)
+    where = artefact_dir("test_up", tmp_path)
     print(f"\nscreenshots of the Airflow UI: {where}")
     return where
 

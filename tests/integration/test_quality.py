@@ -31,7 +31,7 @@ from kho.quality.suites import load_suite, parameter_values, suite_path
 from kho.sources import ENTITIES, Entity, reference
 from kho.warehouse.connection import connect
 from kho.warehouse.migrations import migrate
-from tests.conftest import _new_database, free_port
+from tests.conftest import free_port, new_database
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def config(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KhoConfig]:
-    with _new_database(kho_config) as db_config:
+    with new_database(kho_config) as db_config:
         home = tmp_path_factory.mktemp("quality-home")
         (home / "secrets").mkdir()
         config = dataclasses.replace(db_config, home=home)

@@ -30,7 +30,7 @@ from kho.simulator.generate import WorldSpec
 from kho.sources import ENTITIES
 from kho.warehouse.connection import connect
 from kho.warehouse.migrations import migrate
-from tests.conftest import _new_database
+from tests.conftest import new_database
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def expected(truth: list[dict[str, Any]]) -> set[Flag]:
 @pytest.fixture(scope="module", params=sorted(WORLDS))
 def defective(request: pytest.FixtureRequest, kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[set[Flag], list[dict[str, Any]], set[str]]]:
-    with _new_database(kho_config) as config:
+    with new_database(kho_config) as config:
         with connect(config.warehouse, autocommit=True) as conn:
             migrate(conn)
         yield gate_every_day(config, WORLDS[request.param], tmp_path_factory.mktemp("defective-export"))
@@ -124,7 +124,7 @@ def test_only_the_two_domain_rules_flag_and_no_gate_fails(defective: tuple[set[F
 
 
 def test_a_clean_world_flags_nothing_on_any_day(kho_config: KhoConfig, tmp_path: Path) -> None:
-    with _new_database(kho_config) as config:
+    with new_database(kho_config) as config:
         with connect(config.warehouse, autocommit=True) as conn:
             migrate(conn)
         flags, truth, states = gate_every_day(config, CLEAN, tmp_path)

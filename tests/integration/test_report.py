@@ -33,10 +33,10 @@ from kho.simulator.defects import ALL_DEFECT_KINDS
 from kho.simulator.generate import WorldSpec
 from kho.simulator.server import ServerOptions, serve_in_thread
 from kho.sources import ENTITIES
-from kho.warehouse.connection import connect, connect_admin
+from kho.warehouse.connection import connect
 from kho.warehouse.migrations import migrate
-from tests.conftest import free_port
-from tests.support.browser import chromium, offline_context
+from tests.conftest import free_port, new_database
+from tests.support.browser import artefact_dir, chromium, offline_context
 
 pytestmark = pytest.mark.integration
 
@@ -61,12 +61,11 @@ def rows(config: KhoConfig, query: sql.Composable | str) -> list[tuple[Any, ...]
 @pytest.fixture(scope="module")
 def reported(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reported]:
     """Each day's feed synced and gated entity by entity, then one build; the report written from that warehouse."""
-    name = f"t_report_{dt.datetime.now().strftime('%H%M%S%f')}"
-    with connect_admin(kho_config.warehouse, dbname="postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                   sql.Identifier(kho_config.warehouse.user)))
-    config = dataclasses.replace(kho_config, warehouse=dataclasses.replace(kho_config.warehouse, dbname=name),
-                                 home=tmp_path_factory.mktemp("report-home"))
+    with new_database(kho_config) as own:
+        yield from _reported(dataclasses.replace(own, home=tmp_path_factory.mktemp("report-home")))
+
+
+def _reported(config: KhoConfig) -> Iterator[Reported]:
     with connect(config.warehouse, autocommit=True) as conn:
         migrate(conn)
     world = World.build(SPEC)
@@ -80,8 +79,6 @@ def reported(kho_config: KhoConfig, tmp_path_factory: pytest.TempPathFactory) ->
                 validate_raw(config, entity.raw_table, batches, run_id=f"day-{day}")
     build(config, BuildPlan("report-build", AS_OF))
     yield Reported(config, write_report(config))
-    with connect_admin(kho_config.warehouse, dbname="postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_the_report_is_written_under_kho_home_with_every_plot_drawn(reported: Reported) -> None:
@@ -209,7 +206,7 @@ DRAWN = """() => [...document.querySelectorAll('figure.plot')].map(f => {
 
 
 def test_the_page_draws_every_plot_in_a_browser_without_the_network(served_report: str, tmp_path: Path) -> None:
-    with chromium(offline=True) as browser:
+    with chromium() as browser:
         context, blocked = offline_context(browser, viewport={"width": 1200, "height": 900})
         page = context.new_page()
         errors: list[str] = []
@@ -217,9 +214,10 @@ def test_the_page_draws_every_plot_in_a_browser_without_the_network(served_repor
         response = page.goto(served_report)
         assert response is not None and response.status == 200
         figures = page.evaluate(DRAWN)
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        shot = artefact_dir("test_report", tmp_path) / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
         context.close()
-    print(f"\nscreenshot: {tmp_path / 'report.png'}")
+    print(f"\nscreenshot: {shot}")
     assert [f["id"] for f in figures] == figures_in_page_order()
     for f in figures:
         assert f["state"] == "drawn", f
@@ -227,7 +225,7 @@ def test_the_page_draws_every_plot_in_a_browser_without_the_network(served_repor
         assert f["marks"] > 0, f"{f['id']}: no data drawn"
         assert f["title"] and re.search(r"\b(kho|mart_[a-z_]+)\.[a-z_]+", f["caption"]), "caption names its table"
     assert blocked == [] and errors == []
-    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 def figures_in_page_order() -> list[str]:
@@ -247,12 +245,12 @@ def test_an_empty_warehouse_gives_a_page_whose_plots_say_no_data_yet(fresh_db_co
     assert text.count('data-state="empty"') == text.count("No data yet: ") == len(PLOTS)
     assert "mart_health.insurance_coverage_by_province does not exist yet" in text
     assert "kho.load_ledger has no rows yet" in text
-    with chromium(offline=True) as browser:
+    with chromium() as browser:
         context, blocked = offline_context(browser)
         page = context.new_page()
         page.goto((tmp_path / "out" / "index.html").as_uri())
         shown = page.locator("p.empty").all_inner_texts()
-        page.screenshot(path=str(tmp_path / "empty.png"), full_page=True)
+        page.screenshot(path=str(artefact_dir("test_report", tmp_path) / "empty.png"), full_page=True)
         context.close()
     assert len(shown) == len(PLOTS) and all(s.startswith("No data yet") for s in shown)
     assert blocked == []

@@ -35,6 +35,18 @@ LAUNCH_ARGS = (
 )
 
 
+ARTEFACTS = "KHO_TEST_ARTEFACTS"
+"""Where page tests keep their screenshots (`.ci/run` sets it); unset, each test's own tmp_path."""
+
+
+def artefact_dir(test: str, tmp_path: Path) -> Path:
+    """The folder for one test's screenshots: `$KHO_TEST_ARTEFACTS/<test>/`, else `<tmp_path>/screenshots/`."""
+    root = os.environ.get(ARTEFACTS)
+    where = Path(root) / test if root else tmp_path / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
 def chromium_path() -> Path | None:
     """The system Chromium, or None (`KHO_CHROMIUM` names another binary)."""
     named = os.environ.get("KHO_CHROMIUM")
@@ -65,9 +77,8 @@ def install() -> str:
 
 
 @contextlib.contextmanager
-def chromium(*, offline: bool = False) -> Iterator[Any]:
-    """A Playwright Browser on the system Chromium. `offline`: every request to a host other than localhost is
-    aborted (and counted on the browser's `blocked` list), so a page that needs the network shows it."""
+def chromium() -> Iterator[Any]:
+    """A Playwright Browser on the system Chromium (`offline_context` gives a context where only localhost answers)."""
     import pytest
     from playwright.sync_api import sync_playwright
 
