@@ -41,7 +41,6 @@ def sync(registry: str, entity: str, options: SyncOptions | None = None) -> list
 
     config = KhoConfig.from_env()
     qualified = f"{registry}.{entity}"
-    log.debug("extract %s from %s", qualified, config.registry_connection(registry).base_url)
     entries = sync_api(config, get_entity(registry, entity), options or SyncOptions())
     for e in entries:  # the ledger line says it all for one batch: read = loaded (new, changed) + unchanged + rejected
         log.info("ledger %s", e.summary())

@@ -81,6 +81,13 @@ def start(service: Service, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     return process
 
 
+def _recorded_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text(encoding="utf-8").splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def write_pid(pid_file: Path, pid: int, marker: str) -> None:
     temporary = pid_file.with_suffix(".tmp")
     temporary.write_text(f"{pid}\n{marker}\n", encoding="utf-8")
@@ -89,8 +96,14 @@ def write_pid(pid_file: Path, pid: int, marker: str) -> None:
 
 def stop(service: Service, grace_s: float = STOP_GRACE_S) -> int | None:
     """SIGTERM its process group, SIGKILL what is left after `grace_s`; remove the pid file. Returns the pid it
-    stopped, or None if it was not running."""
+    stopped, or None if it was not running.
+
+    A leader that died leaves its group behind (an API server's workers, the LocalExecutor's task processes): those
+    are stopped too. Linux never hands out a pid still in use as a process group's id, so the group is ours."""
     pid = running(service)
+    if pid is None:
+        recorded = _recorded_pid(service.pid_file)
+        pid = recorded if recorded is not None and group_members(recorded) else None
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
         if not _wait_group_gone(pid, grace_s):

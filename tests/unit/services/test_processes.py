@@ -69,3 +69,17 @@ def test_a_dead_process_or_a_garbled_pid_file_is_not_running(tmp_path: Path) -> 
     assert read_pid(tmp_path / "gone.pid", sys.executable) is None
     assert read_pid(tmp_path / "garbled.pid", "x") is None
     assert read_pid(tmp_path / "missing.pid", "x") is None
+
+
+ORPHANING = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])"
+"""A leader that starts a child and exits: what a crashed API server leaves of its workers."""
+
+
+def test_stop_takes_the_group_a_dead_leader_left_behind(tmp_path: Path) -> None:
+    svc = Service("test orphaner", (sys.executable, "-c", ORPHANING), tmp_path / "run", marker="orphaner")
+    process = start(svc, os.environ)
+    process.wait()  # the leader is gone, its child lives on in the group
+    assert running(svc) is None and len(group_members(process.pid)) == 1
+    assert stop(svc, grace_s=10.0) == process.pid
+    assert not group_members(process.pid) and not svc.pid_file.exists()
+    assert stop(svc) is None  # nothing left: nothing said stopped
